@@ -1,0 +1,5 @@
+"""`python -m owngpt` runs the CLI."""
+
+from owngpt.cli import main
+
+main()

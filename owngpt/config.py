@@ -1,0 +1,247 @@
+"""Typed settings for the model and training, YAML presets, and `key=value` overrides with helpful errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from owngpt.errors import OwnGPTError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the decoder-only Transformer (see owngpt/model/gpt.py).
+
+    `preset` picks a family of defaults: `gpt2` (learned positions, LayerNorm eps 1e-5, tanh-GELU, biases,
+    tied embeddings: GPT-2's exact maths) or `modern` (RoPE, RMSNorm, SwiGLU, no biases). `depth` is the
+    one size knob: when set, it overrides n_layer = depth, n_embd = 64 * depth and n_head = n_embd // 64
+    (GPT-2 124M is depth 12); leave it unset to give n_layer, n_head and n_embd yourself.
+    """
+
+    preset: Literal["gpt2", "modern"] = "modern"
+    vocab_size: int = 50304
+    block_size: int = 256
+    depth: int | None = None
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None = n_head (multi-head); fewer = grouped-query attention
+    n_embd: int = 128
+    mlp_hidden: int | None = None  # None = 4 * n_embd (gelu) or ~8/3 * n_embd rounded to 64 (swiglu)
+    pos: Literal["learned", "sinusoidal", "rope"] | None = None  # None = the preset's choice
+    norm: Literal["layernorm", "rmsnorm"] | None = None
+    mlp: Literal["gelu", "swiglu"] | None = None
+    bias: bool | None = None
+    tie_embeddings: bool | None = None
+    norm_eps: float | None = None
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("gpt2", "modern"):
+            raise OwnGPTError(f"unknown model preset {self.preset!r}: choose 'gpt2' or 'modern'")
+        defaults = PRESET_DEFAULTS[self.preset]
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.depth is not None:
+            self.n_layer = self.depth
+            self.n_embd = 64 * self.depth
+            self.n_head = max(1, self.n_embd // 64)
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.n_embd % self.n_head:
+            raise OwnGPTError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_head % self.n_kv_head:
+            raise OwnGPTError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise OwnGPTError("rotary positions need an even head size (n_embd / n_head)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gpt2": dict(pos="learned", norm="layernorm", mlp="gelu", bias=True, tie_embeddings=True, norm_eps=1e-5),
+    "modern": dict(pos="rope", norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=True, norm_eps=1e-6),
+}
+
+
+@dataclass
+class TrainConfig:
+    """How `fit()` trains: optimizer, schedule, budget, evaluation, checkpoints and hardware."""
+
+    data: str = ""  # a folder written by `owngpt prepare` (pretraining) or a conversations source (sft)
+    out_dir: str = "runs/pretrain"
+    seed: int = 1337
+    batch_size: int = 12  # micro-batch, sequences per forward pass
+    grad_accum: int = 1
+    max_steps: int = 2000  # optimizer steps; 0 = no step budget
+    max_tokens: int = 0  # training tokens; 0 = no token budget
+    max_time: str = ""  # wall-clock budget such as "10m", "90s", "1h"; "" = none
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 = off
+    eval_interval: int = 250  # steps between validations; 0 = only at the end
+    eval_batches: int = 20
+    log_interval: int = 10
+    patience: int = 0  # stop after this many validations without improvement; 0 = off
+    save_interval: int = 0  # steps between checkpoints; 0 = at each validation
+    keep_last: int = 2  # periodic checkpoints kept besides the best
+    max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 autocast on CUDA
+    compile: Literal["auto", "on", "off"] = "auto"  # auto = torch.compile on CUDA only
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    resume: str = "auto"  # auto (continue out_dir's latest checkpoint) | none | PATH
+    init_from: str = ""  # start weights from this checkpoint (fine-tuning)
+    tensorboard: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; saved next to its outputs as `config.yaml`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def parse_duration(text: str) -> float:
+    """'90s' / '10m' / '1.5h' / '600' -> seconds; '' -> 0 (no limit)."""
+    text = str(text).strip().lower()
+    if not text:
+        return 0.0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if not m:
+        raise OwnGPTError(f"cannot read duration {text!r}: use a number with s, m, h or d, e.g. '10m'")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def _field_names(obj: Any) -> list[str]:
+    return [f.name for f in fields(obj)]
+
+
+def _unknown_key(key: str, valid: list[str], where: str) -> OwnGPTError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    return OwnGPTError(f"unknown key {key!r} in {where}{hint}")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Turn a YAML/command-line value into the field's declared type, or explain why not."""
+    if isinstance(value, str) and annotation is not str:
+        loaded = yaml.safe_load(value) if value != "" else None
+        value = loaded if loaded is not None or value.lower() in ("null", "none", "~") else value
+    origin = get_origin(annotation)
+    options = get_args(annotation)
+    if origin is Literal:
+        if value not in options:
+            raise OwnGPTError(f"{key} must be one of {', '.join(map(repr, options))}, not {value!r}")
+        return value
+    if options and type(None) in options:  # Optional[...]
+        if value is None:
+            return None
+        inner = [a for a in options if a is not type(None)]
+        return _coerce(value, inner[0], key) if len(inner) == 1 else value
+    for kind in (bool, int, float, str):
+        if annotation is kind:
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+            if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise OwnGPTError(f"{key} must be {kind.__name__}, not {value!r}")
+            return value
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in (data or {}).items():
+        if key not in valid:
+            raise _unknown_key(key, valid, where)
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def run_config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    """Build a RunConfig from nested dicts, rejecting unknown keys with the nearest valid one."""
+    data = dict(data or {})
+    sections = {"model": ModelConfig, "train": TrainConfig}
+    for key in data:
+        if key not in sections:
+            raise _unknown_key(key, list(sections), where)
+    return RunConfig(
+        model=_build(ModelConfig, data.get("model", {}), f"{where}: model"),
+        train=_build(TrainConfig, data.get("train", {}), f"{where}: train"),
+    )
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset_dict(name_or_path: str) -> dict[str, Any]:
+    """Read a preset by name (owngpt/configs/NAME.yaml) or a YAML file path into nested dicts."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            presets = list_presets()
+            close = difflib.get_close_matches(name_or_path, presets, n=1, cutoff=0.4)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise OwnGPTError(f"no config preset {name_or_path!r}{hint} (presets: {', '.join(presets)})")
+    if not path.exists():
+        raise OwnGPTError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise OwnGPTError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise OwnGPTError(f"{path}: expected a mapping with 'model' and 'train' sections")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (e.g. `train.lr=3e-4`, `model.depth=6`) to nested dicts."""
+    data = {k: dict(v or {}) for k, v in data.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise OwnGPTError(f"override {item!r} must look like section.key=value, e.g. train.lr=3e-4")
+        path, value = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2:
+            raise OwnGPTError(f"override {item!r}: the key must be 'model.NAME' or 'train.NAME'")
+        data.setdefault(parts[0], {})[parts[1]] = value
+    return data
+
+
+def load_run_config(preset: str = "tiny-cpu", overrides: list[str] | None = None) -> RunConfig:
+    """The one way to get a RunConfig: a preset (name or YAML path) plus `section.key=value` overrides."""
+    data = apply_overrides(load_preset_dict(preset), overrides or [])
+    return run_config_from_dict(data, where=preset)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")

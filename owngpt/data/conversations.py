@@ -1,0 +1,227 @@
+"""Conversations for chat fine-tuning: load them, check their shape, and pack rendered ids into batches.
+
+A conversation is a list of {"role", "content"} messages: an optional system message first, then user and
+assistant turns alternating, starting with the user and containing at least one assistant turn. Anything
+else is counted and reported with where it came from; nothing is silently used or dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from owngpt.data.records import Conversation, Skip
+from owngpt.errors import OwnGPTError
+
+ROLES = ("system", "user", "assistant")
+
+
+def check_conversation(messages: object) -> tuple[list[dict[str, str]] | None, str | None]:
+    """Return (usable messages, None) or (None, reason). A trailing user turn is trimmed, not an error."""
+    if not isinstance(messages, list) or not messages:
+        return None, "'messages' must be a non-empty list"
+    out: list[dict[str, str]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            return None, f"message {i} is not an object"
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            return None, f"message {i}: unknown role {role!r} (use system, user or assistant)"
+        if not isinstance(content, str) or not content.strip():
+            return None, f"message {i} ({role}): empty content"
+        if role == "system" and i != 0:
+            return None, f"message {i}: a system message may only come first"
+        out.append({"role": role, "content": content})
+    turns = out[1:] if out[0]["role"] == "system" else out
+    for i, m in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            return None, f"broken alternation: turn {i} is {m['role']!r}, expected {expected!r}"
+    if turns and turns[-1]["role"] == "user":
+        out = out[:-1]
+        turns = turns[:-1]
+    if not turns:
+        return None, "no assistant turn"
+    return out, None
+
+
+@dataclass
+class ConversationSet:
+    """Valid conversations plus an account of every one that was not usable."""
+
+    conversations: list[list[dict[str, str]]] = field(default_factory=list)
+    locs: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (loc, reason)
+    documents_ignored: int = 0  # plain documents met among the sources (not conversations)
+
+    def add(self, messages: object, loc: str) -> None:
+        ok, reason = check_conversation(messages)
+        if ok is None:
+            self.problems.append((loc, reason or "invalid"))
+        else:
+            self.conversations.append(ok)
+            self.locs.append(loc)
+
+    def summary(self) -> dict:
+        reasons = Counter(re.sub(r"\d+", "N", r) for _, r in self.problems)
+        return {
+            "conversations": len(self.conversations),
+            "rejected": len(self.problems),
+            "rejected_by_reason": dict(reasons),
+            "rejected_examples": [f"{loc}: {r}" for loc, r in self.problems[:10]],
+            "documents_ignored": self.documents_ignored,
+        }
+
+
+def read_conversation_jsonl(path: Path, into: ConversationSet) -> None:
+    """Read a `conversations/{split}.jsonl` file written by `owngpt prepare` (or any messages JSONL)."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            loc = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                into.problems.append((loc, f"invalid JSON: {e.msg}"))
+                continue
+            if not isinstance(obj, dict) or "messages" not in obj:
+                into.problems.append((loc, "missing field 'messages'"))
+                continue
+            into.add(obj["messages"], str(obj.get("source") or loc) if "source" in obj else loc)
+
+
+def load_conversations(specs: Iterable[str], split: str = "train") -> ConversationSet:
+    """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec."""
+    out = ConversationSet()
+    raw_specs = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir() and (p / "conversations").is_dir():
+            f = p / "conversations" / f"{split}.jsonl"
+            if f.exists():
+                read_conversation_jsonl(f, out)
+        else:
+            raw_specs.append(spec)
+    if raw_specs:
+        from owngpt.data.sources import read_sources
+
+        for rec in read_sources(raw_specs):
+            if isinstance(rec, Conversation):
+                out.add(rec.messages, rec.loc)
+            elif isinstance(rec, Skip):
+                out.problems.append((rec.loc, rec.reason))
+            else:
+                out.documents_ignored += 1
+    return out
+
+
+def pack_examples(
+    examples: list[tuple[list[int], list[int]]], row_len: int
+) -> tuple[list[list[tuple[list[int], list[int]]]], int]:
+    """Best-fit-decreasing packing of whole examples into rows of at most `row_len` tokens.
+
+    An example longer than a row is cut to its first `row_len` tokens (counted in the second return value),
+    so padding is only the leftover space of each row instead of one pad run per short example.
+    """
+    truncated = 0
+    items = []
+    for ids, mask in examples:
+        if len(ids) > row_len:
+            ids, mask = ids[:row_len], mask[:row_len]
+            truncated += 1
+        if sum(mask[1:]) > 0:  # something left to learn from
+            items.append((ids, mask))
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
+    rows: list[list[tuple[list[int], list[int]]]] = []
+    free: list[int] = []
+    for i in order:
+        n = len(items[i][0])
+        best, best_free = -1, row_len + 1
+        for r, space in enumerate(free):  # rows are few on CPU-sized data; a linear scan is plenty
+            if n <= space < best_free:
+                best, best_free = r, space
+        if best < 0:
+            rows.append([items[i]])
+            free.append(row_len - n)
+        else:
+            rows[best].append(items[i])
+            free[best] -= n
+    return rows, truncated
+
+
+class PackedBatches:
+    """Endless shuffled (x, y) batches of packed conversations; y is -1 wherever the loss must not look.
+
+    Targets are kept only where the next token is an assistant token (the render mask), so the model learns
+    the replies and their closing <|im_end|> and nothing else. State is (epoch, cursor): resumable exactly.
+    """
+
+    def __init__(
+        self,
+        examples: list[tuple[list[int], list[int]]],
+        block_size: int,
+        batch_size: int,
+        pad_id: int,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        shuffle: bool = True,
+    ) -> None:
+        if not examples:
+            raise OwnGPTError("no conversations to train on")
+        rows, self.truncated = pack_examples(examples, block_size + 1)
+        if not rows:
+            raise OwnGPTError("no conversation has an assistant reply inside the context window")
+        x = torch.full((len(rows), block_size), pad_id, dtype=torch.long)
+        y = torch.full((len(rows), block_size), -1, dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids = [t for ex in row for t in ex[0]]
+            mask = [m for ex in row for m in ex[1]]
+            n = len(ids) - 1
+            x[r, :n] = torch.tensor(ids[:-1])
+            tgt = torch.tensor(ids[1:])
+            keep = torch.tensor(mask[1:], dtype=torch.bool)
+            y[r, :n] = torch.where(keep, tgt, torch.full_like(tgt, -1))
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(rows))
+        self.seed, self.device, self.shuffle = seed, torch.device(device), shuffle
+        self.epoch, self.cursor = 0, 0
+        self.n_examples = sum(len(r) for r in rows)
+        self.tokens_per_epoch = int((y != -1).sum())
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.x))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(len(self.x), generator=g)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        order = self._order()
+        if self.cursor + self.batch_size > len(order):
+            self.epoch, self.cursor = self.epoch + 1, 0
+            order = self._order()
+        idx = order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        x, y = self.x[idx], self.y[idx]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity on held-out conversations, diversity of replies (distinct-n), persona checks."""

@@ -1,0 +1,1 @@
+"""Interop and export: Hugging Face GPT-2 weight import/export."""
