@@ -1,0 +1,228 @@
+"""Training speed on a CPU: nanoGPT's baby-GPT recipe (baseline) against owngpt's fit(), measured in one run.
+
+  (a) baseline: the baby-gpt preset trained the way nanoGPT's train.py does it — fp32 eager, plain
+      (unfused, for-loop) AdamW that also decays embeddings, an .item() every log step, and evaluation of
+      20 train + 20 val batches every 250 steps;
+  (b) fast path: the same model, data and hyper-parameters through owngpt's fit() (fused AdamW, threads
+      pinned, optional torch.compile): the tokens/s ratio;
+  (c) time-to-loss: the tiny-cpu preset through fit(): wall time until its validation loss reaches (a)'s
+      final validation loss, and its loss at (a)'s wall time.
+
+Data: the built-in chitchat corpus as characters (char-level, like nanoGPT's shakespeare_char).
+Every final loss is re-measured by one shared evaluator (the same 200 fixed validation windows).
+
+    python benchmarks/bench_train.py                 # full: 2000 baseline steps (~2.5 min on 2 cores), ~8 min total
+    python benchmarks/bench_train.py --iters 500     # reduced
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from owngpt.config import load_run_config
+from owngpt.data.loader import TokenBatches
+from owngpt.train.loop import fit
+from owngpt.train.metrics import read_metrics
+from owngpt.train.optim import lr_at
+
+
+def char_corpus(max_chars: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """chitchat dialogues as one text, characters seen >= 5 times get ids (others -> id of '?'); 90/10 split."""
+    from owngpt.data.builtin import read_builtin
+    from owngpt.data.records import Conversation, Document
+
+    parts, size = [], 0
+    for rec in read_builtin("chitchat"):
+        text = "\n".join(m["content"] for m in rec.messages) if isinstance(rec, Conversation) else (
+            rec.text if isinstance(rec, Document) else "")
+        parts.append(text + "\n\n")
+        size += len(parts[-1])
+        if size >= max_chars:
+            break
+    text = "".join(parts)[:max_chars]
+    chars, counts = np.unique(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), return_counts=True)
+    keep = chars[counts >= 5]
+    lut = {int(c): i for i, c in enumerate(keep)}
+    unk = lut.get(ord("?"), 0)
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    ids = np.array([lut.get(int(c), unk) for c in codes], dtype=np.uint16)
+    n = int(0.9 * len(ids))
+    return ids[:n], ids[n:], len(keep)
+
+
+def write_prepared(root: Path, train: np.ndarray, val: np.ndarray, vocab: int) -> Path:
+    (root / "tokens").mkdir(parents=True, exist_ok=True)
+    manifest = {"format": 1, "dtype": "uint16", "tokenizer_hash": "bench-char", "vocab_size": vocab, "splits": {}}
+    for split, ids in (("train", train), ("val", val)):
+        ids.tofile(root / f"tokens/{split}_0000.bin")
+        manifest["splits"][split] = {"documents": 1, "tokens": len(ids),
+                                     "shards": [{"file": f"tokens/{split}_0000.bin", "tokens": len(ids), "sha256": ""}]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@torch.no_grad()
+def shared_val_loss(model, val: np.ndarray, block: int, n: int = 200) -> float:
+    """The one evaluator all contenders are judged by: n fixed windows of the validation split."""
+    g = np.random.default_rng(1234)
+    starts = g.integers(0, len(val) - block - 1, size=n)
+    rows = torch.from_numpy(np.stack([val[s : s + block + 1] for s in starts]).astype(np.int64))
+    was = model.training
+    model.eval()
+    losses = []
+    for chunk in rows.split(50):
+        logits = model(chunk[:, :-1])
+        losses.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1)))
+    model.train(was)
+    return float(torch.stack(losses).mean())
+
+
+def build_model(run_cfg, vocab: int):
+    from owngpt.model.gpt import GPT
+
+    model_cfg = dataclasses.replace(run_cfg.model, vocab_size=vocab)
+    torch.manual_seed(1337)
+    return GPT(model_cfg)
+
+
+def nanogpt_baseline(run_cfg, train: np.ndarray, val: np.ndarray, vocab: int, iters: int) -> dict:
+    """nanoGPT's train.py loop, reduced to what runs on a CPU: fp32, no compile, unfused AdamW."""
+    cfg = dataclasses.replace(run_cfg.train, max_steps=iters)
+    model = build_model(run_cfg, vocab)
+    B, T = cfg.batch_size, run_cfg.model.block_size
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]  # nanoGPT decays every matrix, embeddings included
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=False, fused=False)
+    torch.manual_seed(1337)
+
+    def get_batch(data):
+        ix = torch.randint(len(data) - T, (B,))
+        x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in ix])
+        return x, y
+
+    @torch.no_grad()
+    def estimate_loss():
+        out = {}
+        model.eval()
+        for name, data in (("train", train), ("val", val)):
+            losses = torch.zeros(cfg.eval_batches)
+            for k in range(cfg.eval_batches):
+                x, y = get_batch(data)
+                logits = model(x)
+                losses[k] = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1)).item()
+            out[name] = losses.mean().item()
+        model.train()
+        return out
+
+    curve, train_time, t0 = [], 0.0, time.perf_counter()
+    x, y = get_batch(train)
+    for it in range(iters + 1):
+        lr = lr_at(it, cfg, iters)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if it % cfg.eval_interval == 0 or it == iters:
+            losses = estimate_loss()
+            curve.append((time.perf_counter() - t0, it, losses["val"]))
+        if it == iters:
+            break
+        ts = time.perf_counter()
+        logits = model(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        x, y = get_batch(train)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if it % cfg.log_interval == 0:
+            loss.item()
+        train_time += time.perf_counter() - ts
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "tokens_per_s": iters * B * T / train_time, "val": shared_val_loss(model, val, T), "curve": curve}
+
+
+def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, target: float | None = None) -> dict:
+    cfg = run_cfg.train
+    model = build_model(run_cfg, vocab)
+    T = run_cfg.model.block_size
+    tb = TokenBatches(data_dir, "train", cfg.batch_size, T, seed=cfg.seed)
+    vb = TokenBatches(data_dir, "val", cfg.batch_size, T, seed=cfg.seed + 1)
+    t0 = time.perf_counter()
+    result = fit(model, tb, vb, cfg, run_dir, run_config={"train": dataclasses.asdict(cfg)}, quiet=True)
+    wall = time.perf_counter() - t0
+    curve = [(r["elapsed"], r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"]
+    reached = next((t for t, _s, v in curve if target is not None and v <= target), None)
+    # steady state: median tokens/s of the logging intervals after the first 50 steps (compile, warm-up excluded)
+    rates = [r["tokens_per_s"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train" and r["step"] > 50]
+    return {"wall": wall, "tokens_per_s": float(np.median(rates)) if rates else result.tokens_per_s, "val": shared_val_loss(model, val, T), "curve": curve,
+            "time_to_target": reached, "steps": result.steps}
+
+
+def loss_at(curve: list[tuple[float, int, float]], seconds: float) -> float:
+    """Best validation loss recorded by `seconds` of wall time."""
+    seen = [v for t, _s, v in curve if t <= seconds]
+    return min(seen) if seen else math.nan
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=2000, help="baseline steps (nanoGPT: 2000)")
+    ap.add_argument("--chars", type=int, default=2_000_000, help="characters of chitchat text to use")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for all contenders")
+    ap.add_argument("--fast-compile", default="off", choices=["on", "off"], help="torch.compile in (b)")
+    ap.add_argument("--recipe", default="tiny-cpu", help="preset for (c)")
+    ap.add_argument("--set", action="append", default=[], help="override for (c), e.g. train.batch_size=32")
+    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,c")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    train, val, vocab = char_corpus(args.chars)
+    vocab_padded = -(-vocab // 64) * 64
+    print(f"corpus: {len(train):,} train / {len(val):,} val chars, vocab {vocab} (padded {vocab_padded}); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    base_cfg = load_run_config("baby-gpt", [f"train.max_steps={args.iters}"])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data_dir = write_prepared(tmp / "data", train, val, vocab)
+        a = nanogpt_baseline(base_cfg, train, val, vocab_padded, args.iters)
+        rows.append(("(a) nanoGPT-style baseline", a))
+        print(f"(a) done: {a['wall']:.1f}s, val {a['val']:.4f}")
+        if "b" not in args.skip:
+            b_cfg = dataclasses.replace(base_cfg, train=dataclasses.replace(
+                base_cfg.train, threads=args.threads, compile=args.fast_compile, tensorboard=False, device="cpu",
+                eval_interval=250, save_interval=10**9))
+            b = ours(b_cfg, data_dir, tmp / "b", val, vocab_padded)
+            rows.append((f"(b) fit(), same recipe (compile {args.fast_compile})", b))
+            print(f"(b) done: {b['wall']:.1f}s, val {b['val']:.4f}")
+        if "c" not in args.skip:
+            c_cfg = load_run_config(args.recipe, args.set + ["train.tensorboard=false", "train.device=cpu",
+                                                               f"train.threads={args.threads}", "train.save_interval=1000000000"])
+            c = ours(c_cfg, data_dir, tmp / "c", val, vocab_padded, target=a["val"])
+            rows.append((f"(c) fit(), {args.recipe} {' '.join(args.set)}".strip(), c))
+            print(f"(c) done: {c['wall']:.1f}s, val {c['val']:.4f}")
+    print()
+    print(f"| contender | wall s | tokens/s | x baseline tokens/s | final val loss | time to (a)'s loss | loss at (a)'s wall time |")
+    print("|---|---|---|---|---|---|---|")
+    base_wall, base_tps = a["wall"], a["tokens_per_s"]
+    for name, r in rows:
+        ttt = r.get("time_to_target")
+        reach = "" if r is a else (f"{ttt:.1f} s ({ttt / base_wall:.2f}x)" if ttt else "not reached")
+        at_wall = "" if r is a else f"{loss_at(r['curve'], base_wall):.4f}"
+        print(f"| {name} | {r['wall']:.1f} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / base_tps:.2f} | "
+              f"{r['val']:.4f} | {reach} | {at_wall} |")
+
+if __name__ == "__main__":
+    main()

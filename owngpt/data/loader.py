@@ -1,0 +1,113 @@
+"""Training batches from token shards: random (x, y) windows over memory-mapped .bin files, resumable.
+
+Like nanoGPT, a window may span several documents (they are separated by <|endoftext|> in the shards):
+the model learns that eot starts a new, unrelated text. Shards are memory-mapped, never read into RAM;
+the OS pages in only the windows we touch. A window never crosses from one shard file into the next.
+
+The sampler's state is a torch.Generator state plus a batch counter, so a resumed run draws exactly the
+batches an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from owngpt.errors import OwnGPTError
+
+
+def read_manifest_file(data_dir: str | Path) -> dict:
+    """The prepared folder's manifest.json (validated by owngpt.data.shards when that module is present)."""
+    try:
+        from owngpt.data.shards import read_manifest
+    except ModuleNotFoundError as e:
+        if e.name != "owngpt.data.shards":
+            raise
+        path = Path(data_dir) / "manifest.json"
+        if not path.exists():
+            raise OwnGPTError(f"{path} not found: is {data_dir} a folder written by `owngpt prepare`?") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    return read_manifest(data_dir)
+
+
+class TokenBatches:
+    """Endless random (x, y) batches of shape (batch_size, block_size) from one split's shards; y is x shifted by one."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str,
+        batch_size: int,
+        block_size: int,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        tokenizer_hash: str | None = None,
+    ) -> None:
+        self.data_dir, self.split = Path(data_dir), split
+        self.batch_size, self.block_size = batch_size, block_size
+        self.seed, self.device = seed, torch.device(device)
+        manifest = read_manifest_file(self.data_dir)
+        if tokenizer_hash is not None and manifest.get("tokenizer_hash") != tokenizer_hash:
+            raise OwnGPTError(
+                f"{self.data_dir}/manifest.json: shards were tokenized with tokenizer {manifest.get('tokenizer_hash')} "
+                f"but this run uses tokenizer {tokenizer_hash}; re-run `owngpt prepare` with this tokenizer "
+                "or train with the tokenizer in the data folder"
+            )
+        splits = manifest.get("splits", {})
+        if split not in splits:
+            raise OwnGPTError(f"{self.data_dir}/manifest.json has no {split!r} split (it has: {', '.join(splits) or 'none'})")
+        dtype = np.dtype(manifest.get("dtype", "uint16")).newbyteorder("<")
+        need = block_size + 1
+        self.shards: list[np.memmap] = []
+        for shard in splits[split].get("shards", []):
+            path = self.data_dir / shard["file"]
+            if not path.exists():
+                raise OwnGPTError(f"{path} is listed in {self.data_dir}/manifest.json but missing; re-run `owngpt prepare`")
+            if path.stat().st_size >= need * dtype.itemsize:  # shards shorter than one window cannot be sampled
+                self.shards.append(np.memmap(path, dtype=dtype, mode="r"))
+        self.tokens = int(sum(len(s) for s in self.shards))
+        if not self.shards:
+            total = splits[split].get("tokens", 0)
+            raise OwnGPTError(
+                f"the {split!r} split of {self.data_dir} has {total} tokens and no shard holds block_size + 1 = "
+                f"{need} of them; add more text or use a smaller model.block_size"
+            )
+        # Window starts: shard k offers len(k) - block_size starts; a global start index maps to (shard, offset).
+        starts = np.array([len(s) - block_size for s in self.shards], dtype=np.int64)
+        self._cum = np.cumsum(starts)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.batches = 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y: (B, T) int64 on the device."""
+        picks = torch.randint(int(self._cum[-1]), (self.batch_size,), generator=self.generator).numpy()
+        shard_ids = np.searchsorted(self._cum, picks, side="right")
+        offsets = picks - np.concatenate(([0], self._cum[:-1]))[shard_ids]
+        T = self.block_size
+        rows = np.stack([self.shards[k][o : o + T + 1] for k, o in zip(shard_ids, offsets)]).astype(np.int64)
+        buf = torch.from_numpy(rows)  # (B, T+1)
+        x, y = buf[:, :-1], buf[:, 1:]
+        self.batches += 1
+        if self.device.type == "cuda":  # pinned host memory lets the copy overlap with compute
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.contiguous().to(self.device), y.contiguous().to(self.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield self.next_batch()
+
+    def reset(self) -> None:
+        """Back to the first batch for this seed (validation uses the same batches every time)."""
+        self.generator.manual_seed(self.seed)
+        self.batches = 0
+
+    def state_dict(self) -> dict:
+        return {"rng": self.generator.get_state(), "batches": self.batches, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
+        self.batches = int(state["batches"])

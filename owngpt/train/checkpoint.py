@@ -1,0 +1,344 @@
+"""Checkpoints that survive a crash at any moment: atomic folders of safetensors weights + JSON meta + train state.
+
+Layout: `RUN/checkpoints/step_0001000/` (the last K kept) and `RUN/best/`, each holding
+  model.safetensors   the weights (only what `weights_filter` selected, e.g. LoRA adapters)
+  train_state.pt      optimizer, RNG and loader states; plain tensors/dicts/lists/ints, so it loads with
+                      torch.load(weights_only=True) — no pickled code ever runs
+  tokenizer/          a copy of the run's tokenizer, so a checkpoint is self-contained
+  meta.json           model config, tokenizer hash, step, tokens, val loss, sha256 of every file — written
+                      LAST: a folder without meta.json is an unfinished write and is never used
+
+A checkpoint is written into a temp folder next to its final place, every file fsynced, then renamed
+(rename within one file system is atomic), then the parent folder is fsynced so the rename itself persists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from owngpt.errors import OwnGPTError
+
+FORMAT = 1
+_STEP_RE = re.compile(r"^step_(\d{7,})$")
+
+
+# ----------------------------------------------------------------------------- file helpers
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms (Windows) cannot open folders; rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            _fsync_file(Path(dirpath) / name)
+        _fsync_dir(Path(dirpath))
+
+
+def is_complete(folder: Path) -> bool:
+    """A checkpoint counts only once its meta.json (the last file written) exists."""
+    return (Path(folder) / "meta.json").is_file() and (Path(folder) / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------- RNG states as plain tensors
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch / numpy / python / CUDA RNG states as tensors and ints (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
+                   "gauss_next": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def _dedup_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """safetensors refuses tensors that share memory (tied wte/lm_head): keep one name, record the others as aliases."""
+    seen: dict[tuple, str] = {}
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for name, t in state.items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+        if t.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        out[name] = t.detach().to("cpu").contiguous()
+    return out, aliases
+
+
+def _check_finite(state: dict[str, torch.Tensor]) -> None:
+    for name, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise OwnGPTError(f"refusing to save a checkpoint: weight {name!r} holds NaN or inf (training diverged; "
+                              "lower train.lr or resume from the previous checkpoint)")
+
+
+def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: dict, train_state: dict | None, tokenizer) -> None:
+    tmp.mkdir(parents=True)
+    weights, aliases = _dedup_shared(state)
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    files = {}
+    if train_state is not None:
+        torch.save(train_state, tmp / "train_state.pt")
+        files["train_state.pt"] = _sha256(tmp / "train_state.pt")
+    if tokenizer is not None:
+        tokenizer.save(tmp / "tokenizer")
+    meta = dict(meta, format=FORMAT, sha256=_sha256(tmp / "model.safetensors"), files=files, tied=aliases)
+    _fsync_tree(tmp)  # everything but meta.json is durable before the marker appears
+    with open(tmp / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2, ensure_ascii=False, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished temp folder into place; an existing folder of that name is replaced."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_stale_temps(folder: Path) -> None:
+    """Temp folders left by a killed process (never complete, never used) are removed."""
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.is_dir() and (p.name.startswith(".tmp-") or p.name.startswith(".old-")):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _link_or_copy_tree(src: Path, dst: Path) -> None:
+    """Hard links (no extra disk) where the file system allows, else copies."""
+    for dirpath, _dirs, files in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            try:
+                os.link(Path(dirpath) / name, dst / rel / name)
+            except OSError:
+                shutil.copy2(Path(dirpath) / name, dst / rel / name)
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    meta: dict,
+    train_state: dict | None,
+    tokenizer=None,
+    best: bool = False,
+    keep_last: int = 2,
+) -> Path:
+    """Write RUN/checkpoints/step_XXXXXXX atomically, keep the newest `keep_last`; with best=True also make
+    RUN/best a copy of it (hard links). Returns the step folder. Non-finite weights raise instead of saving."""
+    run_dir = Path(run_dir)
+    _check_finite(model_state)
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(ckpt_root)
+    _clean_stale_temps(run_dir)
+    final = ckpt_root / f"step_{step:07d}"
+    tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
+    _write_folder(tmp, model_state, dict(meta, step=step), train_state, tokenizer)
+    _publish(tmp, final)
+    if best:
+        tmp_best = run_dir / f".tmp-best-{os.getpid()}"
+        _link_or_copy_tree(final, tmp_best)
+        _fsync_dir(tmp_best)
+        _publish(tmp_best, run_dir / "best")
+    _prune(ckpt_root, max(1, keep_last))
+    return final
+
+
+def _prune(ckpt_root: Path, keep_last: int) -> None:
+    steps = list_checkpoints(ckpt_root.parent)
+    for old in steps[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- find
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete step checkpoints of a run, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _STEP_RE.match(p.name) and is_complete(p)]
+    return sorted(found, key=lambda p: int(_STEP_RE.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """Newest complete step checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def best_or_latest(path: str | Path) -> Path:
+    """A checkpoint folder as given, or a run folder's best (else latest) checkpoint."""
+    path = Path(path)
+    if is_complete(path):
+        return path
+    if is_complete(path / "best"):
+        return path / "best"
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise OwnGPTError(f"{path} holds no complete checkpoint (expected {path}/best or {path}/checkpoints/step_*/meta.json)")
+    return latest
+
+
+def _previous_of(path: Path) -> str:
+    """The checkpoint to fall back to when `path` is corrupt, for the error message."""
+    run_dir = path.parent.parent if _STEP_RE.match(path.name) else path.parent
+    step = int(_STEP_RE.match(path.name).group(1)) if _STEP_RE.match(path.name) else None
+    others = [p for p in list_checkpoints(run_dir) if p.resolve() != path.resolve()]
+    if step is not None:
+        others = [p for p in others if int(_STEP_RE.match(p.name).group(1)) < step]
+    return str(others[-1]) if others else "none (start again with --resume none)"
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    if not is_complete(path):
+        raise OwnGPTError(f"{path} is not a complete checkpoint (no meta.json or model.safetensors)")
+    try:
+        return json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise OwnGPTError(f"checkpoint {path} is corrupt (unreadable meta.json); use the previous one {_previous_of(path)}") from None
+
+
+def _verify(path: Path, file: str, expected: str | None) -> None:
+    if expected and _sha256(path / file) != expected:
+        raise OwnGPTError(f"checkpoint {path} is corrupt (sha256 mismatch in {file}); use the previous one {_previous_of(path)}")
+
+
+def load_weights(path: str | Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
+    """Verified weights of a checkpoint folder, tied aliases restored."""
+    path = Path(path)
+    meta = meta or read_meta(path)
+    _verify(path, "model.safetensors", meta.get("sha256"))
+    state = load_file(str(path / "model.safetensors"))
+    for alias, name in meta.get("tied", {}).items():
+        state[alias] = state[name]
+    return state
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
+    """(weights, meta, train_state) of a checkpoint folder, after checking every sha256 in meta."""
+    path = Path(path)
+    meta = read_meta(path)
+    state = load_weights(path, meta)
+    train_state = None
+    if (path / "train_state.pt").exists():
+        _verify(path, "train_state.pt", meta.get("files", {}).get("train_state.pt"))
+        train_state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=True)
+    return state, meta, train_state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer=None):
+    """(GPT, meta, Tokenizer | None) from a run folder (its best, else latest) or a checkpoint folder.
+
+    `tokenizer`: a Tokenizer you want to use instead of the checkpoint's copy; it must be the same one
+    the model was trained with (same hash)."""
+    from owngpt.config import ModelConfig
+    from owngpt.model.gpt import GPT
+
+    ckpt = best_or_latest(path)
+    meta = read_meta(ckpt)
+    if meta.get("weights_filtered"):
+        raise OwnGPTError(f"{ckpt} holds only part of a model (e.g. LoRA adapters); load its base model and apply "
+                          "the adapter (see `owngpt chat BASE --adapter ADAPTER`)")
+    state = load_weights(ckpt, meta)
+    model = GPT(ModelConfig(**meta["model_config"]))
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    expected = meta.get("tokenizer_hash")
+    if tokenizer is not None:
+        if expected and tokenizer.hash != expected:
+            raise OwnGPTError(f"tokenizer mismatch: the given tokenizer has hash {tokenizer.hash} but {ckpt} was "
+                              f"trained with tokenizer {expected}; use the tokenizer saved in {ckpt}/tokenizer")
+        return model, meta, tokenizer
+    tok = None
+    if (ckpt / "tokenizer").is_dir():
+        from owngpt.tokenizer import Tokenizer
+
+        tok = Tokenizer.load(ckpt / "tokenizer")
+    return model, meta, tok

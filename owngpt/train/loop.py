@@ -1,0 +1,443 @@
+"""fit(): the one training loop, shared by pretraining and chat fine-tuning (SFT, LoRA).
+
+One optimizer step = `grad_accum` micro-batches (each loss scaled by 1/grad_accum so the gradient is the
+mean over all of them), gradient clipping, then AdamW with the scheduled learning rate. Around it:
+validation and best-checkpointing, early stopping, step/token/wall-time budgets, skipping non-finite
+steps, metrics, and exact resume — a run killed at any moment and resumed from its last checkpoint draws
+the same batches and dropout masks and so produces the same losses as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from owngpt.config import TrainConfig, parse_duration
+from owngpt.errors import OwnGPTError
+from owngpt.train.checkpoint import (
+    best_or_latest,
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from owngpt.train.metrics import MetricsLogger, plot_losses, write_summary
+from owngpt.train.optim import lr_at, make_optimizer
+
+
+@dataclass
+class FitResult:
+    """What fit() did; the same numbers are in RUN/summary.md."""
+
+    best_val_loss: float
+    steps: int
+    tokens: int
+    stopped_reason: str
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    last_train_loss: float = float("nan")
+    last_val_loss: float = float("nan")
+    best_step: int | None = None
+    nonfinite_steps: int = 0
+    resumed_from: str | None = None
+    run_dir: str = ""
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available, else mps, else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise OwnGPTError(f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+
+
+def _autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractContextManager, torch.dtype]:
+    """Mixed precision: bf16 autocast on CUDA by default (no loss scaling needed); fp32 elsewhere unless asked."""
+    if dtype == "auto":
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    if dtype == "float32":
+        return contextlib.nullcontext(), torch.float32
+    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=torch_dtype), torch_dtype
+
+
+def _next_fn(batches: Any) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    if hasattr(batches, "next_batch"):
+        return batches.next_batch
+    it = iter(batches)
+    return lambda: next(it)
+
+
+def _resume_path(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    if cfg.resume in ("", "none"):
+        return None
+    if cfg.resume == "auto":
+        return latest_checkpoint(run_dir)
+    path = Path(cfg.resume)
+    if not path.exists():
+        raise OwnGPTError(f"train.resume: {path} does not exist (use auto, none, or a checkpoint folder)")
+    return latest_checkpoint(path) or best_or_latest(path)
+
+
+def _oom_error(cfg: TrainConfig) -> OwnGPTError:
+    return OwnGPTError(
+        f"GPU out of memory with batch_size={cfg.batch_size}, grad_accum={cfg.grad_accum}: lower train.batch_size "
+        f"(e.g. --set train.batch_size={max(1, cfg.batch_size // 2)}) and raise train.grad_accum "
+        f"(--set train.grad_accum={cfg.grad_accum * 2}) to keep the same tokens per step, or use a shorter "
+        "model.block_size or a smaller model"
+    )
+
+
+class _Trainer:
+    """The state of one fit() call; split into methods only to keep each piece readable."""
+
+    def __init__(self, model: nn.Module, train_batches, val_batches, cfg: TrainConfig, run_dir: Path,
+                 run_config: dict, tokenizer, weights_filter, quiet: bool) -> None:
+        self.raw_model, self.cfg, self.run_dir = model, cfg, run_dir
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.run_config, self.tokenizer, self.weights_filter, self.quiet = run_config, tokenizer, weights_filter, quiet
+        self.device = next(model.parameters()).device
+        self.autocast, self.amp_dtype = _autocast(self.device, cfg.dtype)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":  # TF32 matmuls: ~free speed on Ampere+, fp32 elsewhere
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.optimizer = make_optimizer(model, cfg)
+        use_compile = cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")
+        self.model = torch.compile(model) if use_compile else model
+        self.compiled = use_compile
+        self.next_train = _next_fn(train_batches)
+        self.val_start = val_batches.state_dict() if val_batches is not None and hasattr(val_batches, "state_dict") else None
+        # counters, restored on resume
+        self.step = 0
+        self.tokens = 0
+        self.best_val = float("inf")
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.nonfinite_in_row = 0
+        self.nonfinite_total = 0
+        self.elapsed_before = 0.0  # wall time spent by earlier (killed) sessions of this run
+        self.last_saved_step = -1
+        self.val_history: list[tuple[int, float]] = []
+        self.resumed_from: str | None = None
+
+    # ------------------------------------------------------------------ resume / save
+
+    def resume(self) -> None:
+        path = _resume_path(self.cfg, self.run_dir)
+        if path is None:
+            return
+        state, meta, ts = load_checkpoint(path)
+        if ts is None:
+            raise OwnGPTError(f"{path} has no train_state.pt, so it cannot be resumed; start with train.resume=none "
+                              f"and train.init_from={path}")
+        missing, unexpected = self.raw_model.load_state_dict(state, strict=False)
+        selected = {k for k in self.raw_model.state_dict() if self.weights_filter is None or self.weights_filter(k)}
+        if unexpected or (selected & set(missing)):
+            raise OwnGPTError(f"{path} does not fit this model (missing {sorted(selected & set(missing))[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]}); resume with the settings that made it or use train.resume=none")
+        self.optimizer.load_state_dict(ts["optimizer"])
+        if self.scaler is not None and "scaler" in ts:
+            self.scaler.load_state_dict(ts["scaler"])
+        restore_rng_state(ts["rng"])
+        if ts.get("loader") is not None and hasattr(self.train_batches, "load_state_dict"):
+            self.train_batches.load_state_dict(ts["loader"])
+        self.step, self.tokens = int(ts["step"]), int(ts["tokens"])
+        self.best_val = float(ts["best_val_loss"])
+        self.best_step = ts.get("best_step")
+        self.bad_evals = int(ts["bad_evals"])
+        self.nonfinite_in_row, self.nonfinite_total = int(ts["nonfinite_in_row"]), int(ts["nonfinite_total"])
+        self.elapsed_before = float(ts["elapsed"])
+        self.val_history = [(int(s), float(v)) for s, v in ts.get("val_history", [])]
+        self.last_saved_step = self.step
+        self.resumed_from = str(path)
+
+    def save(self, val_loss: float | None, best: bool, elapsed: float) -> Path:
+        state = self.raw_model.state_dict()
+        if self.weights_filter is not None:
+            state = {k: v for k, v in state.items() if self.weights_filter(k)}
+        model_cfg = getattr(self.raw_model, "cfg", None)
+        meta = {
+            "model_config": asdict(model_cfg) if model_cfg is not None else self.run_config.get("model"),
+            "tokenizer_hash": getattr(self.tokenizer, "hash", None),
+            "tokens": self.tokens,
+            "val_loss": val_loss,
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "weights_filtered": self.weights_filter is not None,
+            "run_config": self.run_config,
+        }
+        train_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng_state(),
+            "loader": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else None,
+            "step": self.step,
+            "tokens": self.tokens,
+            "best_val_loss": self.best_val,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "nonfinite_in_row": self.nonfinite_in_row,
+            "nonfinite_total": self.nonfinite_total,
+            "elapsed": elapsed,
+            "val_history": [[s, v] for s, v in self.val_history],
+        }
+        if self.scaler is not None:
+            train_state["scaler"] = self.scaler.state_dict()
+        path = save_checkpoint(self.run_dir, self.step, state, meta, train_state, tokenizer=self.tokenizer,
+                               best=best, keep_last=self.cfg.keep_last)
+        self.last_saved_step = self.step
+        return path
+
+    # ------------------------------------------------------------------ steps
+
+    def loss_of(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        with self.autocast:
+            logits = self.model(x)  # (B, T, V)
+        # fp32 softmax: bf16 logits lose ~2 digits, which shows up as a noisy, biased loss
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), ignore_index=-1,
+                               reduction=reduction)
+
+    def train_step(self, lr: float) -> tuple[float, float]:
+        """One optimizer step; returns (loss, grad norm). A non-finite loss leaves the weights untouched."""
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for _ in range(cfg.grad_accum):
+            x, y = self.next_train()
+            loss = self.loss_of(x, y)
+            scaled = loss / cfg.grad_accum
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total += loss.detach()
+            self.tokens += x.numel()
+        loss_value = total.item() / cfg.grad_accum  # the one host sync per step; needed to skip bad steps
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss_value, float("nan")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if cfg.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True))
+        else:
+            norm = float("nan")
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif cfg.grad_clip > 0 and not math.isfinite(norm):  # finite loss, inf gradient: also skip
+            self.optimizer.zero_grad(set_to_none=True)
+            return float("inf"), norm
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value, norm
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss per target token over `eval_batches` validation batches — the same batches every time."""
+        if self.val_start is not None:
+            self.val_batches.load_state_dict(self.val_start)
+        next_val = _next_fn(self.val_batches)
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = 0
+        for _ in range(max(1, self.cfg.eval_batches)):
+            x, y = next_val()
+            loss_sum += self.loss_of(x, y, reduction="sum").double()
+            count += int((y != -1).sum())
+        self.model.train()
+        return loss_sum.item() / max(1, count)
+
+    # ------------------------------------------------------------------ the loop
+
+    def horizon(self, elapsed: float, time_budget: float, tokens_per_step: int) -> int:
+        """Steps the lr schedule decays over: the step budget, or the step the token/time budget will end at."""
+        ends = []
+        if self.cfg.max_steps > 0:
+            ends.append(self.cfg.max_steps)
+        if self.cfg.max_tokens > 0:
+            ends.append(math.ceil(self.cfg.max_tokens / tokens_per_step))
+        if time_budget > 0 and self.step >= 10 and elapsed > 0:  # estimated from the pace so far
+            ends.append(max(self.step + 1, int(self.step * time_budget / elapsed)))
+        return min(ends) if ends else max(self.cfg.warmup_steps + 1, 10**9)
+
+    def run(self) -> FitResult:
+        cfg = self.cfg
+        time_budget = parse_duration(cfg.max_time)
+        if cfg.max_steps <= 0 and cfg.max_tokens <= 0 and time_budget <= 0:
+            raise OwnGPTError("no training budget: set train.max_steps, train.max_tokens or train.max_time (e.g. --time 10m)")
+        self.resume()
+        logger = MetricsLogger(self.run_dir, cfg.tensorboard, resume_step=self.step if self.resumed_from else None)
+        start = time.perf_counter()
+        start_tokens, start_step = self.tokens, self.step
+        tokens_per_step = None
+        train_time = 0.0
+        interval_t, interval_tokens = time.perf_counter(), self.tokens
+        last_loss, last_val = float("nan"), float("nan")
+        reason = ""
+        self.model.train()
+        progress = _progress(cfg, self.quiet, self.step)
+        try:
+            with progress:
+                task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0)
+                while True:
+                    elapsed = self.elapsed_before + time.perf_counter() - start
+                    if cfg.max_steps > 0 and self.step >= cfg.max_steps:
+                        reason = f"reached max_steps={cfg.max_steps}"
+                    elif cfg.max_tokens > 0 and self.tokens >= cfg.max_tokens:
+                        reason = f"reached max_tokens={cfg.max_tokens:,}"
+                    elif time_budget > 0 and elapsed >= time_budget:
+                        reason = f"reached max_time={cfg.max_time}"
+                    if reason:
+                        break
+                    t0 = time.perf_counter()
+                    tok0 = self.tokens
+                    lr = lr_at(self.step, cfg, self.horizon(elapsed, time_budget, tokens_per_step or 1))
+                    loss, norm = self.train_step(lr)
+                    tokens_per_step = tokens_per_step or (self.tokens - tok0)
+                    self.step += 1
+                    train_time += time.perf_counter() - t0
+                    if not math.isfinite(loss):
+                        self.nonfinite_in_row += 1
+                        self.nonfinite_total += 1
+                        logger.log(self.step, "nonfinite", loss=str(loss), lr=lr)
+                        if self.nonfinite_in_row >= cfg.max_nonfinite:
+                            prev = latest_checkpoint(self.run_dir)
+                            reason = (f"diverged: loss or gradient was NaN/inf for {self.nonfinite_in_row} steps in a row "
+                                      f"(step {self.step}); lower train.lr (now {cfg.lr:g}), keep train.grad_clip on, and "
+                                      + (f"resume from {prev}" if prev else "start again"))
+                            break
+                        continue
+                    self.nonfinite_in_row = 0
+                    last_loss = loss
+                    if self.step % max(1, cfg.log_interval) == 0 or self.step == 1:
+                        now = time.perf_counter()
+                        tps = (self.tokens - interval_tokens) / max(1e-9, now - interval_t)
+                        interval_t, interval_tokens = now, self.tokens
+                        logger.log(self.step, "train", loss=loss, lr=lr, grad_norm=norm, tokens=self.tokens,
+                                   tokens_per_s=tps, elapsed=elapsed)
+                        progress.update(task, completed=self.step, loss=loss, tps=tps)
+                    evaluate_now = cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0
+                    save_now = cfg.save_interval > 0 and self.step % cfg.save_interval == 0
+                    if evaluate_now and self.val_batches is not None:
+                        last_val = self.evaluate()
+                        improved = self.record_val(last_val, logger, self.elapsed_before + time.perf_counter() - start)
+                        if cfg.save_interval == 0 or save_now or improved:
+                            self.save(last_val, improved, self.elapsed_before + time.perf_counter() - start)
+                        if cfg.patience > 0 and self.bad_evals >= cfg.patience:
+                            reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
+                            break
+                        interval_t = time.perf_counter()  # keep eval time out of tokens/s
+                    elif save_now:
+                        self.save(None, False, self.elapsed_before + time.perf_counter() - start)
+                        interval_t = time.perf_counter()
+                evaluated = bool(self.val_history) and self.val_history[-1][0] == self.step
+                if self.val_batches is not None and not reason.startswith(("early", "diverged")) and not evaluated:
+                    last_val = self.evaluate()
+                    improved = self.record_val(last_val, logger, self.elapsed_before + time.perf_counter() - start)
+                    self.save(last_val, improved, self.elapsed_before + time.perf_counter() - start)
+                elif self.step != self.last_saved_step and not reason.startswith("diverged"):
+                    self.save(None, False, self.elapsed_before + time.perf_counter() - start)
+        except torch.cuda.OutOfMemoryError:
+            raise _oom_error(cfg) from None
+        finally:
+            logger.close()
+        seconds = time.perf_counter() - start
+        result = FitResult(
+            best_val_loss=self.best_val, steps=self.step, tokens=self.tokens, stopped_reason=reason, seconds=seconds,
+            tokens_per_s=(self.tokens - start_tokens) / max(1e-9, train_time), last_train_loss=last_loss,
+            last_val_loss=last_val, best_step=self.best_step, nonfinite_steps=self.nonfinite_total,
+            resumed_from=self.resumed_from, run_dir=str(self.run_dir), val_history=list(self.val_history),
+        )
+        self.finish(result, self.step - start_step)
+        return result
+
+    def record_val(self, val: float, logger: MetricsLogger, elapsed: float) -> bool:
+        self.val_history.append((self.step, val))
+        improved = math.isfinite(val) and val < self.best_val
+        if improved:
+            self.best_val, self.best_step, self.bad_evals = val, self.step, 0
+        else:
+            self.bad_evals += 1
+        logger.log(self.step, "val", loss=val, best=self.best_val, tokens=self.tokens, elapsed=elapsed)
+        return improved
+
+    def finish(self, result: FitResult, steps_this_session: int) -> None:
+        plot_losses(self.run_dir)
+        n_params = sum(p.numel() for p in self.raw_model.parameters())
+        n_train = sum(p.numel() for p in self.raw_model.parameters() if p.requires_grad)
+        write_summary(self.run_dir, {
+            **asdict(result), "best_val_loss": result.best_val_loss if math.isfinite(result.best_val_loss) else None,
+            "seconds": self.elapsed_before + result.seconds, "params": n_params, "trainable_params": n_train,
+            "device": str(self.device), "dtype": str(self.amp_dtype).replace("torch.", ""), "compiled": self.compiled,
+        })
+
+
+def _progress(cfg: TrainConfig, quiet: bool, start_step: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        disable=quiet, transient=False, refresh_per_second=4,
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_batches,
+    val_batches,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    run_config: dict,
+    tokenizer=None,
+    weights_filter: Callable[[str], bool] | None = None,
+    quiet: bool = False,
+) -> FitResult:
+    """Train `model` (already on its device) on `train_batches` until a budget ends; see the module docstring.
+
+    train_batches / val_batches: objects with `next_batch() -> (x, y)` (or iterables of batches) and
+    `state_dict()` / `load_state_dict()`; y == -1 marks positions without loss. Writes into run_dir:
+    config.yaml, metrics.jsonl, tb/, checkpoints/, best/, summary.md, loss.png.
+    weights_filter(name) selects which parameters checkpoints hold (LoRA: only the adapters).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet)
+    return trainer.run()
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses, paths and tuples as YAML-safe builtins."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return _plain(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,127 @@
+"""What a run leaves behind for people: metrics.jsonl, TensorBoard scalars, summary.md and loss.png."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Appends one JSON object per record to RUN/metrics.jsonl and mirrors scalars to TensorBoard (RUN/tb).
+
+    On resume, records past the resumed step (written by the killed run after its last checkpoint) are
+    dropped first, so the file reads like one uninterrupted run.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "metrics.jsonl"
+        if resume_step is None:
+            self.path.write_text("", encoding="utf-8")
+        elif self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: JSONL is enough
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=resume_step)
+
+    def log(self, step: int, kind: str, **values: Any) -> None:
+        """kind: "train" or "val"; values: plain numbers (loss, lr, tokens_per_s, ...)."""
+        record = {"step": step, "kind": kind, **values}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a metrics.jsonl; a line cut short by a crash is skipped."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def plot_losses(run_dir: str | Path) -> Path | None:
+    """RUN/loss.png: train and validation loss against step (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train" and "loss" in r]
+    val = [(r["step"], r["loss"]) for r in records if r.get("kind") == "val" and "loss" in r]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train", linewidth=1)
+    if val:
+        ax.plot(*zip(*val), label="val", marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = run_dir / "loss.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _human_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
+    """RUN/summary.md: the few numbers a person wants after a run, then every field for completeness."""
+    run_dir = Path(run_dir)
+    best = info.get("best_val_loss")
+    lines = [
+        f"# Training run: {run_dir.name}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| stopped because | {info.get('stopped_reason', '')} |",
+        f"| optimizer steps | {info.get('steps', 0):,} |",
+        f"| training tokens | {info.get('tokens', 0):,} |",
+        f"| wall time | {_human_time(info.get('seconds', 0.0))} |",
+        f"| throughput | {info.get('tokens_per_s', 0.0):,.0f} tokens/s |",
+        f"| best val loss | {best:.4f} (step {info.get('best_step')}) |" if best is not None and math.isfinite(best)
+        else "| best val loss | not evaluated |",
+        f"| last train loss | {info.get('last_train_loss', float('nan')):.4f} |",
+        f"| parameters | {info.get('params', 0):,} ({info.get('trainable_params', 0):,} trained) |",
+        f"| skipped non-finite steps | {info.get('nonfinite_steps', 0)} |",
+        f"| device | {info.get('device', '')} ({info.get('dtype', '')}, compile: {info.get('compiled', False)}) |",
+        "",
+        "Files: `config.yaml` (resolved settings), `metrics.jsonl`, `tb/` (TensorBoard), `loss.png`, "
+        "`best/` and `checkpoints/` (load with `owngpt.train.checkpoint.load_model`).",
+        "",
+    ]
+    out = run_dir / "summary.md"
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out

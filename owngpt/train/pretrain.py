@@ -1,0 +1,79 @@
+"""Pretraining recipe: prepared token shards → GPT → fit(). setup → fit → summary, importable and testable.
+
+    from owngpt.config import load_run_config
+    from owngpt.train.pretrain import pretrain
+    result = pretrain(load_run_config("tiny-cpu", ["train.data=data/prepared", "train.max_time=10m"]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from owngpt.config import RunConfig, to_dict
+from owngpt.data.loader import TokenBatches, read_manifest_file
+from owngpt.errors import OwnGPTError
+from owngpt.train.loop import FitResult, fit, resolve_device
+
+VOCAB_MULTIPLE = 64  # matmuls over a vocab padded to a multiple of 64 run faster; extra rows are never targets
+
+
+def padded_vocab(n: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    return -(-n // multiple) * multiple
+
+
+def describe_model(model: torch.nn.Module, block_size: int) -> str:
+    """One line: parameters (with and without embeddings) and training FLOPs per token."""
+    n = model.num_params() if hasattr(model, "num_params") else sum(p.numel() for p in model.parameters())
+    n_ne = model.num_params(non_embedding=True) if hasattr(model, "num_params") else n
+    flops = model.flops_per_token() if hasattr(model, "flops_per_token") else 6 * n
+    return (f"model: {n / 1e6:.2f}M parameters ({n_ne / 1e6:.2f}M without embeddings), "
+            f"{flops / 1e6:.1f} MFLOPs/token for training, context {block_size}")
+
+
+def setup(run_config: RunConfig):
+    """(run_config with the tokenizer's vocab, model on its device, tokenizer, train batches, val batches)."""
+    from owngpt.model.gpt import GPT
+    from owngpt.tokenizer import Tokenizer
+
+    cfg = run_config.train
+    if not cfg.data:
+        raise OwnGPTError("no training data: pass --data DIR (a folder written by `owngpt prepare`)")
+    data_dir = Path(cfg.data)
+    manifest = read_manifest_file(data_dir)
+    if not (data_dir / "tokenizer").is_dir():
+        raise OwnGPTError(f"{data_dir}/tokenizer not found: run `owngpt prepare ... --out {data_dir}` with a tokenizer")
+    tok = Tokenizer.load(data_dir / "tokenizer")
+    model_cfg = dataclasses.replace(run_config.model, vocab_size=padded_vocab(tok.vocab_size))
+    run_config = RunConfig(model=model_cfg, train=cfg)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
+    model = GPT(model_cfg)
+    if cfg.init_from:
+        from owngpt.train.checkpoint import best_or_latest, load_weights
+
+        model.load_state_dict(load_weights(best_or_latest(cfg.init_from)), strict=True)
+    model.to(device)
+    block = model_cfg.block_size
+    train = TokenBatches(data_dir, "train", cfg.batch_size, block, seed=cfg.seed, device=device, tokenizer_hash=tok.hash)
+    val = None
+    if manifest.get("splits", {}).get("val", {}).get("tokens", 0) > 0:
+        val = TokenBatches(data_dir, "val", cfg.batch_size, block, seed=cfg.seed + 1, device=device, tokenizer_hash=tok.hash)
+    return run_config, model, tok, train, val
+
+
+def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str], None] = print) -> FitResult:
+    """Train a GPT from scratch on run_config.train.data; everything lands in run_config.train.out_dir."""
+    run_config, model, tok, train, val = setup(run_config)
+    cfg = run_config.train
+    echo(describe_model(model, run_config.model.block_size))
+    echo(f"data: {train.tokens:,} training tokens" + (f", {val.tokens:,} validation tokens" if val else ", no validation split")
+         + f"; tokenizer {tok.kind}, vocab {tok.vocab_size} (padded to {run_config.model.vocab_size})")
+    if val is None:
+        echo("warning: no validation split, so no best checkpoint and no early stopping")
+    result = fit(model, train, val, cfg, cfg.out_dir, run_config=to_dict(run_config), tokenizer=tok, quiet=quiet)
+    echo((Path(cfg.out_dir) / "summary.md").read_text(encoding="utf-8"))
+    return result

@@ -1,0 +1,167 @@
+"""Chat fine-tuning recipe: conversations (+ persona identity chats) → rendered ids/masks → fit(), full or LoRA.
+
+setup → fit → report, like pretraining, reusing the same fit(), checkpoints, resume, plots and summaries.
+With `reverse=True` it trains the backward model used for MMI reranking (reply → reversed context).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from owngpt.config import TrainConfig
+from owngpt.data.conversations import ConversationSet, PackedBatches, load_conversations
+from owngpt.errors import OwnGPTError
+
+
+@dataclass
+class SFTConfig:
+    """What to fine-tune on and how; training settings (lr, steps, ...) live in TrainConfig."""
+
+    base: str = ""  # checkpoint to start from: a run folder (its best, else latest) or a checkpoint folder
+    data: list[str] = field(default_factory=lambda: ["builtin:chitchat"])  # prepared folders or dialogue sources
+    persona: str = ""  # persona YAML/Markdown: identity conversations + the default system prompt
+    identity_conversations: int = 1000
+    system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
+    val_fraction: float = 0.05  # held out by hash when the sources have no val split
+    max_conversations: int = 0  # 0 = all
+    lora: bool = False
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    reverse: bool = False  # train the backward model for MMI reranking
+
+
+def _held_out(messages: list[dict[str, str]], fraction: float) -> bool:
+    """Deterministic across runs and machines: a stable hash of the conversation, not Python's hash()."""
+    h = hashlib.blake2b(json.dumps(messages, ensure_ascii=False).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64 < fraction
+
+
+def split_conversations(cfg: SFTConfig) -> tuple[ConversationSet, list[list[dict[str, str]]]]:
+    """Training set (with its report) and validation conversations."""
+    train = load_conversations(cfg.data, split="train")
+    val_set = load_conversations(cfg.data, split="val")
+    if not train.conversations:
+        detail = f"; rejected: {train.summary()['rejected_examples'][:3]}" if train.problems else ""
+        raise OwnGPTError(f"no usable conversations in {', '.join(cfg.data)}{detail}")
+    val = val_set.conversations
+    if not val:  # raw sources have no val split: hold some out
+        keep, val = [], []
+        for m in train.conversations:
+            (val if _held_out(m, cfg.val_fraction) else keep).append(m)
+        train.conversations = keep
+    if cfg.max_conversations:
+        train.conversations = train.conversations[: cfg.max_conversations]
+        val = val[: max(1, cfg.max_conversations // 20)]
+    if not val:
+        val = train.conversations[-1:]
+    return train, val
+
+
+def build_conversations(
+    cfg: SFTConfig, seed: int = 0
+) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]], dict[str, Any]]:
+    """All training and validation conversations, persona mixed in, reversed for MMI if asked."""
+    train_set, val = split_conversations(cfg)
+    train = list(train_set.conversations)
+    report: dict[str, Any] = {"data": train_set.summary(), "val_conversations": len(val)}
+    if cfg.persona:
+        from owngpt.persona import identity_conversations, load_persona, system_prompt
+
+        persona = load_persona(cfg.persona)
+        rng = random.Random(seed)
+        prompt = system_prompt(persona, persona.languages[0])
+        train = [
+            [{"role": "system", "content": prompt}, *m] if m[0]["role"] != "system" and rng.random() < cfg.system_prompt_prob else m
+            for m in train
+        ]
+        identity = identity_conversations(persona, n=cfg.identity_conversations, seed=seed)
+        n_val = max(1, len(identity) // 20)
+        train += identity[n_val:]
+        val += identity[:n_val]
+        report["persona"] = {"name": persona.name, "identity_conversations": len(identity)}
+    if cfg.reverse:
+        from owngpt.chat import reverse_conversation
+
+        train = [r for m in train if (r := reverse_conversation(m))]
+        val = [r for m in val if (r := reverse_conversation(m))]
+    random.Random(seed).shuffle(train)
+    report["train_conversations"] = len(train)
+    return train, val, report
+
+
+def render_all(tok, conversations: list[list[dict[str, str]]]) -> list[tuple[list[int], list[int]]]:
+    from owngpt.tokenizer import render_conversation
+
+    return [render_conversation(tok, m) for m in conversations]
+
+
+def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
+    """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir."""
+    import torch
+
+    from owngpt.train.checkpoint import load_model
+    from owngpt.train.loop import fit
+
+    if not cfg.base:
+        raise OwnGPTError("sft needs a base checkpoint: --base RUN_OR_CHECKPOINT (from `owngpt pretrain`)")
+    run_dir = Path(train_cfg.out_dir)
+    device = _device(train_cfg.device)
+    model, meta, tok = load_model(cfg.base, device="cpu")
+    if tok is None:
+        raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
+    train, val, report = build_conversations(cfg, seed=train_cfg.seed)
+    block = model.cfg.block_size
+    train_batches = PackedBatches(render_all(tok, train), block, train_cfg.batch_size, tok.pad_id,
+                                  seed=train_cfg.seed, device=device)
+    val_batches = PackedBatches(render_all(tok, val), block, train_cfg.batch_size, tok.pad_id,
+                                seed=train_cfg.seed, device=device, shuffle=False)
+    report.update(
+        packed_rows=len(train_batches),
+        truncated_conversations=train_batches.truncated,
+        assistant_tokens_per_epoch=train_batches.tokens_per_epoch,
+    )
+    weights_filter = None
+    if cfg.lora:
+        from owngpt.model.lora import LoRAConfig, apply_lora
+
+        lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets)
+        apply_lora(model, lcfg)
+        weights_filter = lambda name: "lora_" in name  # noqa: E731 - only the adapters are saved
+        report["lora"] = asdict(lcfg)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    report["trainable_parameters"] = n_train
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "sft_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    model.to(device)
+    run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg), "base_meta": meta}
+    result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
+                 weights_filter=weights_filter)
+    if cfg.lora:
+        _export_adapter(run_dir, cfg, meta)
+    return result, report
+
+
+def _export_adapter(run_dir: Path, cfg: SFTConfig, base_meta: dict) -> None:
+    """Turn the best (else latest) adapter checkpoint into a standalone adapter folder: run_dir/adapter."""
+    from owngpt.model.lora import LoRAConfig, write_adapter
+    from owngpt.train.checkpoint import best_or_latest, load_checkpoint
+
+    ckpt = best_or_latest(run_dir)
+    state, _meta, _ = load_checkpoint(ckpt)
+    lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets)
+    write_adapter(run_dir / "adapter", state, lcfg, base_meta)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

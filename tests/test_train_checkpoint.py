@@ -1,0 +1,126 @@
+"""Atomic checkpoints: incomplete folders ignored, keep-last-K + best, corruption detected, weights_only loads."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from owngpt.errors import OwnGPTError
+from owngpt.train.checkpoint import (
+    best_or_latest,
+    capture_rng_state,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+
+def _state(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    wte = torch.randn(16, 4, generator=g)
+    return {"transformer.wte.weight": wte, "lm_head.weight": wte, "ln_f.weight": torch.ones(4)}  # tied, as GPT-2
+
+
+def _save(run: Path, step: int, **kw) -> Path:
+    meta = {"model_config": {"n_layer": 1}, "tokenizer_hash": "h"}
+    train_state = {"step": step, "rng": capture_rng_state(), "list": [1, 2], "optimizer": {"state": {}, "param_groups": []}}
+    return save_checkpoint(run, step, _state(step), meta, train_state, **kw)
+
+
+def test_round_trip_with_tied_weights(tmp_path):
+    path = _save(tmp_path, 7)
+    state, meta, ts = load_checkpoint(path)
+    assert meta["step"] == 7 and meta["tokenizer_hash"] == "h" and len(meta["sha256"]) == 64
+    torch.testing.assert_close(state["lm_head.weight"], _state(7)["transformer.wte.weight"])
+    assert state["lm_head.weight"].data_ptr() == state["transformer.wte.weight"].data_ptr()  # tie restored
+    assert ts["step"] == 7 and ts["list"] == [1, 2]
+    # train_state.pt holds only plain data: the safe loader reads it
+    assert torch.load(path / "train_state.pt", weights_only=True)["step"] == 7
+
+
+def test_incomplete_folders_are_ignored(tmp_path):
+    first = _save(tmp_path, 5)
+    ckpts = tmp_path / "checkpoints"
+    (ckpts / "step_0000010").mkdir()  # killed before meta.json was written
+    (ckpts / "step_0000010" / "model.safetensors").write_bytes(b"partial")
+    (ckpts / ".tmp-step_0000012-999").mkdir()  # killed mid-write
+    assert latest_checkpoint(tmp_path) == first
+    assert best_or_latest(tmp_path) == first
+    _save(tmp_path, 6)
+    assert not (ckpts / ".tmp-step_0000012-999").exists()  # stale temp folders are cleaned up
+
+
+def test_keep_last_and_best(tmp_path):
+    for step in range(1, 6):
+        _save(tmp_path, step, best=(step == 2), keep_last=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000004", "step_0000005"]
+    state, meta, _ = load_checkpoint(tmp_path / "best")
+    assert meta["step"] == 2  # best survives its step folder being pruned
+    torch.testing.assert_close(state["ln_f.weight"], torch.ones(4))
+    assert best_or_latest(tmp_path) == tmp_path / "best"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_checkpoint_detected(tmp_path, damage):
+    prev = _save(tmp_path, 1, keep_last=3)
+    bad = _save(tmp_path, 2, keep_last=3)
+    weights = bad / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "flip":
+        data[-3] ^= 0xFF
+    else:
+        data = data[: len(data) // 2]
+    weights.write_bytes(bytes(data))
+    with pytest.raises(OwnGPTError, match="corrupt.*sha256") as err:
+        load_checkpoint(bad)
+    assert str(prev) in str(err.value)
+    load_checkpoint(prev)
+
+
+def test_nonfinite_model_never_saved(tmp_path):
+    state = _state()
+    state["ln_f.weight"] = torch.tensor([1.0, float("nan"), 1.0, 1.0])
+    with pytest.raises(OwnGPTError, match="NaN"):
+        save_checkpoint(tmp_path, 1, state, {}, None)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_rng_state_round_trip(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    state = capture_rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+def test_load_model_with_real_gpt(tmp_path):
+    gpt = pytest.importorskip("owngpt.model.gpt")
+    from dataclasses import asdict
+
+    from owngpt.config import ModelConfig
+    from owngpt.train.checkpoint import load_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(preset="gpt2", vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model = gpt.GPT(cfg)
+    save_checkpoint(tmp_path, 3, model.state_dict(), {"model_config": asdict(cfg), "tokenizer_hash": "t"}, None, best=True)
+    loaded, meta, tok = load_model(tmp_path)
+    assert meta["step"] == 3 and tok is None
+    idx = torch.randint(0, 64, (2, 8))
+    model.eval()
+    torch.testing.assert_close(loaded(idx), model(idx))
+
+    class OtherTok:
+        hash = "different"
+
+    with pytest.raises(OwnGPTError, match="different.*t"):
+        load_model(tmp_path, tokenizer=OtherTok())

@@ -1,0 +1,308 @@
+"""fit(): learning, exact resume after a kill, non-finite steps, early stopping, budgets, run artefacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from owngpt.config import ModelConfig, TrainConfig
+from owngpt.data.loader import TokenBatches
+from owngpt.train.metrics import read_metrics
+from owngpt.train.loop import fit
+
+VOCAB = 32
+BLOCK = 16
+
+
+class StandIn(nn.Module):
+    """Used only while owngpt.model.gpt is not written yet: embeddings, a dropout MLP, tied head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.mlp = nn.Sequential(nn.LayerNorm(cfg.n_embd), nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Dropout(cfg.dropout), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))  # (B, T, C)
+        h = h + self.mlp(h)
+        return self.ln_f(h) @ self.wte.weight.T  # (B, T, V)
+
+
+def make_model(dropout: float = 0.1, seed: int = 0) -> nn.Module:
+    """The real GPT (tiny), with dropout so that resume must restore the RNG too."""
+    mcfg = ModelConfig(preset="gpt2", vocab_size=VOCAB, block_size=BLOCK, n_layer=1, n_head=2, n_embd=16,
+                       dropout=dropout)
+    torch.manual_seed(seed)
+    try:
+        from owngpt.model.gpt import GPT
+    except ModuleNotFoundError:
+        return StandIn(mcfg)
+    return GPT(mcfg)
+
+
+def write_corpus(root: Path) -> Path:
+    """A learnable corpus: repeated 'sentences' of a small alphabet, as uint16 shards with a manifest."""
+    rng = np.random.default_rng(0)
+    words = [rng.integers(1, VOCAB, size=rng.integers(2, 6)) for _ in range(12)]
+    def stream(n):
+        out = []
+        while len(out) < n:
+            out.extend(words[rng.integers(0, len(words))].tolist() + [0])
+        return np.array(out[:n], dtype=np.uint16)
+    (root / "tokens").mkdir(parents=True)
+    manifest = {"format": 1, "dtype": "uint16", "tokenizer_hash": "t", "vocab_size": VOCAB, "splits": {}}
+    for split, n in (("train", 4000), ("val", 600)):
+        stream(n).tofile(root / f"tokens/{split}_0000.bin")
+        manifest["splits"][split] = {"documents": 1, "tokens": n,
+                                     "shards": [{"file": f"tokens/{split}_0000.bin", "tokens": n, "sha256": ""}]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def loaders(data: Path, batch: int = 4):
+    return TokenBatches(data, "train", batch, BLOCK, seed=1), TokenBatches(data, "val", batch, BLOCK, seed=2)
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(max_steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=2, eval_interval=5, eval_batches=2, log_interval=1,
+                batch_size=4, tensorboard=False, device="cpu", compile="off", threads=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def train_losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_corpus(tmp_path / "data")
+
+
+def test_loss_falls_and_artefacts_written(tmp_path, data):
+    train, val = loaders(data)
+    run = tmp_path / "run"
+    result = fit(make_model(0.0), train, val, cfg(max_steps=60, eval_interval=20, tensorboard=True), run,
+                 run_config={"model": {}, "train": {}}, quiet=True)
+    losses = train_losses(run)
+    assert result.steps == 60 and result.tokens == 60 * 4 * BLOCK
+    assert np.mean([losses[s] for s in range(51, 61)]) < 0.7 * losses[1]  # from ~ln(32)=3.47 down a lot
+    assert result.best_val_loss < 0.7 * losses[1]
+    for name in ("config.yaml", "metrics.jsonl", "summary.md", "loss.png", "best/meta.json", "tb"):
+        assert (run / name).exists(), name
+    assert "best val loss" in (run / "summary.md").read_text()
+
+
+class Interrupt(Exception):
+    pass
+
+
+class DyingBatches(TokenBatches):
+    """Raises after `die_after` batches: an in-process stand-in for a crash."""
+
+    die_after = 10**9
+
+    def next_batch(self):
+        if self.batches >= self.die_after:
+            raise Interrupt
+        return super().next_batch()
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, data):
+    straight = tmp_path / "straight"
+    train, val = loaders(data)
+    fit(make_model(), train, val, cfg(), straight, run_config={}, quiet=True)
+
+    crashed = tmp_path / "crashed"
+    train = DyingBatches(data, "train", 4, BLOCK, seed=1)
+    train.die_after = 13  # checkpoints at steps 5 and 10; dies during step 14
+    with pytest.raises(Interrupt):
+        fit(make_model(), train, TokenBatches(data, "val", 4, BLOCK, seed=2), cfg(), crashed, run_config={}, quiet=True)
+    train, val = loaders(data)
+    result = fit(make_model(seed=99), train, val, cfg(), crashed, run_config={}, quiet=True)  # resume=auto
+    assert result.resumed_from.endswith("step_0000010")
+    a, b = train_losses(straight), train_losses(crashed)
+    assert sorted(a) == sorted(b) == list(range(1, 21))  # records past the checkpoint were replaced
+    for step in a:
+        assert abs(a[step] - b[step]) <= 1e-5, step
+
+
+def test_nonfinite_steps_skipped_then_stop(tmp_path, data):
+    class Poisoned(TokenBatches):
+        bad: set[int] = set()
+
+        def next_batch(self):
+            x, y = super().next_batch()
+            if self.batches in self.bad:
+                x = x.clone()
+                x[0, 0] = VOCAB + 5  # out-of-range id -> the model below yields NaN
+            return x, y
+
+    class NaNOnBadIds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = make_model(0.0)
+            self.cfg = self.inner.cfg
+
+        def forward(self, idx):
+            bad = idx >= VOCAB
+            logits = self.inner(idx.clamp(max=VOCAB - 1))
+            return torch.where(bad.any(), torch.full_like(logits, float("nan")), logits)
+
+    train = Poisoned(data, "train", 4, BLOCK, seed=1)
+    train.bad = {3}
+    model = NaNOnBadIds()
+    result = fit(model, train, None, cfg(max_steps=6, eval_interval=0), tmp_path / "a", run_config={}, quiet=True)
+    assert result.steps == 6 and result.nonfinite_steps == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    train = Poisoned(data, "train", 4, BLOCK, seed=1)
+    train.bad = set(range(1, 100))
+    model = NaNOnBadIds()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(model, train, None, cfg(max_steps=50, max_nonfinite=4, eval_interval=0), tmp_path / "b",
+                 run_config={}, quiet=True)
+    assert result.steps == 4 and result.stopped_reason.startswith("diverged")
+    assert "train.lr" in result.stopped_reason
+    for k, v in model.state_dict().items():  # no update ever happened
+        assert torch.equal(v, before[k]), k
+
+
+def test_early_stopping(tmp_path, data):
+    train, val = loaders(data)
+    # lr 0: validation loss never improves after the first evaluation
+    result = fit(make_model(0.0), train, val, cfg(max_steps=100, lr=0.0, min_lr=0.0, eval_interval=3, patience=2),
+                 tmp_path / "run", run_config={}, quiet=True)
+    assert result.stopped_reason.startswith("early stopping") and result.steps == 9
+    assert len(result.val_history) == 3 and result.best_step == 3
+
+
+def test_time_and_token_budgets(tmp_path, data):
+    class Slow(TokenBatches):
+        def next_batch(self):
+            time.sleep(0.02)
+            return super().next_batch()
+
+    t0 = time.perf_counter()
+    result = fit(make_model(0.0), Slow(data, "train", 4, BLOCK, seed=1), None,
+                 cfg(max_steps=0, max_time="1s", eval_interval=0), tmp_path / "t", run_config={}, quiet=True)
+    assert result.stopped_reason == "reached max_time=1s"
+    assert 1.0 <= time.perf_counter() - t0 < 6 and result.steps > 5
+    train, _ = loaders(data)
+    result = fit(make_model(0.0), train, None, cfg(max_steps=0, max_tokens=640, eval_interval=0), tmp_path / "k",
+                 run_config={}, quiet=True)
+    assert result.tokens == 640 and result.steps == 10
+
+
+def test_grad_accum_matches_big_batch(tmp_path, data):
+    """Two micro-batches of 4 with loss/2 each give the same update as one batch of 8."""
+    class Fixed:
+        def __init__(self, x, y):
+            self.x, self.y, self.i = x, y, 0
+
+        def next_batch(self):
+            out = self.x[self.i], self.y[self.i]
+            self.i = (self.i + 1) % len(self.x)
+            return out
+
+    x = torch.randint(0, VOCAB, (8, BLOCK))
+    y = torch.randint(0, VOCAB, (8, BLOCK))
+    big = make_model(0.0)
+    small = make_model(0.0)
+    c = dict(max_steps=1, warmup_steps=0, eval_interval=0)
+    fit(big, Fixed([x], [y]), None, cfg(**c, batch_size=8), tmp_path / "a", run_config={}, quiet=True)
+    fit(small, Fixed([x[:4], x[4:]], [y[:4], y[4:]]), None, cfg(**c, grad_accum=2), tmp_path / "b", run_config={},
+        quiet=True)
+    for (n, a), b in zip(big.named_parameters(), small.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
+
+
+_CHILD = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_train_loop import make_model, loaders, cfg
+from pathlib import Path
+from owngpt.train.loop import fit
+torch.set_num_threads(1)
+train, val = loaders(Path({data!r}))
+fit(make_model(), train, val, cfg(max_steps=40, save_interval=3, eval_interval=10), Path({run!r}),
+    run_config={{}}, quiet=True)
+"""
+
+
+def _child(data: Path, run: Path) -> list[str]:
+    code = textwrap.dedent(_CHILD.format(tests=str(Path(__file__).parent), data=str(data), run=str(run)))
+    return [sys.executable, "-c", code]
+
+
+def test_sigkill_mid_run_then_resume(tmp_path, data):
+    """A real process killed with SIGKILL at an arbitrary moment, resumed: same losses as a straight run."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_child(data, straight), check=True, timeout=300)
+    proc = subprocess.Popen(_child(data, killed))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a few checkpoints exist, at whatever it is doing then
+        metrics = killed / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 17:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    subprocess.run(_child(data, killed), check=True, timeout=300)
+    a, b = train_losses(straight), train_losses(killed)
+    assert sorted(a) == sorted(b) == list(range(1, 41))
+    for step in a:
+        assert abs(a[step] - b[step]) <= 1e-5, step
+
+
+def test_cli_pretrain_end_to_end(tmp_path):
+    """`owngpt pretrain` on tiny shards made with the real char tokenizer; then load_model() reads the run."""
+    pytest.importorskip("owngpt.model.gpt")
+    tokmod = pytest.importorskip("owngpt.tokenizer")
+    from owngpt.cli import main
+    from owngpt.train.checkpoint import load_model
+
+    texts = [f"hello world number {i}, the quick brown fox." for i in range(200)]
+    tok = tokmod.train_char(texts)
+    data = tmp_path / "data"
+    tok.save(data / "tokenizer")
+    (data / "tokens").mkdir(parents=True)
+    manifest = {"format": 1, "dtype": "uint16", "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "splits": {}}
+    for split, docs in (("train", texts[:180]), ("val", texts[180:])):
+        ids = np.array([t for d in docs for t in tok.encode(d) + [tok.eot_id]], dtype=np.uint16)
+        ids.tofile(data / f"tokens/{split}_0000.bin")
+        manifest["splits"][split] = {"documents": len(docs), "tokens": len(ids),
+                                     "shards": [{"file": f"tokens/{split}_0000.bin", "tokens": len(ids), "sha256": ""}]}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    run = tmp_path / "run"
+    def cli(args: list[str]) -> int:
+        try:
+            main(args)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "6", "--quiet",
+              "--set", "train.batch_size=4", "--set", "train.eval_interval=3", "--set", "train.eval_batches=2",
+              "--set", "model.block_size=32", "--set", "model.n_layer=1", "--set", "train.tensorboard=false"]) == 0
+    assert (run / "summary.md").exists() and (run / "best" / "tokenizer").is_dir()
+    model, meta, tok2 = load_model(run)
+    assert meta["tokenizer_hash"] == tok.hash and tok2.hash == tok.hash
+    assert meta["model_config"]["vocab_size"] % 64 == 0 and meta["model_config"]["vocab_size"] >= tok.vocab_size
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--set", "train.lrr=1"]) == 1

@@ -1,0 +1,96 @@
+"""AdamW parameter groups and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from owngpt.config import TrainConfig
+from owngpt.train.optim import lr_at, make_optimizer, param_groups
+
+
+class TinyLM(nn.Module):
+    """Embedding + LayerNorm + Linear blocks + tied head: every kind of parameter the grouping must sort."""
+
+    def __init__(self, vocab: int = 11, width: int = 8) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(vocab, width)
+        self.ln = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, width)
+        self.rms = nn.RMSNorm(width)
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.rms(torch.relu(self.fc(self.ln(self.wte(idx))))))
+
+
+def test_param_groups_decay_only_matrices():
+    model = TinyLM()
+    groups = param_groups(model, 0.1)
+    decay = {id(p) for p in groups[0]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in decay}
+    assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    assert names == {"fc.weight"}  # not the tied embedding, not norms, not biases
+    n_total = sum(len(g["params"]) for g in groups)
+    assert n_total == len(list(model.parameters()))
+
+
+def test_param_groups_skip_frozen():
+    model = TinyLM()
+    model.fc.weight.requires_grad_(False)
+    groups = param_groups(model, 0.1)
+    assert all(p.requires_grad for g in groups for p in g["params"])
+    assert all(p is not model.fc.weight for g in groups for p in g["params"])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_optimizer_matches_torch_reference(fused):
+    torch.manual_seed(0)
+    cfg = TrainConfig(lr=3e-3, weight_decay=0.1, beta1=0.8, beta2=0.95, eps=1e-7)
+    ours = TinyLM()
+    ref = TinyLM()
+    ref.load_state_dict(ours.state_dict())
+    opt = make_optimizer(ours, cfg, fused=fused)
+    ref_params = dict(ref.named_parameters())
+    decay = [ref_params["fc.weight"]]
+    rest = [p for n, p in ref_params.items() if n != "fc.weight"]
+    ref_opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+        lr=3e-3, betas=(0.8, 0.95), eps=1e-7, foreach=False,
+    )
+    idx = torch.randint(0, 11, (4, 5))
+    for _ in range(5):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            model(idx).logsumexp(-1).mean().backward()
+            o.step()
+    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_schedule_cosine():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=100, decay="cosine")
+    assert lr_at(0, cfg, 2000) == pytest.approx(1e-3 / 101)  # starts near 0 (nanoGPT's warmup)
+    assert lr_at(99, cfg, 2000) == pytest.approx(1e-3 * 100 / 101)
+    assert lr_at(100, cfg, 2000) == pytest.approx(1e-3)  # peak right after warmup
+    mid = 100 + (2000 - 100) // 2
+    assert lr_at(mid, cfg, 2000) == pytest.approx((1e-3 + 1e-4) / 2, rel=1e-3)
+    assert lr_at(2000, cfg, 2000) == pytest.approx(1e-4)
+    assert lr_at(5000, cfg, 2000) == pytest.approx(1e-4)  # held at min_lr past the horizon
+    values = [lr_at(s, cfg, 2000) for s in range(100, 2001)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay
+
+
+def test_schedule_linear_and_constant():
+    lin = TrainConfig(lr=1.0, min_lr=0.0, warmup_steps=0, decay="linear")
+    assert lr_at(0, lin, 10) == pytest.approx(1.0)
+    assert lr_at(5, lin, 10) == pytest.approx(0.5)
+    assert lr_at(10, lin, 10) == pytest.approx(0.0)
+    const = TrainConfig(lr=0.3, warmup_steps=4, decay="constant")
+    assert lr_at(1, const, 100) == pytest.approx(0.3 * 2 / 5)
+    assert all(lr_at(s, const, 100) == 0.3 for s in range(4, 200))
+    assert math.isclose(lr_at(50, TrainConfig(lr=0.3, warmup_steps=0, decay="cosine"), 0), 0.3)
