@@ -144,11 +144,13 @@ def _unknown_key(key: str, valid: list[str], where: str) -> OwnGPTError:
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Turn a YAML/command-line value into the field's declared type, or explain why not."""
+    origin = get_origin(annotation)
+    options = get_args(annotation)
+    if origin is Literal and value in options:  # before YAML parsing, which would turn "on"/"off" into booleans
+        return value
     if isinstance(value, str) and annotation is not str:
         loaded = yaml.safe_load(value) if value != "" else None
         value = loaded if loaded is not None or value.lower() in ("null", "none", "~") else value
-    origin = get_origin(annotation)
-    options = get_args(annotation)
     if origin is Literal:
         if value not in options:
             raise OwnGPTError(f"{key} must be one of {', '.join(map(repr, options))}, not {value!r}")
@@ -162,6 +164,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if annotation is kind:
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 return float(value)
+            if kind is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
             if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
                 return str(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -18,6 +18,7 @@ from torch import nn
 
 from owngpt.config import ModelConfig, TrainConfig
 from owngpt.data.loader import TokenBatches
+from owngpt.model.gpt import GPT
 from owngpt.train.metrics import read_metrics
 from owngpt.train.loop import fit
 
@@ -25,33 +26,11 @@ VOCAB = 32
 BLOCK = 16
 
 
-class StandIn(nn.Module):
-    """Used only while owngpt.model.gpt is not written yet: embeddings, a dropout MLP, tied head."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
-        self.mlp = nn.Sequential(nn.LayerNorm(cfg.n_embd), nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
-                                 nn.Dropout(cfg.dropout), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
-        self.ln_f = nn.LayerNorm(cfg.n_embd)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))  # (B, T, C)
-        h = h + self.mlp(h)
-        return self.ln_f(h) @ self.wte.weight.T  # (B, T, V)
-
-
 def make_model(dropout: float = 0.1, seed: int = 0) -> nn.Module:
     """The real GPT (tiny), with dropout so that resume must restore the RNG too."""
     mcfg = ModelConfig(preset="gpt2", vocab_size=VOCAB, block_size=BLOCK, n_layer=1, n_head=2, n_embd=16,
                        dropout=dropout)
     torch.manual_seed(seed)
-    try:
-        from owngpt.model.gpt import GPT
-    except ModuleNotFoundError:
-        return StandIn(mcfg)
     return GPT(mcfg)
 
 
@@ -97,7 +76,7 @@ def data(tmp_path):
 def test_loss_falls_and_artefacts_written(tmp_path, data):
     train, val = loaders(data)
     run = tmp_path / "run"
-    result = fit(make_model(0.0), train, val, cfg(max_steps=60, eval_interval=20, tensorboard=True), run,
+    result = fit(make_model(0.0), train, val, cfg(max_steps=60, eval_interval=20, tensorboard=True, lr=1e-2, min_lr=1e-3), run,
                  run_config={"model": {}, "train": {}}, quiet=True)
     losses = train_losses(run)
     assert result.steps == 60 and result.tokens == 60 * 4 * BLOCK

@@ -29,7 +29,7 @@ def _register() -> None:
     # Each module adds its verbs to `app`; imported here so `owngpt --help` lists them all.
     import importlib
 
-    for name in ("data", "tokenizer", "train", "sft", "generate", "chat", "lora", "quickstart"):
+    for name in ("data", "tokenizer", "train", "sft", "generate", "chat", "lora", "evaluate", "quickstart"):
         try:
             importlib.import_module(f"owngpt.cli.{name}")
         except ModuleNotFoundError as e:

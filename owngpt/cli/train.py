@@ -19,6 +19,8 @@ def pretrain(
         "and the learning rate decays over it."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (overrides train.max_steps)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="auto (continue the run folder's latest checkpoint), none, or a checkpoint path."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Continue pretraining from this run/checkpoint "
+        "(domain adaptation on your own text; prepare the data with `--tokenizer BASE/best/tokenizer`)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from owngpt.config import load_run_config
@@ -35,5 +37,7 @@ def pretrain(
         overrides.append(f"train.max_steps={steps}")
     if resume is not None:
         overrides.append(f"train.resume={resume}")
+    if init_from is not None:
+        overrides.append(f"train.init_from={init_from}")
     result = run_pretrain(load_run_config(config, overrides), quiet=quiet, echo=typer.echo)
     typer.echo(f"stopped: {result.stopped_reason}; run folder: {result.run_dir}")

@@ -212,7 +212,7 @@ class _Trainer:
         with self.autocast:
             logits = self.model(x)  # (B, T, V)
         # fp32 softmax: bf16 logits lose ~2 digits, which shows up as a noisy, biased loss
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), ignore_index=-1,
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1,
                                reduction=reduction)
 
     def train_step(self, lr: float) -> tuple[float, float]:

@@ -48,14 +48,24 @@ def setup(run_config: RunConfig):
         raise OwnGPTError(f"{data_dir}/tokenizer not found: run `owngpt prepare ... --out {data_dir}` with a tokenizer")
     tok = Tokenizer.load(data_dir / "tokenizer")
     model_cfg = dataclasses.replace(run_config.model, vocab_size=padded_vocab(tok.vocab_size))
+    base_state = None
+    if cfg.init_from:  # continued pretraining (domain adaptation): the base decides the architecture
+        from owngpt.config import ModelConfig
+        from owngpt.train.checkpoint import best_or_latest, load_weights, read_meta
+
+        base = best_or_latest(cfg.init_from)
+        base_meta = read_meta(base)
+        if base_meta.get("tokenizer_hash") and base_meta["tokenizer_hash"] != tok.hash:
+            raise OwnGPTError(f"{data_dir} was tokenized with a different tokenizer than {base}; re-run prepare "
+                              f"with `--tokenizer {base}/tokenizer` so the data matches the base model")
+        model_cfg = ModelConfig(**{**base_meta["model_config"], "dropout": run_config.model.dropout})
+        base_state = load_weights(base, base_meta)
     run_config = RunConfig(model=model_cfg, train=cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
     model = GPT(model_cfg)
-    if cfg.init_from:
-        from owngpt.train.checkpoint import best_or_latest, load_weights
-
-        model.load_state_dict(load_weights(best_or_latest(cfg.init_from)), strict=True)
+    if base_state is not None:
+        model.load_state_dict(base_state, strict=True)
     model.to(device)
     block = model_cfg.block_size
     train = TokenBatches(data_dir, "train", cfg.batch_size, block, seed=cfg.seed, device=device, tokenizer_hash=tok.hash)

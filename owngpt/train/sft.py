@@ -86,6 +86,7 @@ def build_conversations(
         train += identity[n_val:]
         val += identity[:n_val]
         report["persona"] = {"name": persona.name, "identity_conversations": len(identity)}
+        report["system_prompt"] = prompt
     if cfg.reverse:
         from owngpt.chat import reverse_conversation
 
@@ -107,12 +108,12 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     import torch
 
     from owngpt.train.checkpoint import load_model
-    from owngpt.train.loop import fit
+    from owngpt.train.loop import fit, resolve_device
 
     if not cfg.base:
         raise OwnGPTError("sft needs a base checkpoint: --base RUN_OR_CHECKPOINT (from `owngpt pretrain`)")
     run_dir = Path(train_cfg.out_dir)
-    device = _device(train_cfg.device)
+    device = resolve_device(train_cfg.device)
     model, meta, tok = load_model(cfg.base, device="cpu")
     if tok is None:
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
@@ -140,7 +141,10 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "sft_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     model.to(device)
-    run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg), "base_meta": meta}
+    # `chat` is what `owngpt chat` reads to use the same system prompt the model was fine-tuned with.
+    chat_defaults = {"system_prompt": report.get("system_prompt"), "reverse": cfg.reverse}
+    run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg), "base_meta": meta,
+                  "chat": chat_defaults}
     result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
                  weights_filter=weights_filter)
     if cfg.lora:
@@ -158,10 +162,3 @@ def _export_adapter(run_dir: Path, cfg: SFTConfig, base_meta: dict) -> None:
     lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets)
     write_adapter(run_dir / "adapter", state, lcfg, base_meta)
 
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

@@ -1,0 +1,27 @@
+"""owngpt: build your own personalized ChatGPT from scratch — data, tokenizer, GPT, training, chat, generation.
+
+Importing the package is cheap (no torch): `owngpt.load()` imports the model code when first called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from owngpt.generate import Generator
+
+__version__ = "0.1.0"
+
+
+def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str = "auto") -> "Generator":
+    """Load a checkpoint (a run folder or a checkpoint folder) with its tokenizer, optionally applying a LoRA
+    adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
+    `.tokenizer`, `.meta`."""
+    from owngpt.generate import load as _load
+
+    return _load(path, adapter=adapter, device=device)
+
+
+__all__ = ["load", "__version__"]

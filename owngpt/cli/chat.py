@@ -1,0 +1,118 @@
+"""`owngpt chat`: talk to a model in the terminal (streaming), or script it with --message / stdin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Iterable, List, Optional
+
+import typer
+
+from owngpt.cli import app
+
+
+@app.command(help="Chat with a model: interactive with streaming replies and /commands (type /help), or "
+             "non-interactive with --message (repeatable) or lines on stdin, one reply printed per turn.")
+def chat(
+    checkpoint: str = typer.Argument(..., help="Chat model: a run folder (its best checkpoint) or a checkpoint folder."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
+    persona: Optional[str] = typer.Option(None, "--persona", help="Persona YAML/Markdown (or example-en / example-zh) whose system prompt to use."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt text (overrides --persona and the one recorded by `owngpt sft`; \"\" = none)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 = greedy (default 0.8)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample from the k most likely tokens; 0 = off (default 50)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling probability mass; 1 = off (default 0.95)."),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="Penalty for tokens already in the context; 1 = off (default 1.1)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Longest reply in tokens (default 128; at most 3/4 of the context)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed and inputs give the same replies."),
+    mmi: int = typer.Option(0, "--mmi", help="Sample N candidate replies and keep the one the --backward model scores best (0 = off)."),
+    backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`)."),
+    message: List[str] = typer.Option([], "--message", "-m", help="Send this line (a message or a /command) without the interactive prompt; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Non-interactive mode: print one JSON object per input line (input, reply, message, error)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+) -> None:
+    from owngpt.chat import ChatSession, chat_generation_config
+
+    gen = chat_generation_config(temperature=temperature, top_k=top_k, top_p=top_p,
+                                 repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed)
+    session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
+                                          gen=gen, mmi=mmi, backward=backward)
+    if message:
+        ok = _script(session, message, as_json)
+    elif not sys.stdin.isatty():
+        ok = _script(session, sys.stdin, as_json)
+    else:
+        _interactive(session)
+        ok = True
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _script(session, lines: Iterable[str], as_json: bool) -> bool:
+    """Each line through handle_line; replies to stdout (one per turn), feedback to stderr. False on any error."""
+    from owngpt.chat import handle_line
+    from owngpt.errors import OwnGPTError
+
+    ok = True
+    for line in lines:
+        line = line.rstrip("\r\n")
+        result = handle_line(session, line)
+        reply, text, error = None, result.message, result.error
+        if result.stream is not None:
+            try:
+                for _ in result.stream:
+                    pass
+                reply = session.messages[-1]["content"]
+            except OwnGPTError as e:
+                text, error = str(e), True
+        ok = ok and not error
+        if as_json:
+            typer.echo(json.dumps({"input": line, "reply": reply, "message": text, "error": error}, ensure_ascii=False))
+        else:
+            if text:
+                typer.echo(("error: " if error else "") + text, err=True)
+            if reply is not None:
+                typer.echo(reply)
+        if result.quit:
+            break
+    return ok
+
+
+def _interactive(session) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    from owngpt.chat import handle_line, settings_summary
+    from owngpt.errors import OwnGPTError
+
+    try:
+        import readline  # noqa: F401 - line editing and history for the prompt
+    except ImportError:
+        pass
+    console = Console()
+    console.print(Text.assemble(("owngpt chat", "bold"), " — ", settings_summary(session)))
+    console.print(Text("type /help for commands; /quit or Ctrl-D leaves; Ctrl-C stops a reply", style="dim"))
+    while True:
+        try:
+            line = console.input("[bold green]you ›[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        result = handle_line(session, line)
+        if result.message:
+            console.print(Text(result.message, style="red" if result.error else "dim"))
+        if result.stream is not None:
+            console.print(Text("bot › ", style="bold cyan"), end="")
+            try:
+                for piece in result.stream:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+                sys.stdout.write("\n")
+            except KeyboardInterrupt:
+                console.print(Text(" [stopped]", style="dim"))
+            except OwnGPTError as e:
+                console.print(Text(f"\nerror: {e}", style="red"))
+            if session.last_candidates and session.mmi > 1:
+                scores = ", ".join(f"{s:.1f}" for _, s in session.last_candidates)
+                console.print(Text(f"(MMI: best of {len(session.last_candidates)} candidates, scores {scores})", style="dim"))
+        if result.quit:
+            return

@@ -1,0 +1,88 @@
+"""`owngpt generate`: continue text prompts with a trained model (streamed for one prompt, batched for several)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from owngpt.cli import app
+
+
+@app.command(help="Generate text from a checkpoint. One prompt streams to the terminal as it decodes; several "
+             "prompts (or --num-samples > 1, or --beams > 1) run as one batch and print each result. "
+             "No prompt: sample from scratch (start at <|endoftext|>).")
+def generate(
+    checkpoint: str = typer.Argument(..., help="A run folder (its best, else latest checkpoint) or a checkpoint folder."),
+    prompts: Optional[List[str]] = typer.Argument(None, help="Prompt texts; several prompts generate as one batch."),
+    prompt_file: List[Path] = typer.Option([], "--prompt-file", help="Read a prompt from this file (the whole file is one prompt; '-' = stdin); repeatable."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens to generate per sample (generation also stops when the context is full)."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature; 0 = greedy (always the most likely token)."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely tokens; 0 = off."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling: the smallest set of tokens holding this probability mass; 1 = off."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="Make tokens already in the text less likely (CTRL); 1 = off, 1.1-1.3 typical."),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Never repeat an n-gram of this size (prompt included); 0 = off."),
+    beams: int = typer.Option(1, "--beams", help="Beam search with this many beams (deterministic; ignores temperature/top-k/top-p); 1 = off."),
+    length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam search: score = log p / length ** this; > 1 favours longer, < 1 shorter outputs."),
+    stop: List[str] = typer.Option([], "--stop", help="Stop when the text contains this string (cut before it); repeatable. '\\n' means a newline."),
+    stop_eot: bool = typer.Option(True, "--stop-eot/--no-stop-eot", help="Stop at <|endoftext|> and <|im_end|> (end of a document / of a reply)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed and settings give the same text."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt."),
+    truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens)."),
+    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
+    echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation."),
+) -> None:
+    import owngpt
+    from owngpt.errors import OwnGPTError
+
+    texts = list(prompts or []) + [_read_prompt(p) for p in prompt_file]
+    if not texts:
+        texts = [""]
+    if num_samples < 1:
+        raise OwnGPTError(f"--num-samples must be at least 1, not {num_samples}")
+    loaded = owngpt.load(checkpoint, adapter=adapter, device=device)
+    tok = loaded.tokenizer
+    if tok is None:
+        raise OwnGPTError(f"checkpoint {checkpoint} carries no tokenizer folder; it cannot turn text into tokens")
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, num_beams=beams,
+                    length_penalty=length_penalty, stop=[_unescape(s) for s in stop], seed=seed, truncate=truncate)
+    stop_ids = (tok.eot_id, tok.im_end_id) if stop_eot else ()
+    started = time.perf_counter()
+    if len(texts) == 1 and num_samples == 1 and not no_stream:
+        if echo:
+            typer.echo(texts[0], nl=False)
+        for piece in loaded.stream(texts[0], stop_ids=stop_ids, **settings):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        typer.echo()
+    else:
+        batch = [t for t in texts for _ in range(num_samples)]
+        outs = loaded.generate(batch, stop_ids=stop_ids, **settings)
+        for i, (prompt, out) in enumerate(zip(batch, outs)):
+            if len(batch) > 1:
+                label = f"prompt {i // num_samples + 1}" + (f", sample {i % num_samples + 1}" if num_samples > 1 else "")
+                typer.secho(f"--- {label} ---", dim=True)
+            typer.echo((prompt if echo else "") + out)
+    typer.secho(f"({time.perf_counter() - started:.1f}s, {loaded.model.describe()})", dim=True, err=True)
+
+
+def _read_prompt(path: Path) -> str:
+    from owngpt.errors import OwnGPTError
+
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise OwnGPTError(f"--prompt-file {path}: cannot read it as UTF-8 text ({e})") from None
+
+
+def _unescape(text: str) -> str:
+    """'\\n' and '\\t' typed on a command line mean a newline and a tab."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")

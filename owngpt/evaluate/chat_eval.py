@@ -1,0 +1,98 @@
+"""Evaluate a chat model: held-out assistant perplexity, diversity of sampled replies, persona name recall.
+
+All prompts go through the one chat template (`render_conversation`) and all sampling through
+`owngpt.generate`, so what is measured here is exactly what `owngpt chat` would produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from owngpt.evaluate.metrics import chat_perplexity, distinct_n, name_recall
+from owngpt.tokenizer import Tokenizer, render_conversation
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class ChatEvalConfig:
+    samples: int = 100  # replies sampled for distinct-n
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    batch_size: int = 16
+    seed: int = 0
+
+
+def reply_prompts(conversations: Sequence[Messages], n: int, system: str | None = None) -> list[Messages]:
+    """Up to n prompts: each conversation cut just before its first assistant reply that follows a user turn."""
+    prompts: list[Messages] = []
+    for messages in conversations:
+        for i, m in enumerate(messages):
+            if m["role"] == "assistant" and i > 0 and messages[i - 1]["role"] == "user":
+                prefix = list(messages[:i])
+                if system and prefix[0]["role"] != "system":
+                    prefix.insert(0, {"role": "system", "content": system})
+                prompts.append(prefix)
+                break
+        if len(prompts) >= n:
+            break
+    return prompts
+
+
+@torch.no_grad()
+def sample_replies(model, tok: Tokenizer, prompts: Sequence[Messages], cfg: ChatEvalConfig) -> list[str]:
+    """One sampled assistant reply per prompt (batched, left-truncated to fit the context)."""
+    from owngpt.generate import GenerationConfig, generate_ids
+
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                           top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, seed=cfg.seed,
+                           truncate="left")
+    room = model.cfg.block_size - cfg.max_new_tokens
+    replies: list[str] = []
+    for start in range(0, len(prompts), cfg.batch_size):
+        batch = [render_conversation(tok, p, add_generation_prompt=True)[0][-room:]
+                 for p in prompts[start : start + cfg.batch_size]]
+        outs = generate_ids(model, batch, gen, stop_ids=(tok.im_end_id, tok.eot_id))
+        replies += [tok.decode([i for i in out if i not in (tok.im_end_id, tok.eot_id)]).strip() for out in outs]
+    return replies
+
+
+def evaluate_chat(model, tok: Tokenizer, conversations: Sequence[Messages], cfg: ChatEvalConfig | None = None,
+                  *, system: str | None = None) -> dict:
+    """Perplexity on the assistant tokens of held-out conversations, and distinct-1/2 of sampled replies."""
+    cfg = cfg or ChatEvalConfig()
+    device = next(model.parameters()).device
+    ppl = chat_perplexity(model, tok, conversations, device=device)
+    replies = sample_replies(model, tok, reply_prompts(conversations, cfg.samples, system), cfg)
+    return {
+        "conversations": len(conversations),
+        "assistant_tokens": ppl["tokens"],
+        "loss": ppl["loss"],
+        "perplexity": ppl["perplexity"],
+        "replies": len(replies),
+        "distinct_1": distinct_n(replies, 1),
+        "distinct_2": distinct_n(replies, 2),
+        "examples": replies[:5],
+    }
+
+
+def persona_recall(model, tok: Tokenizer, persona, lang: str, *, n: int = 50, system: str | None = None,
+                   cfg: ChatEvalConfig | None = None) -> dict:
+    """Ask n varied "what is your name?" questions; the fraction of answers that contain the persona's name."""
+    from owngpt.persona import name_questions
+
+    cfg = cfg or ChatEvalConfig(temperature=0.7)
+    questions = name_questions(lang, n, seed=cfg.seed)
+    prompts: list[Messages] = [
+        ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": q}]
+        for q in questions
+    ]
+    answers = sample_replies(model, tok, prompts, cfg)
+    return {"questions": len(questions), "recall": name_recall(answers, persona.name),
+            "examples": list(zip(questions[:5], answers[:5]))}

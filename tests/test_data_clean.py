@@ -1,0 +1,116 @@
+"""Tests for owngpt/data/clean.py: each step, PII scrubbing on crafted positives and negatives, the counting Cleaner."""
+
+from __future__ import annotations
+
+import pytest
+
+from owngpt.data.clean import (
+    CleanConfig,
+    Cleaner,
+    clean_text,
+    dup_line_ratio,
+    luhn_ok,
+    nfkc,
+    normalise_whitespace,
+    scrub_pii,
+    strip_html,
+    top_char_ratio,
+)
+
+
+@pytest.mark.parametrize("text, expected, kinds", [
+    ("write to zhang.san+work@mail.example.com.cn today", "write to <EMAIL> today", ["pii_email"]),
+    ("手机13812345678，", "手机<PHONE>，", ["pii_phone"]),
+    ("电话 +86 138-1234-5678", "电话 <PHONE>", ["pii_phone"]),
+    ("call 138 1234 5678 now", "call <PHONE> now", ["pii_phone"]),
+    ("office +44 20 7946 0958.", "office <PHONE>.", ["pii_phone"]),
+    ("US (555) 123-4567 or +1 555 123 4567", "US <PHONE> or <PHONE>", ["pii_phone"]),
+    ("座机 010-12345678", "座机 <PHONE>", ["pii_phone"]),
+    ("身份证号 11010519491231002X。", "身份证号 <ID>。", ["pii_id"]),
+    ("card 4111 1111 1111 1111 ok", "card <CARD> ok", ["pii_card"]),
+    ("卡号6222-0202-0002-9999-3", None, None),  # decided below by Luhn
+    ("host 192.168.1.10.", "host <IP>.", ["pii_ip"]),
+    ("v6 2001:db8::8a2e:370:7334 end", "v6 <IP> end", ["pii_ip"]),
+])
+def test_scrub_positives(text, expected, kinds):
+    out, found = scrub_pii(text)
+    if expected is None:
+        digits = "".join(c for c in text if c.isdigit())
+        assert ("<CARD>" in out) == luhn_ok(digits)
+        return
+    assert out == expected
+    assert found == kinds
+
+
+@pytest.mark.parametrize("text", [
+    "会议在 2024-01-15 14:30:00 开始，1999年出生，价格 ¥1,299.00，$12,345,678.90。",
+    "身份证号 110105194912310021 (wrong check digit)",
+    "card 4111 1111 1111 1112 fails Luhn",
+    "order 20240115123045 and ISBN 978-3-16-148410-0",
+    "256.1.1.1 is not an address, version 1.2.3, std::vector and a::b, 12:30:45",
+    "population 1400000000 people; pi 3.14159265358979",
+    "email-like a@b but no domain; @handle",
+])
+def test_scrub_negatives(text):
+    out, found = scrub_pii(text)
+    assert out == text and found == []
+
+
+def test_id_checksum_and_luhn():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert scrub_pii("11010519491231002x")[0] == "<ID>"  # lower-case check character
+
+
+def test_nfkc_keeps_chinese_punctuation_by_default():
+    text = "ＡＢＣ１２３　你好，世界！（测试）"
+    assert nfkc(text) == "ABC123 你好，世界！（测试）"
+    assert nfkc(text, keep_cjk_punct=False) == "ABC123 你好,世界!(测试)"
+    assert nfkc("已经规范。") == "已经规范。"
+    out, changes, _ = clean_text("ｆｕｌｌ width", CleanConfig())
+    assert out == "full width" and "nfkc" in changes
+    assert clean_text("ＡＢ", CleanConfig(nfkc=False))[0] == "ＡＢ"
+
+
+def test_control_chars_and_whitespace():
+    out, changes, reason = clean_text("a\x00b\u200bc\ufeff  d\t\te   \r\n\n\n\nf", CleanConfig())
+    assert out == "abc d e\n\nf" and reason is None
+    assert changes == ["control_chars", "whitespace"]
+    assert normalise_whitespace("def f():\n    return 1  \n") == "def f():\n    return 1"  # indentation kept
+
+
+def test_html_strip_is_off_by_default():
+    html = "<p>Hello &amp; <b>world</b></p><script>var x = 1;</script><div>next</div>"
+    assert clean_text(html, CleanConfig())[0] == html
+    assert clean_text(html, CleanConfig(strip_html=True))[0] == "Hello & world\n\nnext"
+    assert strip_html("no tags, 3 < 4 & 5 > 2") == "no tags, 3 < 4 & 5 > 2"
+
+
+def test_length_and_junk_filters():
+    cfg = CleanConfig(min_chars=5, max_chars=20)
+    assert clean_text("   ", cfg)[2] == "empty"
+    assert clean_text("abc", cfg)[2] == "min_chars"
+    assert clean_text("x" * 10 + "y" * 11, cfg)[2] == "max_chars"
+    assert clean_text("哈" * 30, CleanConfig())[2] == "junk_chars"
+    assert clean_text("buy now\nbuy now\nbuy now\nok", CleanConfig())[2] == "junk_lines"
+    assert clean_text("aab" * 300, CleanConfig())[2] == "junk_chars"  # long text: sampled, then counted exactly
+    assert clean_text("buy now\nbuy now\nbuy now\nok", CleanConfig(junk_filter=False))[2] is None
+    assert clean_text("今天天气很好，我们去公园散步吧。", CleanConfig())[2] is None
+    assert dup_line_ratio("a\nb\na") == pytest.approx(1 / 3)
+    assert top_char_ratio("aaab") == 0.75
+
+
+def test_cleaner_counts_and_examples():
+    c = Cleaner(CleanConfig(), examples=2)
+    texts = [f"mail {i}@example.com" for i in range(3)] + ["", "fine text"]
+    outs = [c(t, f"f.txt:{i}") for i, t in enumerate(texts)]
+    assert outs[0] == ("mail <EMAIL>", True) and outs[3] == (None, False) and outs[4] == ("fine text", False)
+    rep = c.report()
+    assert rep["pii_email"]["changed"] == 3 and len(rep["pii_email"]["examples"]) == 2
+    assert rep["pii_email"]["examples"][0] == {"loc": "f.txt:0", "before": "mail 0@example.com", "after": "mail <EMAIL>"}
+    assert rep["empty"]["removed"] == 1
+    assert c.message("好", "x")[0] == "好"  # messages are never removed as short or junk
+
+
+def test_scrub_next_to_chinese_characters():
+    assert scrub_pii("邮箱zhang@example.com谢谢")[0] == "邮箱<EMAIL>谢谢"
+    assert scrub_pii("地址2001:db8::1:2结束")[0] == "地址<IP>结束"

@@ -1,0 +1,96 @@
+"""Tests for owngpt/data/dedup.py: exact and near-duplicate removal, English and Chinese, determinism."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from owngpt.data.dedup import (
+    ExactDedup,
+    HashSet64,
+    NearDedup,
+    NearDedupConfig,
+    estimated_jaccard,
+    jaccard,
+    lsh_params,
+    text_key,
+)
+
+EN = ("The committee met on Tuesday to discuss the new library budget. After a long debate, members agreed to "
+      "extend opening hours on weekends and to buy more books for children. The decision will be reviewed next "
+      "spring, when the city publishes its annual report on public services and cultural programmes.")
+ZH = ("今天上午，市图书馆召开会议讨论新的预算方案。经过长时间的讨论，委员们同意延长周末的开放时间，并为儿童购买更多的图书。"
+      "这一决定将在明年春天重新评估，届时市政府将发布关于公共服务和文化项目的年度报告。")
+
+
+def edit(text: str, n: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    chars = list(text)
+    for _ in range(n):
+        chars[rng.randrange(len(chars))] = rng.choice("xyz的了")
+    return "".join(chars)
+
+
+def test_exact_dedup_normalises_case_and_spacing():
+    d = ExactDedup()
+    assert not d.seen("Hello  World\n")
+    assert d.seen("hello world")
+    assert not d.seen("hello world!")
+    assert text_key("A b") == text_key("a  B")
+
+
+def test_hashset_merges_and_still_finds_everything():
+    s = HashSet64()
+    values = list(range(1, 100_000, 3))
+    for i in range(0, len(values), 100):
+        s.add(values[i : i + 100])
+    assert len(s) == len(values)
+    assert s.contains_any([values[5]]) and s.contains_any([values[-1]]) and not s.contains_any([2, 5])
+    assert s.contains_matrix(np.array([[1, 2], [5, 8]], dtype=np.uint64)).tolist() == [True, False]
+
+
+def test_near_duplicates_removed_different_texts_kept():
+    for base, other in ((EN, ZH), (ZH, EN)):
+        nd = NearDedup()
+        # well above the 0.8 threshold: LSH is an S-curve, so pairs right at the threshold go either way
+        assert jaccard(base, edit(base, 2)) >= 0.9
+        assert nd.duplicates([base, edit(base, 2), other, base.upper()]) == [False, True, False, True]
+        assert not nd.is_duplicate(ZH[:40] + EN[:40])  # a different text is kept
+
+
+def test_short_unrelated_texts_are_not_near_duplicates():
+    # short texts sharing a word or two must not collide (they get classic MinHash, not densified bins)
+    texts = ["你是心理\n你疯了", "你是脑残\n你疯了。", "你生气了\n你生气吗", "你醉了\n不,我清醒。", "hi\nhello", "hi there\nhello!"]
+    assert NearDedup().duplicates(texts) == [False] * len(texts)
+
+
+def test_chinese_different_text_kept():
+    nd = NearDedup()
+    a = "我喜欢在周末去爬山，山顶的风景非常美丽，空气也很清新。"
+    b = "这家餐厅的菜很好吃，服务员态度也不错，价格比较合理。"
+    assert nd.duplicates([a, b]) == [False, False]
+
+
+def test_minhash_estimate_tracks_jaccard():
+    nd = NearDedup(NearDedupConfig(num_perm=256))
+    for n in (0, 5, 20, 60):
+        b = edit(EN * 2, n, seed=n)
+        j = jaccard(EN * 2, b)
+        assert abs(estimated_jaccard(nd.signature(EN * 2), nd.signature(b)) - j) < 0.12
+
+
+def test_batched_equals_one_by_one_and_deterministic():
+    texts = [edit(EN, i % 7, seed=i // 7) for i in range(40)] + [edit(ZH, i % 5, seed=i) for i in range(20)] + ["短", "ok"]
+    a = NearDedup().duplicates(texts)
+    one = NearDedup()
+    assert [one.is_duplicate(t) for t in texts] == a
+    assert NearDedup().duplicates(texts) == a  # same seed, same answers
+    assert np.array_equal(NearDedup().signatures(texts[:5]), NearDedup().signatures(texts[:5]))
+
+
+def test_lsh_params_move_with_threshold():
+    b_lo, r_lo = lsh_params(0.5, 128)
+    b_hi, r_hi = lsh_params(0.9, 128)
+    assert b_lo * r_lo <= 128 and b_hi * r_hi <= 128
+    assert (1 / b_lo) ** (1 / r_lo) < (1 / b_hi) ** (1 / r_hi)  # the S-curve's midpoint follows the threshold

@@ -1,0 +1,200 @@
+"""GPT: causality, cached decoding == full forward, left padding == unpadded, sizes, errors, cache reorder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from owngpt.config import ModelConfig
+from owngpt.errors import OwnGPTError
+from owngpt.model.gpt import GPT, KVCache, sinusoidal_table
+
+V = 50
+
+
+def tiny(preset: str = "gpt2", seed: int = 0, **kw) -> GPT:
+    args = dict(preset=preset, vocab_size=V, block_size=32, n_layer=2, n_head=4, n_embd=32)
+    args.update(kw)
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(**args)).eval()
+
+
+VARIANTS = {
+    "gpt2": dict(preset="gpt2"),
+    "modern": dict(preset="modern"),
+    "modern-gqa": dict(preset="modern", n_kv_head=2),
+    "gpt2-rope-gqa": dict(preset="gpt2", pos="rope", n_kv_head=1),
+    "sinusoidal": dict(preset="gpt2", pos="sinusoidal"),
+    "modern-learned-untied": dict(preset="modern", pos="learned", tie_embeddings=False),
+}
+
+
+def ids(B: int, T: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_causal(name):
+    model = tiny(**VARIANTS[name])
+    x = ids(2, 12)
+    with torch.no_grad():
+        ref = model(x)
+        for t in (0, 5, 11):
+            y = x.clone()
+            y[:, t] = (y[:, t] + 1) % V
+            out = model(y)
+            assert_close(out[:, :t], ref[:, :t], rtol=0, atol=1e-6)
+            assert not torch.allclose(out[:, t], ref[:, t])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_cached_decoding_equals_full_forward(name):
+    model = tiny(**VARIANTS[name])
+    x = ids(3, 20)
+    with torch.no_grad():
+        full = model(x)
+        cache = model.new_cache(3)
+        parts = [model(x[:, :7], cache=cache)]  # prefill
+        parts += [model(x[:, t : t + 1], cache=cache) for t in range(7, 15)]  # one token at a time
+        parts.append(model(x[:, 15:], cache=cache))  # several tokens after a prefix
+    assert cache.pos == 20
+    assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def _left_pad(seqs: list[torch.Tensor], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(s) for s in seqs)
+    x = torch.full((len(seqs), T), pad, dtype=torch.long)
+    valid = torch.zeros(len(seqs), T, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        x[i, T - len(s) :] = s
+        valid[i, T - len(s) :] = True
+    return x, valid
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_left_padding_matches_unpadded(name):
+    model = tiny(**VARIANTS[name])
+    seqs = [ids(1, n, seed=n)[0] for n in (9, 4, 1)]
+    x, valid = _left_pad(seqs, pad=7)
+    with torch.no_grad():
+        batched = model(x, valid=valid)
+        assert torch.isfinite(batched).all()  # padding queries stay finite too
+        for i, s in enumerate(seqs):
+            alone = model(s[None])
+            assert_close(batched[i, -len(s) :], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "modern", "modern-gqa"])
+def test_left_padding_with_cache(name):
+    """Prefill a padded batch, then decode without passing `valid` again: the cache remembers the padding."""
+    model = tiny(**VARIANTS[name])
+    seqs = [ids(1, n, seed=10 + n)[0] for n in (6, 3)]
+    cont = ids(2, 4, seed=99)
+    x, valid = _left_pad(seqs)
+    with torch.no_grad():
+        cache = model.new_cache(2)
+        out = [model(x, cache=cache, valid=valid)[:, -1:]]
+        out += [model(cont[:, t : t + 1], cache=cache) for t in range(2)]
+        # the full mask may also be passed on later steps
+        full_valid = torch.cat([valid, torch.ones(2, 3, dtype=torch.bool)], dim=1)
+        out.append(model(cont[:, 2:3], cache=cache, valid=full_valid))
+        got = torch.cat(out, dim=1)  # (2, 4, V)
+        for i, s in enumerate(seqs):
+            alone = model(torch.cat([s, cont[i, :3]])[None])[0, len(s) - 1 :]
+            assert_close(got[i], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_reorder_and_reset():
+    model = tiny("modern", n_kv_head=2)
+    x = ids(3, 10)
+    with torch.no_grad():
+        cache = model.new_cache(3, max_len=16)
+        model(x[:, :8], cache=cache)
+        index = torch.tensor([2, 2, 0, 1])  # beams: repeat one row, change the batch size
+        cache.reorder(index)
+        assert cache.batch_size == 4 and cache.k[0].shape == (4, 2, 16, 8)
+        step = model(x[index, 8:10], cache=cache)
+        assert_close(step, model(x[index])[:, 8:10], rtol=1e-5, atol=1e-5)
+        cache.reset()
+        assert cache.pos == 0
+        assert_close(model(x[index, :5], cache=cache), model(x[index, :5]), rtol=1e-5, atol=1e-5)
+
+
+def test_context_errors():
+    model = tiny()
+    with pytest.raises(OwnGPTError, match="longer than the model's context of 32 tokens"):
+        model(ids(1, 33))
+    cache = model.new_cache(1)
+    model(ids(1, 30), cache=cache)
+    with pytest.raises(OwnGPTError, match="longer than the model's context of 32 tokens"):
+        model(ids(1, 3), cache=cache)
+    with pytest.raises(OwnGPTError, match="KV cache of 8 tokens"):
+        model(ids(1, 9), cache=model.new_cache(1, max_len=8))
+    with pytest.raises(OwnGPTError, match="context of 32"):
+        model.new_cache(1, max_len=64)
+
+
+def test_new_cache_follows_model_dtype():
+    model = tiny("modern").to(torch.bfloat16)
+    cache = model.new_cache(2)
+    assert isinstance(cache, KVCache) and cache.k[0].dtype == torch.bfloat16 and cache.max_len == 32
+    with torch.no_grad():
+        assert model(ids(2, 5), cache=cache).dtype == torch.bfloat16
+
+
+def test_parameter_names_and_shapes():
+    model = tiny("modern", n_kv_head=2, mlp_hidden=96)
+    names = dict(model.named_parameters(remove_duplicate=False))
+    assert "transformer.wpe.weight" not in names and "transformer.h.0.attn.c_attn.bias" not in names
+    assert names["transformer.h.1.attn.c_attn.weight"].shape == ((4 + 2 * 2) * 8, 32)
+    assert names["transformer.h.1.mlp.c_fc.weight"].shape == (2 * 96, 32)  # SwiGLU: gate and up
+    assert names["transformer.h.1.mlp.c_proj.weight"].shape == (32, 96)
+    assert names["lm_head.weight"] is names["transformer.wte.weight"]
+    g = tiny("gpt2")
+    gnames = {n for n, _ in g.named_parameters(remove_duplicate=False)}
+    assert {"transformer.wpe.weight", "transformer.h.0.ln_1.bias", "transformer.h.0.mlp.c_fc.bias",
+            "transformer.ln_f.weight", "lm_head.weight"} <= gnames
+    assert set(g.state_dict()) == gnames  # no persistent buffers besides parameters
+
+
+def test_scaled_init():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="gpt2", vocab_size=512, block_size=64, n_layer=8, n_head=4, n_embd=256))
+    sd = model.state_dict()
+    assert abs(sd["transformer.h.0.mlp.c_fc.weight"].std().item() - 0.02) < 0.001
+    assert abs(sd["transformer.h.0.mlp.c_proj.weight"].std().item() - 0.02 / 4) < 0.0005  # 0.02 / sqrt(2 * 8)
+    assert sd["transformer.h.0.attn.c_attn.bias"].abs().max() == 0
+    assert (sd["transformer.h.0.ln_1.weight"] == 1).all()
+
+
+def test_gpt2_124m_size_and_flops():
+    cfg = ModelConfig(preset="gpt2", vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    assert model.num_params() == 124_439_808
+    assert model.num_params(non_embedding=True) == 124_439_808 - 50257 * 768 - 1024 * 768
+    n = 124_439_808 - 1024 * 768  # nanoGPT's N: the head (tied wte) counts, the position table does not
+    assert model.flops_per_token() == 6 * n + 12 * 12 * 12 * 64 * 1024
+    assert model.describe().startswith("GPT gpt2: 124.44M params, 12 layers, 768 wide, 12 heads, ctx 1024,")
+
+
+def test_describe_baby_gpt():
+    model = tiny(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    assert model.describe() == "GPT gpt2: 0.81M params, 4 layers, 128 wide, 4 heads, ctx 64, 5.2 MFLOPs/token"
+
+
+def test_sinusoidal_table_and_dropout_training():
+    pe = sinusoidal_table(10, 6)
+    assert_close(pe[3, 0], torch.sin(torch.tensor(3.0)))
+    assert_close(pe[3, 1], torch.cos(torch.tensor(3.0)))
+    assert_close(pe[3, 4], torch.sin(torch.tensor(3.0) / 10000 ** (4 / 6)))
+    model = tiny("modern", dropout=0.5).train()
+    x = ids(2, 8)
+    a, b = model(x), model(x)
+    assert not torch.allclose(a, b)  # dropout active while training
+    model.eval()
+    assert_close(model(x), model(x))
+    loss = torch.nn.functional.cross_entropy(model.train()(x).view(-1, V), x.view(-1))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
