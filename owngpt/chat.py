@@ -236,9 +236,9 @@ class ChatSession:
 
     @property
     def max_new_tokens(self) -> int:
-        """The reply budget: as asked, but at most three quarters of the context so history always has room."""
+        """The reply budget: as asked, but at most half the context so the system prompt and history always have room."""
         block = self.model.cfg.block_size
-        return max(1, min(self.gen.max_new_tokens, block - block // 4))
+        return max(1, min(self.gen.max_new_tokens, block // 2))
 
     @property
     def max_prompt_tokens(self) -> int:

@@ -29,6 +29,8 @@ CORPORA: dict[str, dict[str, list[str]]] = {
            "persona": ["example-zh"]},
 }
 
+CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
+
 SAMPLE_TURNS: dict[str, list[str]] = {
     "en": ["Hi! What is your name?", "What do you like to do on weekends?", "Who made you?"],
     "zh": ["你好！你叫什么名字？", "你平时喜欢做什么？", "是谁创造了你？"],
@@ -78,9 +80,10 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     prepare(CORPORA[cfg.lang]["pretrain"], data_dir, prep, progress=not quiet)
     report["seconds"]["prepare"] = round(time.perf_counter() - t0, 1)
 
-    echo(f"[2/5] pretrain: tiny-cpu recipe for {cfg.pretrain_time} → {base_dir}")
+    echo(f"[2/5] pretrain: tiny-cpu recipe (context {CONTEXT}) for {cfg.pretrain_time} → {base_dir}")
     t = time.perf_counter()
-    overrides = [f"train.data={data_dir}", f"train.out_dir={base_dir}", f"train.max_time={cfg.pretrain_time}",
+    # The tiny-cpu recipe with a 256-token context: a chat prompt holds a system prompt, history and the reply.
+    overrides = [f"train.data={data_dir}", f"model.block_size={CONTEXT}", f"train.out_dir={base_dir}", f"train.max_time={cfg.pretrain_time}",
                  "train.max_steps=0", f"train.seed={cfg.seed}", *cfg.extra_overrides]
     base = pretrain(load_run_config("tiny-cpu", overrides), quiet=quiet, echo=echo if not quiet else (lambda s: None))
     report["pretrain"] = {"best_val_loss": base.best_val_loss, "steps": base.steps, "tokens": base.tokens}
@@ -98,7 +101,7 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
 
     echo("[4/5] evaluate on held-out conversations")
     t = time.perf_counter()
-    report["eval"] = evaluate_quickstart(cfg, data_dir, chat_dir)
+    report["eval"] = evaluate_quickstart(cfg, data_dir, chat_dir, base_dir)
     report["seconds"]["evaluate"] = round(time.perf_counter() - t, 1)
 
     echo("[5/5] a sample conversation")
@@ -108,22 +111,28 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     return report
 
 
-def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path) -> dict:
-    """Held-out (test split) assistant perplexity + distinct-n, and persona name recall, of the chat model."""
+def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path, base_dir: Path | None = None) -> dict:
+    """Held-out (test split) assistant perplexity + distinct-n of the chat model, and persona name recall of the
+    chat model and (as the "before" figure) of the pretrained base model, asked with the same system prompt."""
     from owngpt.data.conversations import load_conversations
     from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, persona_recall
     from owngpt.persona import load_persona, system_prompt
     from owngpt.train.checkpoint import load_model
 
-    model, _meta, tok = load_model(chat_dir)
     held_out = load_conversations([str(data_dir)], split="test").conversations
     if not held_out:
         raise OwnGPTError(f"{data_dir} has no test conversations to evaluate on")
     persona = load_persona(_persona_path(cfg))
-    system = system_prompt(persona, persona.languages[0])
+    system = system_prompt(persona, cfg.lang if cfg.lang in persona.languages else persona.languages[0])
     ecfg = ChatEvalConfig(samples=cfg.eval_samples, seed=cfg.seed)
+    model, _meta, tok = load_model(chat_dir)
     result = evaluate_chat(model, tok, held_out, ecfg)
     result["persona"] = {"name": persona.name, **persona_recall(model, tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)}
+    if base_dir is not None:
+        base, _meta, base_tok = load_model(base_dir)
+        before = persona_recall(base, base_tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)
+        result["persona"]["recall_before"] = before["recall"]
+        result["base_perplexity"] = evaluate_chat(base, base_tok, held_out, ChatEvalConfig(samples=0))["perplexity"]
     return result
 
 

@@ -118,7 +118,7 @@ def test_long_conversation_never_exceeds_the_context(tok):
 
 def test_reply_budget_is_capped_so_history_has_room(tok):
     session = session_of(tok, block=64, max_new_tokens=1000)
-    assert session.max_new_tokens == 48 and session.max_prompt_tokens == 16
+    assert session.max_new_tokens == 32 and session.max_prompt_tokens == 32
 
 
 # ----------------------------------------------------------------------------- special-token injection

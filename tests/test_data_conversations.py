@@ -10,6 +10,7 @@ from owngpt.data.conversations import (
     check_conversation,
     load_conversations,
     pack_examples,
+    render_windows,
 )
 
 
@@ -98,3 +99,53 @@ def test_conversation_set_counts_documents():
     cs.add(msgs(("user", "a"), ("assistant", "b")), "x:1")
     cs.documents_ignored += 2
     assert cs.summary()["documents_ignored"] == 2
+
+
+def _char_tok():
+    from owngpt.tokenizer import train_char
+
+    return train_char(["abcdefghijklmnopqrstuvwxyz .?!"])
+
+
+def test_render_windows_short_conversation_is_one_window():
+    from owngpt.tokenizer import render_conversation
+
+    tok = _char_tok()
+    conv = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"}]
+    assert render_windows(tok, conv, 1000) == [render_conversation(tok, conv)]
+
+
+def test_render_windows_split_long_conversation_at_turns():
+    from owngpt.tokenizer import render_conversation
+
+    tok = _char_tok()
+    conv = [{"role": "system", "content": "be brief"}]
+    for i in range(12):
+        conv += [{"role": "user", "content": f"question number {i}?"},
+                 {"role": "assistant", "content": f"answer number {i} is a longer reply."}]
+    full_ids, full_mask = render_conversation(tok, conv)
+    limit = 160
+    windows = render_windows(tok, conv, limit)
+    assert len(windows) > 1
+    system_ids = render_conversation(tok, conv[:1])[0]
+    user_head = render_conversation(tok, [{"role": "user", "content": "x"}])[0][:3]
+    for ids, mask in windows:
+        assert len(ids) <= limit
+        assert ids[: len(system_ids)] == system_ids  # the system prompt opens every window
+        assert ids[len(system_ids) : len(system_ids) + 3] == user_head  # ... followed by a user turn
+    # Every assistant token is learned exactly once across the windows: none lost, none doubled.
+    assert sum(sum(m) for _, m in windows) == sum(full_mask)
+
+
+def test_pack_examples_best_fit_keeps_every_example_within_rows():
+    import random
+
+    rng = random.Random(0)
+    examples = [([1] * n, [0] + [1] * (n - 1)) for n in (rng.randint(2, 60) for _ in range(2000))]
+    rows, truncated = pack_examples(examples, 64)
+    assert truncated == 0
+    assert sorted(len(ex[0]) for row in rows for ex in row) == sorted(len(e[0]) for e in examples)
+    assert all(sum(len(ex[0]) for ex in row) <= 64 for row in rows)
+    total = sum(len(e[0]) for e in examples)
+    assert len(rows) <= total / 64 * 1.05 + 1  # best-fit-decreasing wastes little space

@@ -22,7 +22,7 @@ def chat(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample from the k most likely tokens; 0 = off (default 50)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling probability mass; 1 = off (default 0.95)."),
     repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="Penalty for tokens already in the context; 1 = off (default 1.1)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Longest reply in tokens (default 128; at most 3/4 of the context)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Longest reply in tokens (default 128; at most half the context)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed and inputs give the same replies."),
     mmi: int = typer.Option(0, "--mmi", help="Sample N candidate replies and keep the one the --backward model scores best (0 = off)."),
     backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`)."),
@@ -41,7 +41,7 @@ def chat(
     elif not sys.stdin.isatty():
         ok = _script(session, sys.stdin, as_json)
     else:
-        _interactive(session)
+        run_interactive(session)
         ok = True
     if not ok:
         raise typer.Exit(1)
@@ -77,7 +77,7 @@ def _script(session, lines: Iterable[str], as_json: bool) -> bool:
     return ok
 
 
-def _interactive(session) -> None:
+def run_interactive(session) -> None:
     from rich.console import Console
     from rich.text import Text
 

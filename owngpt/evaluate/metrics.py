@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from owngpt.tokenizer import Tokenizer, render_conversation
+from owngpt.tokenizer import Tokenizer
 
 
 def _units(text: str) -> list[str]:
@@ -41,12 +41,14 @@ def chat_perplexity(
     conversations: Sequence[list[dict[str, str]]],
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Perplexity over assistant tokens only (the render mask), conversations cut to the model's context."""
+    """Perplexity over assistant tokens only (the render mask). Long conversations are scored in the same
+    context-sized windows that fine-tuning trains on (`render_windows`), so every reply counts once."""
+    from owngpt.data.conversations import render_windows
+
     block = model.cfg.block_size
     nll, count = 0.0, 0
     model.eval()
-    for messages in conversations:
-        ids, mask = render_conversation(tok, messages)
+    for ids, mask in (w for messages in conversations for w in render_windows(tok, messages, block + 1)):
         ids, mask = ids[: block + 1], mask[: block + 1]
         if sum(mask[1:]) == 0:
             continue

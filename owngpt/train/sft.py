@@ -97,10 +97,11 @@ def build_conversations(
     return train, val, report
 
 
-def render_all(tok, conversations: list[list[dict[str, str]]]) -> list[tuple[list[int], list[int]]]:
-    from owngpt.tokenizer import render_conversation
+def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> list[tuple[list[int], list[int]]]:
+    """Every conversation as (ids, mask) windows of at most `limit` tokens (long ones split at turn boundaries)."""
+    from owngpt.data.conversations import render_windows
 
-    return [render_conversation(tok, m) for m in conversations]
+    return [w for m in conversations for w in render_windows(tok, m, limit)]
 
 
 def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
@@ -119,9 +120,9 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
     block = model.cfg.block_size
-    train_batches = PackedBatches(render_all(tok, train), block, train_cfg.batch_size, tok.pad_id,
+    train_batches = PackedBatches(render_all(tok, train, block + 1), block, train_cfg.batch_size, tok.pad_id,
                                   seed=train_cfg.seed, device=device)
-    val_batches = PackedBatches(render_all(tok, val), block, train_cfg.batch_size, tok.pad_id,
+    val_batches = PackedBatches(render_all(tok, val, block + 1), block, train_cfg.batch_size, tok.pad_id,
                                 seed=train_cfg.seed, device=device, shuffle=False)
     report.update(
         packed_rows=len(train_batches),
@@ -146,7 +147,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg), "base_meta": meta,
                   "chat": chat_defaults}
     result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
-                 weights_filter=weights_filter)
+                 weights_filter=weights_filter, quiet=quiet)
     if cfg.lora:
         _export_adapter(run_dir, cfg, meta)
     return result, report
