@@ -219,7 +219,7 @@ def main() -> None:
             rows.append((f"(c) fit(), {args.recipe} {' '.join(args.set)}".strip(), c))
             print(f"(c) done: {c['wall']:.1f}s, val {c['val']:.4f}")
     print()
-    print(f"| contender | wall s | tokens/s | x baseline tokens/s | final val loss | time to (a)'s loss | loss at (a)'s wall time "
+    print("| contender | wall s | tokens/s | x baseline tokens/s | final val loss | time to (a)'s loss | loss at (a)'s wall time "
           "| (a)'s loss in <= half (a)'s wall |")
     print("|---|---|---|---|---|---|---|---|")
     base_wall, base_tps = a["wall"], a["tokens_per_s"]

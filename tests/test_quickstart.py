@@ -70,10 +70,13 @@ TRAIN_SETTINGS = ["--set", "train.batch_size=8", "--set", "train.eval_interval=1
 def test_cli_pipeline_prepare_pretrain_generate_sft_chat_evaluate(corpus, tmp_path):
     data, base, chat, lora = (tmp_path / name for name in ("data", "base", "chat", "lora"))
 
-    out = ok(["prepare", str(corpus / "notes"), str(corpus / "chats.jsonl"), "--out", str(data), "--vocab-size", "400",
-              "--conversations-as-text", "--split", "0.6,0.2,0.2", "--quiet"])
-    assert (data / "manifest.json").exists() and (data / "tokenizer" / "tokenizer.json").exists()
+    sources = [str(corpus / "notes"), str(corpus / "chats.jsonl")]
+    ok(["tokenizer", "train", *sources, "--out", str(tmp_path / "tok"), "--vocab-size", "400"])
+    tok_hash = json.loads((tmp_path / "tok" / "tokenizer_meta.json").read_text())["hash"]
+    out = ok(["prepare", *sources, "--out", str(data), "--tokenizer", str(tmp_path / "tok"), "--conversations-as-text",
+              "--split", "0.6,0.2,0.2", "--quiet"])
     manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["tokenizer_hash"] == tok_hash
     assert all(manifest["splits"][split]["tokens"] > 300 for split in ("train", "val", "test")), out
 
     ok(["pretrain", "--data", str(data), "--out", str(base), "--steps", "20", "--quiet", *TRAIN_SETTINGS,

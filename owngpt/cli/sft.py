@@ -21,7 +21,10 @@ def sft(
     persona: Optional[str] = typer.Option(
         None, "--persona", help="Persona YAML/Markdown: mixes identity conversations in and sets the system prompt."
     ),
-    identity: int = typer.Option(1000, "--identity", help="How many identity conversations to generate from the persona."),
+    identity: int = typer.Option(0, "--identity", help="How many identity conversations to generate from the persona "
+                                 "(0 = enough for --identity-share of the training text, at least 1000)."),
+    identity_share: float = typer.Option(0.1, "--identity-share", help="With --identity 0: the share of training text "
+                                         "that identity conversations make up."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters only (small file in RUN/adapter)."),
     lora_rank: int = typer.Option(8, "--lora-rank", help="LoRA rank r."),
     lora_alpha: float = typer.Option(16.0, "--lora-alpha", help="LoRA alpha (the update is scaled by alpha / r)."),
@@ -46,7 +49,7 @@ def sft(
         overrides.append(f"train.max_time={time}")
     train_cfg = load_run_config(config, overrides).train
     cfg = SFTConfig(
-        base=base, data=list(data), persona=persona or "", identity_conversations=identity, lora=lora,
+        base=base, data=list(data), persona=persona or "", identity_conversations=identity, identity_share=identity_share, lora=lora,
         lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()], reverse=reverse,
         max_conversations=max_conversations,

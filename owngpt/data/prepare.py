@@ -40,8 +40,6 @@ from owngpt.data.records import Conversation, Document, Skip
 from owngpt.data.shards import (
     DEFAULT_SHARD_TOKENS,
     FORMAT,
-    TMP_SUFFIX,
-    atomic_write_text,
     dtype_for,
     read_manifest,
     remove_stale_temps,
@@ -50,6 +48,7 @@ from owngpt.data.shards import (
 )
 from owngpt.data.split import SPLITS, parse_ratios, split_of, tail_cut, unit_hash
 from owngpt.errors import OwnGPTError
+from owngpt.io import TMP_SUFFIX, atomic_write_text
 
 
 @dataclass

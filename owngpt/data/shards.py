@@ -23,40 +23,15 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from owngpt.errors import OwnGPTError
+from owngpt.io import TMP_SUFFIX, atomic_write_text, file_sha256, fsync_dir
 
 FORMAT = 1
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard file
-TMP_SUFFIX = ".tmp"
 
 
 def dtype_for(vocab_size: int) -> str:
     """'uint16' when every id fits in 16 bits, else 'uint32'."""
     return "uint16" if vocab_size <= 2**16 else "uint32"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable (a no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new one, never a part."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:
@@ -345,14 +320,6 @@ def read_manifest(out_dir: str | Path, *, verify: bool = False) -> dict[str, Any
         if c.get("conversations") and not (out_dir / c["file"]).is_file():
             raise OwnGPTError(f"{path}: {c['file']} ({name} conversations) is missing; re-run `owngpt prepare`")
     return m
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_shard(out_dir: str | Path, shard: dict[str, Any], dtype: str) -> np.memmap:

@@ -18,7 +18,6 @@ the embeddings, so `apply_lora` refuses it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from owngpt.errors import OwnGPTError
+from owngpt.io import file_sha256
 
 ADAPTER_FORMAT = 1
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -226,14 +226,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
 # ----------------------------------------------------------------------------- adapter folders
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _base_identity(base_meta: dict | None) -> dict[str, Any]:
     meta = base_meta or {}
     return {
@@ -259,7 +251,7 @@ def write_adapter(directory: str | Path, state: dict[str, torch.Tensor], cfg: Lo
         "lora": asdict(cfg),
         "modules": sorted({k.rsplit(".", 1)[0] for k in lora}),
         "base": _base_identity(base_meta),
-        "sha256": _sha256(directory / ADAPTER_WEIGHTS),
+        "sha256": file_sha256(directory / ADAPTER_WEIGHTS),
     }
     tmp = directory / f".{ADAPTER_META}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -287,7 +279,7 @@ def read_adapter(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         raise OwnGPTError(f"{meta_path}: missing the 'lora' section")
     if info.get("format") != ADAPTER_FORMAT:
         raise OwnGPTError(f"{meta_path}: adapter format {info.get('format')!r} is not supported (expected {ADAPTER_FORMAT})")
-    if info.get("sha256") and _sha256(weights_path) != info["sha256"]:
+    if info.get("sha256") and file_sha256(weights_path) != info["sha256"]:
         raise OwnGPTError(f"{weights_path} is corrupt (sha256 differs from {ADAPTER_META}); export the adapter again")
     return load_file(str(weights_path)), info
 

@@ -14,7 +14,6 @@ A checkpoint is written into a temp folder next to its final place, every file f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from owngpt.errors import OwnGPTError
+from owngpt.io import file_sha256, fsync_dir, fsync_file
 
 FORMAT = 1
 _STEP_RE = re.compile(r"^step_(\d{7,})$")
@@ -37,37 +37,11 @@ _STEP_RE = re.compile(r"^step_(\d{7,})$")
 # ----------------------------------------------------------------------------- file helpers
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms (Windows) cannot open folders; rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            _fsync_file(Path(dirpath) / name)
-        _fsync_dir(Path(dirpath))
+            fsync_file(Path(dirpath) / name)
+        fsync_dir(Path(dirpath))
 
 
 def is_complete(folder: Path) -> bool:
@@ -140,16 +114,16 @@ def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: dict, train_s
     files = {}
     if train_state is not None:
         torch.save(train_state, tmp / "train_state.pt")
-        files["train_state.pt"] = _sha256(tmp / "train_state.pt")
+        files["train_state.pt"] = file_sha256(tmp / "train_state.pt")
     if tokenizer is not None:
         tokenizer.save(tmp / "tokenizer")
-    meta = dict(meta, format=FORMAT, sha256=_sha256(tmp / "model.safetensors"), files=files, tied=aliases)
+    meta = dict(meta, format=FORMAT, sha256=file_sha256(tmp / "model.safetensors"), files=files, tied=aliases)
     _fsync_tree(tmp)  # everything but meta.json is durable before the marker appears
     with open(tmp / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2, ensure_ascii=False, default=_json_default)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def _json_default(obj: Any) -> Any:
@@ -169,7 +143,7 @@ def _publish(tmp: Path, final: Path) -> None:
         old = final.with_name(f".old-{final.name}-{os.getpid()}")
         os.replace(final, old)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -219,7 +193,7 @@ def save_checkpoint(
     if best:
         tmp_best = run_dir / f".tmp-best-{os.getpid()}"
         _link_or_copy_tree(final, tmp_best)
-        _fsync_dir(tmp_best)
+        fsync_dir(tmp_best)
         _publish(tmp_best, run_dir / "best")
     _prune(ckpt_root, max(1, keep_last))
     return final
@@ -286,7 +260,7 @@ def read_meta(path: str | Path) -> dict:
 
 
 def _verify(path: Path, file: str, expected: str | None) -> None:
-    if expected and _sha256(path / file) != expected:
+    if expected and file_sha256(path / file) != expected:
         raise OwnGPTError(f"checkpoint {path} is corrupt (sha256 mismatch in {file}); use the previous one {_previous_of(path)}")
 
 

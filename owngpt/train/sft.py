@@ -25,7 +25,8 @@ class SFTConfig:
     base: str = ""  # checkpoint to start from: a run folder (its best, else latest) or a checkpoint folder
     data: list[str] = field(default_factory=lambda: ["builtin:chitchat"])  # prepared folders or dialogue sources
     persona: str = ""  # persona YAML/Markdown: identity conversations + the default system prompt
-    identity_conversations: int = 1000
+    identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 1000
+    identity_share: float = 0.1  # share of training characters from identity conversations when auto
     system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
     val_fraction: float = 0.05  # held out by hash when the sources have no val split
     max_conversations: int = 0  # 0 = all
@@ -81,8 +82,11 @@ def build_conversations(
             [{"role": "system", "content": prompt}, *m] if m[0]["role"] != "system" and rng.random() < cfg.system_prompt_prob else m
             for m in train
         ]
-        identity = identity_conversations(persona, n=cfg.identity_conversations, seed=seed)
-        n_val = max(1, len(identity) // 20)
+        identity = identity_conversations(persona, n=cfg.identity_conversations or MIN_IDENTITY, seed=seed)
+        if not cfg.identity_conversations:
+            n = identity_count(train, identity, cfg.identity_share)
+            identity = identity_conversations(persona, n=n, seed=seed) if n > len(identity) else identity
+        n_val = min(MAX_IDENTITY_VAL, max(1, len(identity) // 20))
         train += identity[n_val:]
         val += identity[:n_val]
         report["persona"] = {"name": persona.name, "identity_conversations": len(identity)}
@@ -97,6 +101,25 @@ def build_conversations(
     return train, val, report
 
 
+MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 1000, 50_000, 200
+
+
+def _chars(conversations: list[list[dict[str, str]]]) -> int:
+    return sum(len(m["content"]) for c in conversations for m in c)
+
+
+def identity_count(data: list[list[dict[str, str]]], sample: list[list[dict[str, str]]], share: float) -> int:
+    """How many identity conversations make `share` of all training characters, given the data conversations
+    and a sample of identity ones (at least MIN_IDENTITY, at most MAX_IDENTITY). A fixed count is drowned out by
+    a large dialogue corpus: 1000 identity chats are ~1% of chitchat's text, too little for a small model to
+    learn its name within a few minutes of fine-tuning, whereas ~10% teaches it (docs/benchmarks.md)."""
+    if not 0 <= share < 1:
+        raise OwnGPTError(f"identity_share must be in [0, 1), not {share}")
+    per = _chars(sample) / max(1, len(sample))
+    needed = share / (1 - share) * _chars(data) / max(per, 1.0)
+    return int(min(MAX_IDENTITY, max(MIN_IDENTITY, round(needed))))
+
+
 def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> list[tuple[list[int], list[int]]]:
     """Every conversation as (ids, mask) windows of at most `limit` tokens (long ones split at turn boundaries)."""
     from owngpt.data.conversations import render_windows
@@ -106,8 +129,6 @@ def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> li
 
 def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir."""
-    import torch
-
     from owngpt.train.checkpoint import load_model
     from owngpt.train.loop import fit, resolve_device
 
