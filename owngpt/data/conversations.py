@@ -98,13 +98,20 @@ def read_conversation_jsonl(path: Path, into: ConversationSet) -> None:
             into.add(obj["messages"], str(obj.get("source") or loc) if "source" in obj else loc)
 
 
+def is_prepared(spec: str) -> bool:
+    """A folder written by `owngpt prepare` (it has train/val/test conversations), not a raw dialogue source."""
+    p = Path(spec)
+    return p.is_dir() and (p / "conversations").is_dir()
+
+
 def load_conversations(specs: Iterable[str], split: str = "train") -> ConversationSet:
-    """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec."""
+    """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec.
+    Raw sources have no splits: they are returned whole whatever `split` says."""
     out = ConversationSet()
     raw_specs = []
     for spec in specs:
         p = Path(spec)
-        if p.is_dir() and (p / "conversations").is_dir():
+        if is_prepared(spec):
             f = p / "conversations" / f"{split}.jsonl"
             if f.exists():
                 read_conversation_jsonl(f, out)

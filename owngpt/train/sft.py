@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from owngpt.config import TrainConfig
-from owngpt.data.conversations import ConversationSet, PackedBatches, load_conversations
+from owngpt.data.conversations import ConversationSet, PackedBatches, is_prepared, load_conversations
 from owngpt.errors import OwnGPTError
 
 
@@ -45,18 +45,25 @@ def _held_out(messages: list[dict[str, str]], fraction: float) -> bool:
 
 
 def split_conversations(cfg: SFTConfig) -> tuple[ConversationSet, list[list[dict[str, str]]]]:
-    """Training set (with its report) and validation conversations."""
-    train = load_conversations(cfg.data, split="train")
-    val_set = load_conversations(cfg.data, split="val")
+    """Training set (with its report) and validation conversations: prepared folders bring their own train
+    and val splits; raw dialogue sources are split here, `val_fraction` held out by a hash of each conversation."""
+    prepared = [spec for spec in cfg.data if is_prepared(spec)]
+    raw = [spec for spec in cfg.data if not is_prepared(spec)]
+    train = load_conversations(prepared, split="train")
+    val = load_conversations(prepared, split="val").conversations
+    if raw:
+        whole = load_conversations(raw)
+        for messages, loc in zip(whole.conversations, whole.locs):
+            if _held_out(messages, cfg.val_fraction):
+                val.append(messages)
+            else:
+                train.conversations.append(messages)
+                train.locs.append(loc)
+        train.problems += whole.problems
+        train.documents_ignored += whole.documents_ignored
     if not train.conversations:
         detail = f"; rejected: {train.summary()['rejected_examples'][:3]}" if train.problems else ""
         raise OwnGPTError(f"no usable conversations in {', '.join(cfg.data)}{detail}")
-    val = val_set.conversations
-    if not val:  # raw sources have no val split: hold some out
-        keep, val = [], []
-        for m in train.conversations:
-            (val if _held_out(m, cfg.val_fraction) else keep).append(m)
-        train.conversations = keep
     if cfg.max_conversations:
         train.conversations = train.conversations[: cfg.max_conversations]
         val = val[: max(1, cfg.max_conversations // 20)]
