@@ -25,7 +25,7 @@ class SFTConfig:
     base: str = ""  # checkpoint to start from: a run folder (its best, else latest) or a checkpoint folder
     data: list[str] = field(default_factory=lambda: ["builtin:chitchat"])  # prepared folders or dialogue sources
     persona: str = ""  # persona YAML/Markdown: identity conversations + the default system prompt
-    identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 1000
+    identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 200
     identity_share: float = 0.1  # share of training characters from identity conversations when auto
     system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
     val_fraction: float = 0.05  # held out by hash when the sources have no val split
@@ -108,7 +108,7 @@ def build_conversations(
     return train, val, report
 
 
-MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 1000, 50_000, 200
+MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 200, 50_000, 200
 
 
 def _chars(conversations: list[list[dict[str, str]]]) -> int:
@@ -119,7 +119,8 @@ def identity_count(data: list[list[dict[str, str]]], sample: list[list[dict[str,
     """How many identity conversations make `share` of all training characters, given the data conversations
     and a sample of identity ones (at least MIN_IDENTITY, at most MAX_IDENTITY). A fixed count is drowned out by
     a large dialogue corpus: 1000 identity chats are ~1% of chitchat's text, too little for a small model to
-    learn its name within a few minutes of fine-tuning, whereas ~10% teaches it (docs/benchmarks.md)."""
+    learn its name within a few minutes of fine-tuning, whereas ~10% teaches it (docs/benchmarks.md). The floor
+    keeps some variety of phrasings when the user's own dialogues are few; then identity chats dominate anyway."""
     if not 0 <= share < 1:
         raise OwnGPTError(f"identity_share must be in [0, 1), not {share}")
     per = _chars(sample) / max(1, len(sample))
