@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 MODES = {
-    "full": {"lora": False, "lr": 5e-4},
+    "full": {"lora": False, "lr": 1e-3},  # the quickstart's fine-tuning rate
     "lora": {"lora": True, "lr": 2e-3},
 }
 

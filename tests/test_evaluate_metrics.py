@@ -40,3 +40,48 @@ def test_reply_prompts_cut_before_first_reply_and_add_system():
     prompts = reply_prompts([conv, conv], n=1, system="be nice")
     assert prompts == [[{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]]
     assert reply_prompts([[{"role": "assistant", "content": "x"}]], n=5) == []
+
+
+def _tiny_chat_model():
+    import torch
+
+    from owngpt.config import ModelConfig
+    from owngpt.model.gpt import GPT
+    from owngpt.tokenizer import train_char
+
+    tok = train_char(["abcdefghijklmnopqrstuvwxyz ,.?!"])
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="modern", vocab_size=tok.vocab_size, block_size=96, n_layer=1, n_head=2, n_embd=16)).eval()
+    return model, tok
+
+
+def test_chat_perplexity_is_the_masked_cross_entropy():
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from owngpt.evaluate.metrics import chat_perplexity
+    from owngpt.tokenizer import render_conversation
+
+    model, tok = _tiny_chat_model()
+    conv = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello you"}]
+    ids, mask = render_conversation(tok, conv)
+    with torch.no_grad():
+        logits = model(torch.tensor(ids[:-1])[None])[0]
+    losses = F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="none")
+    keep = torch.tensor(mask[1:], dtype=torch.bool)
+    expected = float(losses[keep].mean())
+    got = chat_perplexity(model, tok, [conv])
+    assert got["tokens"] == int(keep.sum()) == len(tok.encode("hello you")) + 1  # the reply and its <|im_end|>
+    assert got["loss"] == pytest.approx(expected, rel=1e-5) and got["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
+
+
+def test_evaluate_chat_samples_the_asked_number_of_replies_from_few_conversations():
+    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat
+
+    model, tok = _tiny_chat_model()
+    convs = [[{"role": "user", "content": f"question {c}"}, {"role": "assistant", "content": "an answer"}] for c in "abc"]
+    result = evaluate_chat(model, tok, convs, ChatEvalConfig(samples=7, max_new_tokens=6, batch_size=4))
+    assert result["conversations"] == 3 and result["replies"] == 7
+    assert 0 <= result["distinct_1"] <= 1 and result["perplexity"] > 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -186,6 +187,13 @@ def test_time_and_token_budgets(tmp_path, data):
     result = fit(make_model(0.0), train, None, cfg(max_steps=0, max_tokens=640, eval_interval=0), tmp_path / "k",
                  run_config={}, quiet=True)
     assert result.tokens == 640 and result.steps == 10
+    # Running a finished run again does no work and keeps its figures (no nan loss, no 0 tokens/s in the summary).
+    train, _ = loaders(data)
+    again = fit(make_model(0.0), train, None, cfg(max_steps=0, max_tokens=640, eval_interval=0), tmp_path / "k",
+                run_config={}, quiet=True)
+    assert again.steps == 10 and again.resumed_from
+    assert again.tokens_per_s > 0 and math.isfinite(again.last_train_loss)
+    assert "nan" not in (tmp_path / "k" / "summary.md").read_text()
 
 
 def test_grad_accum_matches_big_batch(tmp_path, data):

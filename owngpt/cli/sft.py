@@ -23,7 +23,7 @@ def sft(
     ),
     identity: int = typer.Option(0, "--identity", help="How many identity conversations to generate from the persona "
                                  "(0 = enough for --identity-share of the training text, at least 200)."),
-    identity_share: float = typer.Option(0.1, "--identity-share", help="With --identity 0: the share of training text "
+    identity_share: float = typer.Option(0.15, "--identity-share", help="With --identity 0: the share of training text "
                                          "that identity conversations make up."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters only (small file in RUN/adapter)."),
     lora_rank: int = typer.Option(8, "--lora-rank", help="LoRA rank r."),

@@ -69,7 +69,10 @@ def evaluate_chat(model, tok: Tokenizer, conversations: Sequence[Messages], cfg:
     cfg = cfg or ChatEvalConfig()
     device = next(model.parameters()).device
     ppl = chat_perplexity(model, tok, conversations, device=device)
-    replies = sample_replies(model, tok, reply_prompts(conversations, cfg.samples, system), cfg)
+    prompts = reply_prompts(conversations, cfg.samples, system)
+    if prompts and len(prompts) < cfg.samples:  # few held-out conversations: several sampled replies to each
+        prompts = (prompts * -(-cfg.samples // len(prompts)))[: cfg.samples]
+    replies = sample_replies(model, tok, prompts, cfg)
     return {
         "conversations": len(conversations),
         "assistant_tokens": ppl["tokens"],

@@ -31,7 +31,7 @@ from owngpt.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from owngpt.train.metrics import MetricsLogger, plot_losses, write_summary
+from owngpt.train.metrics import MetricsLogger, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
 
 
@@ -361,9 +361,13 @@ class _Trainer:
         finally:
             logger.close()
         seconds = time.perf_counter() - start
+        tokens_per_s = (self.tokens - start_tokens) / max(1e-9, train_time)
+        if self.step == start_step and self.step > 0:  # a finished run resumed: report how its last session ended
+            last = next((r for r in reversed(read_metrics(self.run_dir / "metrics.jsonl")) if r["kind"] == "train"), {})
+            last_loss, tokens_per_s = last.get("loss", last_loss), last.get("tokens_per_s", tokens_per_s)
         result = FitResult(
             best_val_loss=self.best_val, steps=self.step, tokens=self.tokens, stopped_reason=reason, seconds=seconds,
-            tokens_per_s=(self.tokens - start_tokens) / max(1e-9, train_time), last_train_loss=last_loss,
+            tokens_per_s=tokens_per_s, last_train_loss=last_loss,
             last_val_loss=last_val, best_step=self.best_step, nonfinite_steps=self.nonfinite_total,
             resumed_from=self.resumed_from, run_dir=str(self.run_dir), val_history=list(self.val_history),
         )

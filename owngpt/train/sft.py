@@ -26,7 +26,7 @@ class SFTConfig:
     data: list[str] = field(default_factory=lambda: ["builtin:chitchat"])  # prepared folders or dialogue sources
     persona: str = ""  # persona YAML/Markdown: identity conversations + the default system prompt
     identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 200
-    identity_share: float = 0.1  # share of training characters from identity conversations when auto
+    identity_share: float = 0.15  # share of training characters from identity conversations when auto
     system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
     val_fraction: float = 0.05  # held out by hash when the sources have no val split
     max_conversations: int = 0  # 0 = all
