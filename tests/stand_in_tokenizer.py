@@ -1,13 +1,9 @@
-"""A tiny byte-level tokenizer with the owngpt.tokenizer contract, for data tests that must not depend on BPE.
-
-Used directly by the shard tests, and by the prepare tests only while owngpt/tokenizer.py does not exist.
-"""
+"""A tiny byte-level tokenizer with the owngpt.tokenizer contract, for shard tests that must not depend on BPE."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import types
 from pathlib import Path
 
 
@@ -44,18 +40,3 @@ class ByteTokenizer:
         p = Path(path)
         p = p / "tokenizer.json" if p.is_dir() else p
         return cls(json.loads(p.read_text())["vocab_size"])
-
-
-def module() -> types.ModuleType:
-    """A module object standing in for owngpt.tokenizer."""
-    m = types.ModuleType("owngpt.tokenizer")
-    m.Tokenizer = ByteTokenizer
-
-    def train_bpe(texts, vocab_size):
-        for _ in texts:
-            pass
-        return ByteTokenizer()
-
-    m.train_bpe = train_bpe
-    m.train_char = lambda texts: train_bpe(texts, 0)
-    return m

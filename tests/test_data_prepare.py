@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import stand_in_tokenizer
+from helpers import write
 from owngpt.data.clean import CleanConfig
 from owngpt.data.prepare import PrepareConfig, check_accounting, prepare
 from owngpt.data.shards import read_manifest, read_shard
 from owngpt.errors import OwnGPTError
 
-REAL_TOKENIZER = importlib.util.find_spec("owngpt.tokenizer") is not None
-
-
-@pytest.fixture(autouse=True)
-def tokenizer_module(monkeypatch):
-    """The real owngpt.tokenizer when it exists; a byte-level stand-in otherwise."""
-    if not REAL_TOKENIZER:
-        monkeypatch.setitem(sys.modules, "owngpt.tokenizer", stand_in_tokenizer.module())
-
-
 def cfg(**kw) -> PrepareConfig:
     kw.setdefault("vocab_size", 512)
     return PrepareConfig(**kw)
-
-
-def write(path: Path, data: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-    return path
 
 
 EN = ["The library opens at nine every morning and closes at six.", "Cats sleep for most of the day, often in the sun.",
@@ -154,8 +133,6 @@ def test_interrupted_prepare_is_redone(corpus, tmp_path, monkeypatch):
     with pytest.raises(OwnGPTError):
         read_manifest(out)
     monkeypatch.undo()
-    if not REAL_TOKENIZER:
-        monkeypatch.setitem(sys.modules, "owngpt.tokenizer", stand_in_tokenizer.module())
     rep = prepare(specs(corpus), out, cfg(), progress=False)
     assert rep["cached"] is False and not list(out.rglob("*.tmp"))
     read_manifest(out, verify=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,17 +21,9 @@ from owngpt.data.sources import (
     read_text,
 )
 from owngpt.errors import OwnGPTError
+from helpers import write
 
 ZH = "今天天气很好，我们去公园散步吧。人工智能正在改变世界。"
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def kinds(records) -> list[str]:
