@@ -97,6 +97,11 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     sft_train = load_run_config("sft", [f"train.out_dir={chat_dir}", f"train.max_time={cfg.sft_time}",
                                         "train.max_steps=0", f"train.seed={cfg.seed}", f"train.lr={SFT_LR}"]).train
     sft_cfg = SFTConfig(base=str(base_dir), data=[str(data_dir)], persona=_persona_path(cfg))
+    from owngpt.train.checkpoint import best_or_latest, read_meta
+    from owngpt.train.sft import base_changed
+
+    if base_changed(chat_dir, read_meta(best_or_latest(base_dir))):  # pretraining went on: fine-tune afresh
+        sft_train.resume = "none"
     tuned, sft_report = sft(sft_cfg, sft_train, quiet=quiet)
     report["sft"] = {"best_val_loss": tuned.best_val_loss, "steps": tuned.steps,
                      "train_conversations": sft_report["train_conversations"]}

@@ -149,3 +149,13 @@ def test_pack_examples_best_fit_keeps_every_example_within_rows():
     assert all(sum(len(ex[0]) for ex in row) <= 64 for row in rows)
     total = sum(len(e[0]) for e in examples)
     assert len(rows) <= total / 64 * 1.05 + 1  # best-fit-decreasing wastes little space
+
+
+def test_render_windows_leave_out_a_system_prompt_that_leaves_no_room():
+    tok = _char_tok()
+    conv = [{"role": "system", "content": "s" * 50}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "r" * 40}, {"role": "user", "content": "ok"},
+            {"role": "assistant", "content": "fine"}]
+    windows = render_windows(tok, conv, 80)
+    assert all(len(ids) <= 80 for ids, _ in windows)
+    assert sum(sum(m) for _, m in windows) == len("r" * 40) + len("fine") + 2  # both replies and their <|im_end|>

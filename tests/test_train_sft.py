@@ -62,3 +62,13 @@ def test_raw_source_validation_is_held_out_not_repeated(dialogues):
     seen = {json.dumps(c) for c in train}
     assert val and not any(json.dumps(c) in seen for c in val)
     assert len(train) + len(val) == 400 and 10 <= len(val) <= 75
+
+
+def test_base_changed_detects_new_base_weights(tmp_path):
+    from owngpt.train.sft import base_changed
+
+    run = tmp_path / "run"
+    assert not base_changed(run, {"sha256": "a"})  # no run yet
+    run.mkdir()
+    (run / "config.yaml").write_text("base_meta:\n  sha256: a\n")
+    assert not base_changed(run, {"sha256": "a"}) and base_changed(run, {"sha256": "b"})

@@ -134,9 +134,9 @@ def render_windows(tok, messages: list[dict[str, str]], limit: int) -> list[tupl
     """A conversation rendered as (ids, mask) windows of at most `limit` tokens, cut at message boundaries.
 
     A conversation that fits is one window. A longer one (chit-chat dialogues often run to hundreds of tokens)
-    becomes consecutive windows, each opening with the system message (if any) and a user turn, so every
-    assistant reply is learned in a window that also shows the turn it answers, instead of all but the first
-    context's worth being cut away. A single message longer than `limit` stays one (later truncated) window.
+    becomes consecutive windows, each opening with the system message (if any, and if it leaves room) and, where
+    the pair fits, the user turn that the window's first reply answers, instead of all but the first context's
+    worth being cut away. A single message longer than `limit` stays one (later truncated) window.
     """
     from owngpt.tokenizer import render_conversation
 
@@ -148,7 +148,9 @@ def render_windows(tok, messages: list[dict[str, str]], limit: int) -> list[tupl
     windows: list[tuple[list[int], list[int]]] = []
     i, n = head, len(pieces)
     while i < n:
-        ids, mask = (list(pieces[0][0]), list(pieces[0][1])) if head else ([], [])
+        # The system message opens the window unless it would push the window's first message past the limit.
+        system = head and len(pieces[0][0]) + len(pieces[i][0]) <= limit
+        ids, mask = (list(pieces[0][0]), list(pieces[0][1])) if system else ([], [])
         j = i
         while j < n and (j == i or len(ids) + len(pieces[j][0]) <= limit):
             ids += pieces[j][0]

@@ -6,7 +6,7 @@ All prompts go through the one chat template (`render_conversation`) and all sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -58,7 +58,9 @@ def sample_replies(model, tok: Tokenizer, prompts: Sequence[Messages], cfg: Chat
     for start in range(0, len(prompts), cfg.batch_size):
         batch = [render_conversation(tok, p, add_generation_prompt=True)[0][-room:]
                  for p in prompts[start : start + cfg.batch_size]]
-        outs = generate_ids(model, batch, gen, stop_ids=(tok.im_end_id, tok.eot_id), tokenizer=tok)
+        # A seed per batch: repeated prompts in another batch must not replay the same random draws.
+        outs = generate_ids(model, batch, replace(gen, seed=cfg.seed + start), stop_ids=(tok.im_end_id, tok.eot_id),
+                            tokenizer=tok)
         replies += [tok.decode([i for i in out if i not in (tok.im_end_id, tok.eot_id)]).strip() for out in outs]
     return replies
 

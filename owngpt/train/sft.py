@@ -78,7 +78,7 @@ def build_conversations(
     """All training and validation conversations, persona mixed in, reversed for MMI if asked."""
     train_set, val = split_conversations(cfg)
     train = list(train_set.conversations)
-    report: dict[str, Any] = {"data": train_set.summary(), "val_conversations": len(val)}
+    report: dict[str, Any] = {"data": train_set.summary()}
     if cfg.persona:
         from owngpt.persona import identity_conversations, load_persona, system_prompt
 
@@ -104,7 +104,7 @@ def build_conversations(
         train = [r for m in train if (r := reverse_conversation(m))]
         val = [r for m in val if (r := reverse_conversation(m))]
     random.Random(seed).shuffle(train)
-    report["train_conversations"] = len(train)
+    report["train_conversations"], report["val_conversations"] = len(train), len(val)
     return train, val, report
 
 
@@ -147,6 +147,9 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     model, meta, tok = load_model(cfg.base, device="cpu")
     if tok is None:
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
+    if train_cfg.resume == "auto" and base_changed(run_dir, meta):
+        raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
+                          "more pretraining); resuming would mix the two: use --resume none to start over, or another --out")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
     block = model.cfg.block_size
     train_batches = PackedBatches(render_all(tok, train, block + 1), block, train_cfg.batch_size, tok.pad_id,
@@ -180,6 +183,17 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     if cfg.lora:
         _export_adapter(run_dir, cfg, meta)
     return result, report
+
+
+def base_changed(run_dir: Path, base_meta: dict) -> bool:
+    """Whether the fine-tuning run in `run_dir` started from base weights other than these (sha256 differs)."""
+    import yaml
+
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        return False
+    recorded = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("base_meta") or {}
+    return bool(recorded.get("sha256")) and recorded.get("sha256") != base_meta.get("sha256")
 
 
 def _export_adapter(run_dir: Path, cfg: SFTConfig, base_meta: dict) -> None:
