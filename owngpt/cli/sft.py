@@ -22,7 +22,7 @@ def sft(
         None, "--persona", help="Persona YAML/Markdown: mixes identity conversations in and sets the system prompt."
     ),
     identity: int = typer.Option(0, "--identity", help="How many identity conversations to generate from the persona "
-                                 "(0 = enough for --identity-share of the training text, at least 200)."),
+                                 "(0 = enough for --identity-share of the training text, at least 500)."),
     identity_share: float = typer.Option(0.15, "--identity-share", help="With --identity 0: the share of training text "
                                          "that identity conversations make up."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters only (small file in RUN/adapter)."),

@@ -25,7 +25,7 @@ class SFTConfig:
     base: str = ""  # checkpoint to start from: a run folder (its best, else latest) or a checkpoint folder
     data: list[str] = field(default_factory=lambda: ["builtin:chitchat"])  # prepared folders or dialogue sources
     persona: str = ""  # persona YAML/Markdown: identity conversations + the default system prompt
-    identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 200
+    identity_conversations: int = 0  # 0 = auto: enough to make `identity_share` of the training text, ≥ 500
     identity_share: float = 0.15  # share of training characters from identity conversations when auto
     system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
     val_fraction: float = 0.05  # held out by hash when the sources have no val split
@@ -108,7 +108,7 @@ def build_conversations(
     return train, val, report
 
 
-MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 200, 50_000, 200
+MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 500, 50_000, 200
 
 
 def _chars(conversations: list[list[dict[str, str]]]) -> int:
