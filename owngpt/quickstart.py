@@ -63,8 +63,9 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     """Run every stage; returns the report that is also written to OUT/quickstart_report.json."""
     from owngpt.config import load_run_config
     from owngpt.data.prepare import PrepareConfig, prepare
+    from owngpt.train.checkpoint import best_or_latest, read_meta
     from owngpt.train.pretrain import pretrain
-    from owngpt.train.sft import SFTConfig, sft
+    from owngpt.train.sft import SFTConfig, base_changed, sft
 
     if cfg.lang not in CORPORA:
         raise OwnGPTError(f"--lang must be one of {', '.join(CORPORA)}, not {cfg.lang!r}")
@@ -97,9 +98,6 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     sft_train = load_run_config("sft", [f"train.out_dir={chat_dir}", f"train.max_time={cfg.sft_time}",
                                         "train.max_steps=0", f"train.seed={cfg.seed}", f"train.lr={SFT_LR}"]).train
     sft_cfg = SFTConfig(base=str(base_dir), data=[str(data_dir)], persona=_persona_path(cfg))
-    from owngpt.train.checkpoint import best_or_latest, read_meta
-    from owngpt.train.sft import base_changed
-
     if base_changed(chat_dir, read_meta(best_or_latest(base_dir))):  # pretraining went on: fine-tune afresh
         sft_train.resume = "none"
     tuned, sft_report = sft(sft_cfg, sft_train, quiet=quiet)
