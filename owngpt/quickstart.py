@@ -120,25 +120,24 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
 def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path, base_dir: Path | None = None) -> dict:
     """Held-out (test split) assistant perplexity + distinct-n of the chat model, and persona name recall of the
     chat model and (as the "before" figure) of the pretrained base model, asked with the same system prompt."""
-    from owngpt.data.conversations import load_conversations
-    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, persona_recall
+    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
+    from owngpt.evaluate.metrics import chat_perplexity
     from owngpt.persona import load_persona, system_prompt
     from owngpt.train.checkpoint import load_model
 
-    held_out = load_conversations([str(data_dir)], split="test").conversations
-    if not held_out:
-        raise OwnGPTError(f"{data_dir} has no test conversations to evaluate on")
+    held_out = held_out_conversations([str(data_dir)], "test")
     persona = load_persona(_persona_path(cfg))
     system = system_prompt(persona, cfg.lang if cfg.lang in persona.languages else persona.languages[0])
     ecfg = ChatEvalConfig(samples=cfg.eval_samples, seed=cfg.seed)
     model, _meta, tok = load_model(chat_dir)
     result = evaluate_chat(model, tok, held_out, ecfg)
-    result["persona"] = {"name": persona.name, **persona_recall(model, tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)}
+    result["persona"] = persona_recall(model, tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)
     if base_dir is not None:
         base, _meta, base_tok = load_model(base_dir)
         before = persona_recall(base, base_tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)
         result["persona"]["recall_before"] = before["recall"]
-        result["base_perplexity"] = evaluate_chat(base, base_tok, held_out, ChatEvalConfig(samples=0))["perplexity"]
+        device = next(base.parameters()).device
+        result["base_perplexity"] = chat_perplexity(base, base_tok, held_out, device=device)["perplexity"]
     return result
 
 

@@ -23,16 +23,12 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
 ) -> None:
-    from owngpt.data.conversations import load_conversations
-    from owngpt.errors import OwnGPTError
-    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, persona_recall
+    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
     from owngpt.generate import load
 
     chat_model = load(checkpoint, adapter=adapter)
     model, tok = chat_model.model, chat_model.tokenizer
-    conversations = load_conversations(data, split=split).conversations
-    if not conversations:
-        raise OwnGPTError(f"no {split} conversations in {', '.join(data)}")
+    conversations = held_out_conversations(data, split)
     cfg = ChatEvalConfig(samples=samples, seed=seed)
     result = evaluate_chat(model, tok, conversations, cfg)
     typer.echo(f"{result['conversations']} conversations, {result['assistant_tokens']:,} assistant tokens: "

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 
+from owngpt.errors import OwnGPTError
 from owngpt.evaluate.metrics import chat_perplexity, distinct_n, name_recall
 from owngpt.tokenizer import Tokenizer, render_conversation
 
@@ -43,6 +44,16 @@ def reply_prompts(conversations: Sequence[Messages], n: int, system: str | None 
         if len(prompts) >= n:
             break
     return prompts
+
+
+def held_out_conversations(specs: Sequence[str], split: str = "test") -> list[Messages]:
+    """The `split` conversations of prepared folders (raw dialogue sources whole); an error if there are none."""
+    from owngpt.data.conversations import load_conversations
+
+    conversations = load_conversations(specs, split=split).conversations
+    if not conversations:
+        raise OwnGPTError(f"no {split} conversations in {', '.join(specs)}")
+    return conversations
 
 
 @torch.no_grad()
@@ -99,5 +110,5 @@ def persona_recall(model, tok: Tokenizer, persona, lang: str, *, n: int = 50, sy
         for q in questions
     ]
     answers = sample_replies(model, tok, prompts, cfg)
-    return {"questions": len(questions), "recall": name_recall(answers, persona.name),
+    return {"name": persona.name, "questions": len(questions), "recall": name_recall(answers, persona.name),
             "examples": list(zip(questions[:5], answers[:5]))}
