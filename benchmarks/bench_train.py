@@ -1,10 +1,13 @@
 """Training speed on a CPU: nanoGPT's baby-GPT recipe (baseline) against owngpt's fit(), measured in one run.
 
-  (a) baseline: the baby-gpt preset trained the way nanoGPT's train.py does it — fp32 eager, plain
-      (unfused, for-loop) AdamW that also decays embeddings, an .item() every log step, and evaluation of
-      20 train + 20 val batches every 250 steps;
-  (b) fast path: the same model, data and hyper-parameters through owngpt's fit() (fused AdamW, threads
-      pinned, optional torch.compile): the tokens/s ratio;
+  (a) baseline: nanoGPT itself, rebuilt in benchmarks/nanogpt_ref.py — its model.py (erf GELU, LayerNorm
+      with bias, SDPA) and its train.py loop as its CPU command runs it: fp32 eager, for-loop AdamW that
+      also decays embeddings, a fresh memmap batch and an .item() every step, 20 train + 20 val eval batches
+      every 250 steps, a torch.save whenever validation improves;
+  (b) owngpt: the same recipe (gpt2 preset: GPT-2's tanh GELU) through fit() with its defaults — bf16
+      autocast on CPUs with AMX (fp32 elsewhere), fused AdamW, threads pinned: the tokens/s ratio and the
+      same-loss check;
+  (b32) the same as (b) forced to fp32: what the precision contributes and what the rest of fit() does;
   (c) time-to-loss: the tiny-cpu preset through fit(): does its whole run (wall time, final loss by the
       shared evaluator) reach (a)'s final validation loss in at most half of (a)'s wall time? Also shown:
       the first validation (fit's own, at its own context) at or below that loss, and its loss at (a)'s wall time.
@@ -12,7 +15,7 @@
 Data: the built-in chitchat corpus as characters (char-level, like nanoGPT's shakespeare_char).
 Every final loss is re-measured by one shared evaluator (the same 200 fixed 64-token validation windows).
 
-    nice python benchmarks/bench_train.py            # full: 2000 baseline steps (~1.5 min on 2 cores), ~4 min total
+    nice python benchmarks/bench_train.py            # full: 2000 baseline steps, ~5 min on 2 cores
     python benchmarks/bench_train.py --iters 500     # reduced
 """
 
@@ -35,7 +38,9 @@ from owngpt.config import load_run_config
 from owngpt.data.loader import TokenBatches
 from owngpt.train.loop import fit
 from owngpt.train.metrics import read_metrics
-from owngpt.train.optim import lr_at
+from owngpt.train.loop import cpu_has_bf16_matmul
+
+from nanogpt_ref import RefConfig, RefTrain, train_reference
 
 
 def char_corpus(max_chars: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -67,6 +72,7 @@ def write_prepared(root: Path, train: np.ndarray, val: np.ndarray, vocab: int) -
     manifest = {"format": 1, "dtype": "uint16", "tokenizer_hash": "bench-char", "vocab_size": vocab, "splits": {}}
     for split, ids in (("train", train), ("val", val)):
         ids.tofile(root / f"tokens/{split}_0000.bin")
+        ids.tofile(root / f"{split}.bin")  # nanoGPT's layout, for the baseline
         manifest["splits"][split] = {"documents": 1, "tokens": len(ids),
                                      "shards": [{"file": f"tokens/{split}_0000.bin", "tokens": len(ids), "sha256": ""}]}
     (root / "manifest.json").write_text(json.dumps(manifest))
@@ -87,6 +93,7 @@ def shared_val_loss(model, val: np.ndarray, block: int, n: int = 200) -> float:
     losses = []
     for chunk in rows.split(50):
         logits = model(chunk[:, :-1])
+        logits = logits[0] if isinstance(logits, tuple) else logits  # nanoGPT's model returns (logits, loss)
         losses.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1)))
     model.train(was)
     return float(torch.stack(losses).mean())
@@ -100,63 +107,17 @@ def build_model(run_cfg, vocab: int):
     return GPT(model_cfg)
 
 
-def nanogpt_baseline(run_cfg, train: np.ndarray, val: np.ndarray, vocab: int, iters: int) -> dict:
-    """nanoGPT's train.py loop, reduced to what runs on a CPU: fp32, no compile, unfused AdamW."""
-    cfg = dataclasses.replace(run_cfg.train, max_steps=iters)
-    model = build_model(run_cfg, vocab)
-    B, T = cfg.batch_size, run_cfg.model.block_size
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]  # nanoGPT decays every matrix, embeddings included
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=False, fused=False)
-    torch.manual_seed(1337)
-
-    def get_batch(data):
-        ix = torch.randint(len(data) - T, (B,))
-        x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in ix])
-        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in ix])
-        return x, y
-
-    @torch.no_grad()
-    def estimate_loss():
-        out = {}
-        model.eval()
-        for name, data in (("train", train), ("val", val)):
-            losses = torch.zeros(cfg.eval_batches)
-            for k in range(cfg.eval_batches):
-                x, y = get_batch(data)
-                logits = model(x)
-                losses[k] = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1)).item()
-            out[name] = losses.mean().item()
-        model.train()
-        return out
-
-    curve, train_time, t0 = [], 0.0, time.perf_counter()
-    x, y = get_batch(train)
-    for it in range(iters + 1):
-        lr = lr_at(it, cfg, iters)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        if it % cfg.eval_interval == 0 or it == iters:
-            losses = estimate_loss()
-            curve.append((time.perf_counter() - t0, it, losses["val"]))
-        if it == iters:
-            break
-        ts = time.perf_counter()
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
-        x, y = get_batch(train)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if it % cfg.log_interval == 0:
-            loss.item()
-        train_time += time.perf_counter() - ts
-    wall = time.perf_counter() - t0
-    return {"wall": wall, "tokens_per_s": iters * B * T / train_time, "val": shared_val_loss(model, val, EVAL_BLOCK),
-            "curve": curve}
+def nanogpt_baseline(run_cfg, data_dir: Path, val: np.ndarray, vocab: int, iters: int, out: Path) -> dict:
+    """nanoGPT's own model and train.py loop (benchmarks/nanogpt_ref.py) with the baby-GPT settings."""
+    m, t = run_cfg.model, run_cfg.train
+    ref_model = RefConfig(vocab_size=vocab, block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head,
+                          n_embd=m.n_embd, dropout=m.dropout, bias=True)
+    ref_train = RefTrain(batch_size=t.batch_size, max_iters=iters, lr=t.lr, min_lr=t.min_lr, warmup_iters=t.warmup_steps,
+                         lr_decay_iters=iters, weight_decay=t.weight_decay, beta1=t.beta1, beta2=t.beta2,
+                         grad_clip=t.grad_clip, eval_interval=t.eval_interval, eval_iters=t.eval_batches)
+    r = train_reference(data_dir, ref_model, ref_train, out)
+    return {"wall": r["wall"], "tokens_per_s": r["tokens_per_s"], "val": shared_val_loss(r["model"], val, EVAL_BLOCK),
+            "curve": r["curve"], "steps": iters + 1}
 
 
 def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, target: float | None = None) -> dict:
@@ -173,7 +134,8 @@ def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, ta
     # steady state: median tokens/s of the logging intervals after the first 50 steps (compile, warm-up excluded)
     rates = [r["tokens_per_s"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train" and r["step"] > 50]
     return {"wall": wall, "tokens_per_s": float(np.median(rates)) if rates else result.tokens_per_s, "val": shared_val_loss(model, val, EVAL_BLOCK), "curve": curve,
-            "time_to_target": reached, "steps": result.steps}
+            "time_to_target": reached, "steps": result.steps,
+            "dtype": {"float32": "fp32", "bfloat16": "bf16"}.get(cfg.dtype, cfg.dtype) if cfg.dtype != "auto" else ("bf16" if cpu_has_bf16_matmul() else "fp32")}
 
 
 def loss_at(curve: list[tuple[float, int, float]], seconds: float) -> float:
@@ -190,33 +152,36 @@ def main() -> None:
     ap.add_argument("--fast-compile", default="off", choices=["on", "off"], help="torch.compile in (b)")
     ap.add_argument("--recipe", default="tiny-cpu", help="preset for (c)")
     ap.add_argument("--set", action="append", default=[], help="override for (c), e.g. train.batch_size=32")
-    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,c")
+    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,b32,c")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train, val, vocab = char_corpus(args.chars)
     vocab_padded = -(-vocab // 64) * 64
     print(f"corpus: {len(train):,} train / {len(val):,} val chars, vocab {vocab} (padded {vocab_padded}); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, AMX bf16: {cpu_has_bf16_matmul()}")
     base_cfg = load_run_config("baby-gpt", [f"train.max_steps={args.iters}"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data_dir = write_prepared(tmp / "data", train, val, vocab)
-        a = nanogpt_baseline(base_cfg, train, val, vocab_padded, args.iters)
-        rows.append(("(a) nanoGPT-style baseline", a))
+        a = nanogpt_baseline(base_cfg, data_dir, val, vocab, args.iters, tmp / "a")
+        rows.append(("(a) nanoGPT (model.py + train.py), fp32", a))
         print(f"(a) done: {a['wall']:.1f}s, val {a['val']:.4f}")
-        if "b" not in args.skip:
+        for name, dtype in (("b", "auto"), ("b32", "float32")):
+            if name in args.skip.split(","):
+                continue
             b_cfg = dataclasses.replace(base_cfg, train=dataclasses.replace(
                 base_cfg.train, threads=args.threads, compile=args.fast_compile, tensorboard=False, device="cpu",
-                eval_interval=250, save_interval=10**9))
-            b = ours(b_cfg, data_dir, tmp / "b", val, vocab_padded)
-            rows.append((f"(b) fit(), same recipe (compile {args.fast_compile})", b))
-            print(f"(b) done: {b['wall']:.1f}s, val {b['val']:.4f}")
-        if "c" not in args.skip:
+                eval_interval=250, save_interval=10**9, dtype=dtype))
+            b = ours(b_cfg, data_dir, tmp / name, val, vocab_padded)
+            rows.append((f"({name}) fit(), same recipe, {b['dtype']} (compile {args.fast_compile})", b))
+            print(f"({name}) done: {b['wall']:.1f}s, val {b['val']:.4f}")
+        if "c" not in args.skip.split(","):
             c_cfg = load_run_config(args.recipe, args.set + ["train.tensorboard=false", "train.device=cpu",
                                                                f"train.threads={args.threads}", "train.save_interval=1000000000"])
             c = ours(c_cfg, data_dir, tmp / "c", val, vocab_padded, target=a["val"])
-            rows.append((f"(c) fit(), {args.recipe} {' '.join(args.set)}".strip(), c))
+            rows.append((f"(c) fit(), {args.recipe} {' '.join(args.set)}, {c['dtype']}".strip(), c))
             print(f"(c) done: {c['wall']:.1f}s, val {c['val']:.4f}")
     print()
     print("| contender | wall s | tokens/s | x baseline tokens/s | final val loss | time to (a)'s loss | loss at (a)'s wall time "

@@ -54,9 +54,12 @@ ROLES = ("system", "user", "assistant")
 KINDS = ("bpe", "char")
 
 # GPT-2's pre-tokenizer regex, with Han runs split from other letters and combining marks kept with their letters.
+# The third branch is "letters and marks that are not Han", written as the complement of every other general
+# category (N, P, S, Z, C), whitespace and Han: the same set as the class intersection [\p{L}\p{M}&&[^\p{Han}]]
+# (tests/test_tokenizer.py checks every code point), but the intersection made the Rust tokenizer ~20% slower.
 PRETOKENIZE_REGEX = (
-    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{Han}+| ?[\p{L}\p{M}&&[^\p{Han}]]+| ?\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+"""
-    r"""|\s+(?!\S)|\s+"""
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{Han}+| ?[^\s\p{N}\p{P}\p{S}\p{Z}\p{C}\p{Han}]+| ?\p{N}+"""
+    r"""| ?[^\s\p{L}\p{M}\p{N}]+|\s+(?!\S)|\s+"""
 )
 BYTE_BASE = len(SPECIAL_TOKENS)  # ids 8..263 are the 256 bytes in both kinds
 MIN_BPE_VOCAB = BYTE_BASE + 256

@@ -114,3 +114,9 @@ def test_cleaner_counts_and_examples():
 def test_scrub_next_to_chinese_characters():
     assert scrub_pii("邮箱zhang@example.com谢谢")[0] == "邮箱<EMAIL>谢谢"
     assert scrub_pii("地址2001:db8::1:2结束")[0] == "地址<IP>结束"
+
+
+def test_top_char_ratio_long_texts_counted_exactly():
+    text = ("ab" * 200) + ("x" * 500) + ("\n \t" * 50)  # 900 non-space characters, 'x' 500 of them
+    assert top_char_ratio(text) == pytest.approx(500 / 900)
+    assert top_char_ratio("中文" * 300 + "😀" * 700) == pytest.approx(700 / 1300)

@@ -1,12 +1,9 @@
-"""Conversation checks and packing: what is rejected and why, and that targets are exactly the assistant tokens."""
+"""Conversation checks, rendering and packing: what is rejected and why, windows at turn boundaries, best fit."""
 
 import json
 
-import torch
-
 from owngpt.data.conversations import (
     ConversationSet,
-    PackedBatches,
     check_conversation,
     load_conversations,
     pack_examples,
@@ -62,36 +59,6 @@ def test_pack_examples_fits_rows_and_truncates():
     assert all(sum(len(i) for i, _ in row) <= 8 for row in rows)
     assert sum(len(row) for row in rows) == 5
     assert len(rows) == 4  # 8 | 7 | 5+3 | 2 -> best fit puts 2 with nothing else that fits... at most 4 rows
-
-
-def test_packed_targets_are_exactly_masked_tokens():
-    # ids 10.. are "user" tokens (mask 0); ids 100.. are "assistant" tokens (mask 1).
-    a = ([10, 11, 100, 101, 102], [0, 0, 1, 1, 1])
-    b = ([12, 103, 104], [0, 1, 1])
-    pb = PackedBatches([a, b], block_size=9, batch_size=1, pad_id=0, shuffle=False)
-    x, y = pb.next_batch()
-    assert x.shape == (1, 9) and y.shape == (1, 9)
-    targets = [t for t in y[0].tolist() if t != -1]
-    assert sorted(targets) == [100, 101, 102, 103, 104]
-    # every kept target is the next input token
-    row = x[0].tolist()
-    n_inputs = sum(t != 0 for t in row)  # pad id 0 is not used by the examples
-    for i, t in enumerate(y[0].tolist()[: n_inputs - 1]):
-        if t != -1:
-            assert row[i + 1] == t
-
-
-def test_packed_batches_resume_same_order():
-    ex = [([1, 2, 3, 4], [0, 1, 1, 1])] * 10
-    pb = PackedBatches(ex, block_size=3, batch_size=2, pad_id=0, seed=3)
-    for _ in range(4):
-        pb.next_batch()
-    state = pb.state_dict()
-    want = [pb.next_batch()[0] for _ in range(6)]
-    pb2 = PackedBatches(ex, block_size=3, batch_size=2, pad_id=0, seed=3)
-    pb2.load_state_dict(state)
-    got = [pb2.next_batch()[0] for _ in range(6)]
-    assert all(torch.equal(a, b) for a, b in zip(want, got))
 
 
 def test_conversation_set_counts_documents():

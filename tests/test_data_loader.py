@@ -1,4 +1,5 @@
-"""Random-window batches from memory-mapped shards: shapes, shift, resumable state, errors."""
+"""Training batches: random windows from memory-mapped shards (shapes, shift, resumable state, errors) and
+packed conversations (targets exactly the assistant tokens, resumable order)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from owngpt.data.loader import TokenBatches
+from owngpt.data.loader import PackedBatches, TokenBatches
 from owngpt.errors import OwnGPTError
 
 
@@ -78,3 +79,33 @@ def test_errors(tmp_path):
         TokenBatches(tmp_path, "train", 2, 4, tokenizer_hash="bbb")
     with pytest.raises(OwnGPTError, match="no 'val' split"):
         TokenBatches(tmp_path, "val", 2, 4)
+
+
+def test_packed_targets_are_exactly_masked_tokens():
+    # ids 10.. are "user" tokens (mask 0); ids 100.. are "assistant" tokens (mask 1).
+    a = ([10, 11, 100, 101, 102], [0, 0, 1, 1, 1])
+    b = ([12, 103, 104], [0, 1, 1])
+    pb = PackedBatches([a, b], block_size=9, batch_size=1, pad_id=0, shuffle=False)
+    x, y = pb.next_batch()
+    assert x.shape == (1, 9) and y.shape == (1, 9)
+    targets = [t for t in y[0].tolist() if t != -1]
+    assert sorted(targets) == [100, 101, 102, 103, 104]
+    # every kept target is the next input token
+    row = x[0].tolist()
+    n_inputs = sum(t != 0 for t in row)  # pad id 0 is not used by the examples
+    for i, t in enumerate(y[0].tolist()[: n_inputs - 1]):
+        if t != -1:
+            assert row[i + 1] == t
+
+
+def test_packed_batches_resume_same_order():
+    ex = [([1, 2, 3, 4], [0, 1, 1, 1])] * 10
+    pb = PackedBatches(ex, block_size=3, batch_size=2, pad_id=0, seed=3)
+    for _ in range(4):
+        pb.next_batch()
+    state = pb.state_dict()
+    want = [pb.next_batch()[0] for _ in range(6)]
+    pb2 = PackedBatches(ex, block_size=3, batch_size=2, pad_id=0, seed=3)
+    pb2.load_state_dict(state)
+    got = [pb2.next_batch()[0] for _ in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(want, got))

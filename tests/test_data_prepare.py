@@ -242,3 +242,24 @@ def test_given_tokenizer_tokenizes_while_reading(corpus, tmp_path):
         texts = [json.loads(line)["text"] for line in open(out / "docs" / f"{split}.jsonl", encoding="utf-8")]
         got = np.concatenate([read_shard(out, s, m["dtype"]) for s in entry["shards"]] or [np.zeros(0)]).tolist()
         assert got == [i for t in texts for i in tok.encode(t) + [tok.eot_id]] and entry["documents"] == len(texts)
+
+
+def test_worker_processes_give_the_same_output(corpus, tmp_path, monkeypatch):
+    """Cleaning in worker processes (large inputs) writes exactly what the single-process path writes."""
+    import owngpt.data.workers as workers
+
+    near = [json.dumps({"text": f"{EN[i % 5]} {ZH[i % 5]} Note {i % 7}."}, ensure_ascii=False) for i in range(60)]
+    write(corpus / "near.jsonl", "\n".join(near) + "\n")  # near and exact duplicates across chunks
+    sources = specs(corpus) + [str(corpus / "near.jsonl")]
+    monkeypatch.setattr(workers, "CHUNK", 4)
+    serial = prepare(sources, tmp_path / "serial", cfg(workers=1, conversations_as_text=True), progress=False)
+    pooled = prepare(sources, tmp_path / "pooled", cfg(workers=2, conversations_as_text=True), progress=False)
+    for rep in (serial, pooled):
+        rep.pop("seconds"), rep.pop("throughput_mb_per_s")
+    assert pooled == serial
+    assert serial["filters"]["near_dup"]["removed"] > 0 and serial["filters"]["exact_dup"]["removed"] > 0
+    files = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*")
+                   if p.is_file() and p.name != "report.json" and p.parent.name != "tokenizer")
+    assert files
+    for f in files:
+        assert (tmp_path / "pooled" / f).read_bytes() == (tmp_path / "serial" / f).read_bytes(), f

@@ -198,3 +198,36 @@ def test_sinusoidal_table_and_dropout_training():
     loss = torch.nn.functional.cross_entropy(model.train()(x).view(-1, V), x.view(-1))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["gpt2", "modern-gqa"])
+def test_cpu_bf16_autocast_tracks_fp32(name):
+    """Under CPU bf16 autocast (the training default on CPUs with AMX) attention runs in fp32; logits and
+    gradients stay close to the fp32 model's."""
+    model = tiny(**VARIANTS[name]).train()
+    x = ids(2, 16)
+    ref = model(x)
+    ref.float().logsumexp(-1).mean().backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), ref, atol=0.05, rtol=0.05)
+    out.float().logsumexp(-1).mean().backward()
+    for n, p in model.named_parameters():
+        assert p.grad.dtype == torch.float32  # master weights and their gradients stay fp32
+        cos = torch.nn.functional.cosine_similarity(p.grad.flatten(), ref_grads[n].flatten(), dim=0)
+        assert cos > 0.98, n
+
+
+def test_cpu_tanh_gelu_equals_torch():
+    from owngpt.model.gpt import _TanhGELU
+
+    x = torch.linspace(-6, 6, 1001, dtype=torch.float64, requires_grad=True)
+    y = _TanhGELU.apply(x)
+    ref = torch.nn.functional.gelu(x, approximate="tanh")
+    assert_close(y, ref)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    (gref,) = torch.autograd.grad(ref.sum(), x)
+    assert_close(gx, gref)

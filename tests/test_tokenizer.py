@@ -247,3 +247,21 @@ def test_cli_train_encode_info(tmp_path):
     r = runner.invoke(app, ["tokenizer", "train", str(src), "--out", str(tmp_path / "c"), "--kind", "char"])
     assert r.exit_code == 0, r.output
     assert Tokenizer.load(tmp_path / "c").kind == "char"
+
+
+def test_pretokenizer_regex_equals_the_class_intersection_form():
+    """PRETOKENIZE_REGEX spells "letters and marks, not Han" without a class intersection (faster in Rust); it must
+    split every code point exactly as [\\p{L}\\p{M}&&[^\\p{Han}]] would, between letters and between Han."""
+    from tokenizers import Regex, pre_tokenizers
+
+    from owngpt.tokenizer import PRETOKENIZE_REGEX
+
+    reference = PRETOKENIZE_REGEX.replace(r"[^\s\p{N}\p{P}\p{S}\p{Z}\p{C}\p{Han}]", r"[\p{L}\p{M}&&[^\p{Han}]]")
+    assert reference != PRETOKENIZE_REGEX
+    ours, ref = (pre_tokenizers.Split(Regex(r), "isolated") for r in (PRETOKENIZE_REGEX, reference))
+    # every assigned-heavy code point (planes 0-3), and a sample of the rest (unassigned and private use)
+    cps = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and (c < 0x40000 or c % 61 == 0)]
+    for ctx in ("a{}b", "中{}文"):
+        for i in range(0, len(cps), 8192):
+            text = "|".join(ctx.replace("{}", chr(c)) for c in cps[i : i + 8192])
+            assert ours.pre_tokenize_str(text) == ref.pre_tokenize_str(text), (ctx, hex(cps[i]))

@@ -60,7 +60,7 @@ def loaders(data: Path, batch: int = 4):
 
 def cfg(**kw) -> TrainConfig:
     base = dict(max_steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=2, eval_interval=5, eval_batches=2, log_interval=1,
-                batch_size=4, tensorboard=False, device="cpu", compile="off", threads=0)
+                batch_size=4, tensorboard=False, device="cpu", compile="off", threads=0, dtype="float32")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -86,6 +86,22 @@ def test_loss_falls_and_artefacts_written(tmp_path, data):
     for name in ("config.yaml", "metrics.jsonl", "summary.md", "loss.png", "best/meta.json", "tb"):
         assert (run / name).exists(), name
     assert "best val loss" in (run / "summary.md").read_text()
+
+
+def test_cpu_bf16_training(tmp_path, data):
+    """bf16 autocast on a CPU (the default where AMX makes it fast; asked for here, so it runs on any CPU)."""
+    from owngpt.train.loop import _autocast, cpu_has_bf16_matmul
+
+    assert _autocast(torch.device("cpu"), "auto")[1] == (torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32)
+    train, val = loaders(data)
+    run = tmp_path / "run"
+    model = make_model(0.0)
+    result = fit(model, train, val, cfg(max_steps=40, eval_interval=20, lr=1e-2, min_lr=1e-3, dtype="bfloat16"), run,
+                 run_config={}, quiet=True)
+    losses = train_losses(run)
+    assert np.mean([losses[s] for s in range(31, 41)]) < 0.8 * losses[1]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+    assert "bfloat16" in (run / "summary.md").read_text() and result.best_val_loss < 0.8 * losses[1]
 
 
 class Interrupt(Exception):

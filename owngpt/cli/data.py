@@ -36,6 +36,7 @@ def prepare(
     char: bool = typer.Option(False, "--char", help="Train a character-level tokenizer instead of BPE."),
     conversations_as_text: bool = typer.Option(False, "--conversations-as-text", help="Also use each conversation's utterances (joined by newlines) as a pretraining document."),
     max_documents: int = typer.Option(0, "--max-documents", help="Read at most this many documents and conversations (0 = all)."),
+    workers: int = typer.Option(0, "--workers", help="Processes that clean and MinHash documents: 0 = one per CPU for inputs of 4 MB or more (Linux), 1 = none."),
     force: bool = typer.Option(False, "--force", help="Redo everything even if inputs and settings are unchanged."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars; only the summary."),
 ) -> None:
@@ -51,7 +52,7 @@ def prepare(
         split_mode="tail" if tail is not None else "hash", tail=tail if tail is not None else 0.1,
         tokenizer=tokenizer, tokenizer_kind="char" if char else "bpe", vocab_size=vocab_size,
         text_field=text_field, text_column=text_column, split_blocks=split_blocks,
-        conversations_as_text=conversations_as_text, max_documents=max_documents,
+        conversations_as_text=conversations_as_text, max_documents=max_documents, workers=workers,
     )
     report = run_prepare(list(sources), out, cfg, progress=not quiet, force=force)
     print_report(report, out)

@@ -35,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+import numpy as np
+
 # ----------------------------------------------------------------------------- config
 
 
@@ -294,24 +296,19 @@ def dup_line_ratio(text: str) -> float:
 
 
 def top_char_ratio(text: str) -> float:
-    """Share of the most frequent non-space character among the non-space characters.
-
-    Long texts are not counted whole: the candidates are the commonest characters of two strided samples (strides
-    k and k+1, so that a pattern repeating with a period that divides k is still seen in full by the other), and
-    only those are counted exactly with str.count.
-    """
+    """Share of the most frequent non-space character among the non-space characters."""
     n = len(text) - text.count(" ") - text.count("\n") - text.count("\t")
     if n <= 0:
         return 0.0
     if len(text) <= 256:
         counts = Counter(text)
-    else:
-        k = len(text) // 64
-        sample = Counter(text[::k]) + Counter(text[1::k + 1])
-        counts = Counter({c: text.count(c) for c, _ in sample.most_common(6)})
-    for c in " \n\t":
-        counts.pop(c, None)
-    return max(counts.values(), default=0) / n
+        for c in " \n\t":
+            counts.pop(c, None)
+        return max(counts.values(), default=0) / n
+    # long texts: code points counted in numpy (~3x faster than a Counter)
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    cps = cps[(cps != 32) & (cps != 10) & (cps != 9)]
+    return int(np.unique(cps, return_counts=True)[1].max()) / n
 
 
 # ----------------------------------------------------------------------------- one text
@@ -414,7 +411,11 @@ class Cleaner:
 
     def __call__(self, text: str, loc: str = "") -> tuple[str | None, bool]:
         """(cleaned text or None when removed, whether any step changed it)."""
-        out, changes, reason = clean_text(text, self.cfg)
+        return self.account(text, loc, clean_text(text, self.cfg))
+
+    def account(self, text: str, loc: str, result: tuple[str | None, list[str], str | None]) -> tuple[str | None, bool]:
+        """Count what clean_text(text) returned (`result`, computed here or in a worker process); as __call__."""
+        out, changes, reason = result
         for name in changes:
             self.note(name, loc, text, out if out is not None else "")
         if reason:
@@ -423,7 +424,11 @@ class Cleaner:
 
     def message(self, text: str, loc: str = "") -> tuple[str, bool]:
         """Clean one chat message, counting its changes under the same filters."""
-        out, changes = clean_message(text, self.cfg)
+        return self.account_message(text, loc, clean_message(text, self.cfg))
+
+    def account_message(self, text: str, loc: str, result: tuple[str, list[str]]) -> tuple[str, bool]:
+        """Count what clean_message(text) returned; as message()."""
+        out, changes = result
         for name in changes:
             self.note(name, loc, text, out)
         return out, bool(changes)

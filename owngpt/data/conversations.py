@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import torch
-
 from owngpt.data.records import Conversation, Skip
-from owngpt.errors import OwnGPTError
 
 ROLES = ("system", "user", "assistant")
 
@@ -195,74 +192,3 @@ def pack_examples(
             rows[r].append(items[i])
             bisect.insort(free, (space - n, r))
     return rows, truncated
-
-
-class PackedBatches:
-    """Endless shuffled (x, y) batches of packed conversations; y is -1 wherever the loss must not look.
-
-    Targets are kept only where the next token is an assistant token (the render mask), so the model learns
-    the replies and their closing <|im_end|> and nothing else. State is (epoch, cursor): resumable exactly.
-    """
-
-    def __init__(
-        self,
-        examples: list[tuple[list[int], list[int]]],
-        block_size: int,
-        batch_size: int,
-        pad_id: int,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        shuffle: bool = True,
-    ) -> None:
-        if not examples:
-            raise OwnGPTError("no conversations to train on")
-        rows, self.truncated = pack_examples(examples, block_size + 1)
-        if not rows:
-            raise OwnGPTError("no conversation has an assistant reply inside the context window")
-        x = torch.full((len(rows), block_size), pad_id, dtype=torch.long)
-        y = torch.full((len(rows), block_size), -1, dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids = [t for ex in row for t in ex[0]]
-            mask = [m for ex in row for m in ex[1]]
-            n = len(ids) - 1
-            x[r, :n] = torch.tensor(ids[:-1])
-            tgt = torch.tensor(ids[1:])
-            keep = torch.tensor(mask[1:], dtype=torch.bool)
-            y[r, :n] = torch.where(keep, tgt, torch.full_like(tgt, -1))
-        self.x, self.y = x, y
-        self.batch_size = min(batch_size, len(rows))
-        self.seed, self.device, self.shuffle = seed, torch.device(device), shuffle
-        self.epoch, self.cursor = 0, 0
-        self.n_examples = sum(len(r) for r in rows)
-        self.tokens_per_epoch = int((y != -1).sum())
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def _order(self) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(len(self.x))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(len(self.x), generator=g)
-
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        order = self._order()
-        if self.cursor + self.batch_size > len(order):
-            self.epoch, self.cursor = self.epoch + 1, 0
-            order = self._order()
-        idx = order[self.cursor : self.cursor + self.batch_size]
-        self.cursor += self.batch_size
-        x, y = self.x[idx], self.y[idx]
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device), y.to(self.device)
-
-    def __iter__(self):
-        while True:
-            yield self.next_batch()
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])

@@ -32,9 +32,11 @@ def normalise_for_dedup(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def text_key(text: str) -> int:
-    """64-bit key of the normalised text (blake2b); equal for texts that differ only in case and spacing."""
-    digest = hashlib.blake2b(normalise_for_dedup(text).encode("utf-8"), digest_size=8).digest()
+def text_key(text: str, normalised: bool = False) -> int:
+    """64-bit key of the normalised text (blake2b); equal for texts that differ only in case and spacing.
+    normalised=True: `text` is normalise_for_dedup's output already."""
+    norm = text if normalised else normalise_for_dedup(text)
+    digest = hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -157,14 +159,15 @@ class NearDedup:
         self._band_salt = rng.integers(0, 2**63, self.bands, dtype=np.uint64)
         self._keys = HashSet64()
 
-    def shingles(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def shingles(self, texts: list[str], normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """32-bit hashes of the character k-grams of each normalised text, all texts in one vectorised pass.
 
         Returns (hashes, starts): the k-grams of text i are hashes[starts[i]:starts[i+1]]. A text shorter than k
-        is padded with NULs to one k-gram, so every text has at least one.
+        is padded with NULs to one k-gram, so every text has at least one. normalised=True: the texts are
+        normalise_for_dedup's output already.
         """
         k = self.cfg.shingle
-        norm = [normalise_for_dedup(t) for t in texts]
+        norm = texts if normalised else [normalise_for_dedup(t) for t in texts]
         norm = [t if len(t) >= k else t + "\0" * (k - len(t)) for t in norm]
         lens = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
         cps = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
@@ -180,7 +183,7 @@ class NearDedup:
         keep = np.arange(starts[-1]) + np.repeat(text_starts - starts[:-1], counts)
         return (_splitmix64(h[keep]) >> np.uint64(32)).astype(np.uint32), starts
 
-    def signatures(self, texts: list[str]) -> np.ndarray:
+    def signatures(self, texts: list[str], normalised: bool = False) -> np.ndarray:
         """MinHash signatures, shape (len(texts), num_perm) uint32.
 
         Texts with at least 2 * num_perm k-grams use one-permutation hashing: instead of num_perm hash functions
@@ -191,7 +194,7 @@ class NearDedup:
         get classic MinHash (num_perm hash functions a*x + b mod 2**32), which costs little at their size. A pair
         with one text on each side of the boundary is rarely found (a missed near duplicate, never a false one).
         """
-        x, starts = self.shingles(texts)
+        x, starts = self.shingles(texts, normalised)
         n, P = len(texts), self.cfg.num_perm
         counts = np.diff(starts)
         sig = np.empty((n, P), dtype=np.uint32)
@@ -258,7 +261,12 @@ class NearDedup:
         """
         if not texts:
             return []
-        keys = self.band_keys(self.signatures(texts))
+        return self.duplicates_of_keys(self.band_keys(self.signatures(texts)))
+
+    def duplicates_of_keys(self, keys: np.ndarray) -> list[bool]:
+        """`duplicates` for texts whose band keys (band_keys(signatures(texts))) were computed elsewhere."""
+        if not len(keys):
+            return []
         hit = self._keys.contains_matrix(keys)
         out = []
         for row, h in zip(keys.tolist(), hit.tolist()):

@@ -34,6 +34,8 @@ from glob import glob
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from owngpt.data.clean import CleanConfig, Cleaner
 from owngpt.data.dedup import ExactDedup, NearDedup, NearDedupConfig
 from owngpt.data.records import Conversation, Document, Skip
@@ -47,6 +49,7 @@ from owngpt.data.shards import (
     write_manifest,
 )
 from owngpt.data.split import SPLITS, parse_ratios, split_of, tail_cut, unit_hash
+from owngpt.data.workers import SERIAL_BYTES, cleaned_records, default_workers, start_pool
 from owngpt.errors import OwnGPTError
 from owngpt.io import TMP_SUFFIX, atomic_write_text
 
@@ -70,6 +73,7 @@ class PrepareConfig:
     split_blocks: bool = False
     conversations_as_text: bool = False  # also use each conversation's utterances as a pretraining document
     max_documents: int = 0  # read at most this many documents + conversations; 0 = all
+    workers: int = 0  # processes that clean; 0 = one per CPU for inputs of 4 MB or more (Linux), 1 = none
     shard_tokens: int = DEFAULT_SHARD_TOKENS
 
 
@@ -121,9 +125,15 @@ def input_fingerprint_data(specs: list[str]) -> list:
     return out
 
 
+def input_bytes(specs: list[str]) -> int:
+    """Bytes in the input files (builtin corpora count 0): decides whether cleaning is worth a process pool."""
+    return sum(e[1] for entry in input_fingerprint_data(specs) for e in entry[1:] if isinstance(e, list))
+
+
 def fingerprint(specs: list[str], cfg: PrepareConfig, tokenizer_hash: str | None) -> str:
     blob = json.dumps(
-        {"inputs": input_fingerprint_data(specs), "config": asdict(cfg), "tokenizer": tokenizer_hash,
+        {"inputs": input_fingerprint_data(specs), "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+         "tokenizer": tokenizer_hash,
          "owngpt": _owngpt_version(), "format": FORMAT},
         sort_keys=True, default=str,
     )
@@ -375,22 +385,31 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     seconds: dict[str, float] = {}
     cleaner = Cleaner(cfg.clean)
     rep = Report(cleaner)
-    # With a given tokenizer, documents are tokenized while they are still being read and cleaned (two cores
-    # busy instead of one); a trained tokenizer needs the whole train split first, so tokenization waits.
+    # Cleaning and MinHash run in worker processes for large inputs (owngpt/data/workers.py). With a given
+    # tokenizer, documents are also tokenized while they are still being read and cleaned; a trained tokenizer
+    # needs the whole train split first, so tokenization waits.
+    near_cfg = NearDedupConfig(threshold=cfg.near_dup_threshold) if cfg.dedup and cfg.near_dup_threshold > 0 else None
+    workers = cfg.workers or (default_workers() if input_bytes(sources) >= SERIAL_BYTES else 1)
+    pool = start_pool(workers, cfg.clean, near_cfg, cfg.dedup)  # before any thread of ours starts: workers are forked
     pipeline = None
-    if given_tok is not None and cfg.split_mode == "hash":
-        from owngpt.data.shards import ShardPipeline
-
-        pipeline = ShardPipeline(given_tok, out, SPLITS, shard_tokens=cfg.shard_tokens)
     with ui:
         try:
-            stats = _read_clean_split(records, out, cfg, ratios, cleaner, rep, ui,
+            if given_tok is not None and cfg.split_mode == "hash":
+                from owngpt.data.shards import ShardPipeline
+
+                pipeline = ShardPipeline(given_tok, out, SPLITS, shard_tokens=cfg.shard_tokens)
+            cleaned = cleaned_records(records, cfg.clean, near_cfg, cfg.dedup, as_text=cfg.conversations_as_text, pool=pool,
+                                      workers=workers)
+            stats = _read_clean_split(cleaned, out, cfg, ratios, cleaner, rep, ui, near_cfg,
                                       sink=pipeline.add if pipeline is not None else None)
             splits: dict[str, Any] | None = pipeline.close() if pipeline is not None else None
         except BaseException:
             if pipeline is not None:
                 pipeline.abort()
             raise
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         seconds["read_clean_dedup_split"] = round(time.perf_counter() - t0, 2)
         report = rep.as_dict()
         report["input"] = {"bytes_of_text": stats["bytes"], "specs": sources}
@@ -452,9 +471,10 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     return report
 
 
-def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: Cleaner, rep: Report,
-                      ui: _Progress, sink=None) -> dict[str, Any]:
-    """Pass over the records: clean, dedup, split, write DIR/docs and DIR/conversations. Returns counts.
+def _read_clean_split(cleaned, out: Path, cfg: PrepareConfig, ratios, cleaner: Cleaner, rep: Report,
+                      ui: _Progress, near_cfg: NearDedupConfig | None, sink=None) -> dict[str, Any]:
+    """Pass over the (record, cleaning result) pairs of workers.cleaned_records: count the cleaning, dedup, split,
+    write DIR/docs and DIR/conversations. Returns counts.
 
     sink(split, text), when given, also receives every kept document in the order it is written."""
     from owngpt.data.conversations import check_conversation
@@ -462,15 +482,14 @@ def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: C
 
     exact_docs = ExactDedup() if cfg.dedup else None
     exact_convs = ExactDedup() if cfg.dedup else None
-    near = NearDedup(NearDedupConfig(threshold=cfg.near_dup_threshold)) \
-        if cfg.dedup and cfg.near_dup_threshold > 0 else None
+    near = NearDedup(near_cfg) if near_cfg is not None else None
     docs = _SplitWriters(out / "docs")
     convs = _SplitWriters(out / "conversations")
     tail_tmp = None
     if cfg.split_mode == "tail":
         tail_tmp = open(out / "docs" / f"_all.jsonl{TMP_SUFFIX}", "w", encoding="utf-8")
     tail_chars = 0
-    pending: list[tuple[str, str, str, str, str]] = []  # (text, source, loc, split key, counter kind)
+    pending: list[tuple[str, str, str, str, str, Any]] = []  # (text, source, loc, split key, counter kind, band keys)
     n_bytes = 0
     read = 0
     task = ui.task("read, clean, dedup", total=None)
@@ -490,11 +509,11 @@ def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: C
             sink(split, text)
 
     def flush() -> None:
-        if near is not None:
-            dup = near.duplicates([p[0] for p in pending])
+        if near is not None and pending:
+            dup = near.duplicates_of_keys(np.stack([p[5] for p in pending]))
         else:
             dup = [False] * len(pending)
-        for (text, source, loc, split_key, kind), d in zip(pending, dup):
+        for (text, source, loc, split_key, kind, _), d in zip(pending, dup):
             if d:
                 rep.source(source)[kind]["removed"] += 1
                 cleaner.note("near_dup", loc, text, None)
@@ -502,24 +521,24 @@ def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: C
                 emit(text, source, split_key, kind)
         pending.clear()
 
-    def document(text: str, source: str, loc: str, split_key: str | None, kind: str) -> None:
+    def document(text: str, result, keys, exact_key, source: str, loc: str, split_key: str | None, kind: str) -> None:
         s = rep.source(source)[kind]
         s["in"] += 1
-        out_text, changed = cleaner(text, loc)
+        out_text, changed = cleaner.account(text, loc, result)
         if out_text is None:
             s["removed"] += 1
             return
-        if exact_docs is not None and exact_docs.seen(out_text):
+        if exact_docs is not None and exact_docs.seen_key(exact_key):
             s["removed"] += 1
             cleaner.note("exact_dup", loc, out_text, None)
             return
         if changed:
             s["changed"] += 1
-        pending.append((out_text, source, loc, split_key or out_text, kind))
+        pending.append((out_text, source, loc, split_key or out_text, kind, keys))
         if len(pending) >= 256:
             flush()
 
-    for rec in records:
+    for rec, (doc_result, message_results, keys, exact_key) in cleaned:
         if isinstance(rec, Skip):
             rep.skip(rec)
             continue
@@ -533,15 +552,15 @@ def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: C
         src["records"] += 1
         if isinstance(rec, Document):
             n_bytes += len(rec.text.encode("utf-8", "surrogatepass"))
-            document(rec.text, rec.source, rec.loc, None, "documents")
+            document(rec.text, doc_result, keys, exact_key, rec.source, rec.loc, None, "documents")
         elif isinstance(rec, Conversation):
             c = src["conversations"]
             c["in"] += 1
             raw = [m.get("content", "") for m in rec.messages]
             n_bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in raw)
             messages, changed = [], False
-            for m in rec.messages:
-                content, ch = cleaner.message(m.get("content", ""), rec.loc)
+            for m, result in zip(rec.messages, message_results):
+                content, ch = cleaner.account_message(m.get("content", ""), rec.loc, result)
                 changed |= ch
                 messages.append({"role": m.get("role"), "content": content})
             key = json.dumps(messages, ensure_ascii=False)
@@ -559,7 +578,7 @@ def _read_clean_split(records, out: Path, cfg: PrepareConfig, ratios, cleaner: C
                 convs.write(split_of(u, ratios), {"id": _key(key), "source": rec.source, "messages": ok}, u)
             if cfg.conversations_as_text:
                 text = "\n".join(t for t in raw if t.strip())
-                document(text, rec.source, rec.loc, key, "conversations_as_text")
+                document(text, doc_result, keys, exact_key, rec.source, rec.loc, key, "conversations_as_text")
         if read % 2000 == 0:
             ui.advance(task, 2000, f"{n_bytes / 1e6:.1f} MB")
     flush()

@@ -210,7 +210,7 @@ class ShardPipeline:
     """
 
     def __init__(self, tokenizer: Any, out_dir: str | Path, splits: Iterable[str], *,
-                 shard_tokens: int = DEFAULT_SHARD_TOKENS, chunk_chars: int = 1_000_000) -> None:
+                 shard_tokens: int = DEFAULT_SHARD_TOKENS, chunk_chars: int = 200_000) -> None:
         self.tok = tokenizer
         dtype = dtype_for(tokenizer.vocab_size)
         self.writers = {s: ShardWriter(Path(out_dir), s, dtype, shard_tokens) for s in splits}

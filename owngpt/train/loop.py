@@ -68,10 +68,20 @@ def resolve_device(name: str) -> torch.device:
         raise OwnGPTError(f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN's bf16 matmuls run ~2.5-6x
+    faster than fp32. On AVX2-only CPUs bf16 is emulated and slower than fp32, so it is never the default there."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
 def _autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractContextManager, torch.dtype]:
-    """Mixed precision: bf16 autocast on CUDA by default (no loss scaling needed); fp32 elsewhere unless asked."""
+    """Mixed precision: bf16 autocast by default on CUDA GPUs that support it and on CPUs with AMX (no loss
+    scaling needed with bf16); fp32 elsewhere unless asked."""
     if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        fast_bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+            device.type == "cpu" and cpu_has_bf16_matmul())
+        dtype = "bfloat16" if fast_bf16 else "float32"
     if dtype == "float32":
         return contextlib.nullcontext(), torch.float32
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16

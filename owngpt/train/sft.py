@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from owngpt.config import TrainConfig
-from owngpt.data.conversations import ConversationSet, PackedBatches, is_prepared, load_conversations
+from owngpt.data.conversations import ConversationSet, is_prepared, load_conversations
+from owngpt.data.loader import PackedBatches
 from owngpt.errors import OwnGPTError
 
 
