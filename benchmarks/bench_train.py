@@ -7,6 +7,7 @@
   (b) owngpt: the same recipe (gpt2 preset: GPT-2's tanh GELU) through fit() with its defaults — bf16
       autocast on CPUs with AMX (fp32 elsewhere), fused AdamW, threads pinned: the tokens/s ratio and the
       same-loss check;
+  (bc) (b) with torch.compile (train.compile=on; steady-state tokens/s, the compile time is in the wall time);
   (b32) the same as (b) forced to fp32: what the precision contributes and what the rest of fit() does;
   (c) time-to-loss: the tiny-cpu preset through fit(): does its whole run (wall time, final loss by the
       shared evaluator) reach (a)'s final validation loss in at most half of (a)'s wall time? Also shown:
@@ -15,7 +16,7 @@
 Data: the built-in chitchat corpus as characters (char-level, like nanoGPT's shakespeare_char).
 Every final loss is re-measured by one shared evaluator (the same 200 fixed 64-token validation windows).
 
-    nice python benchmarks/bench_train.py            # full: 2000 baseline steps, ~5 min on 2 cores
+    nice python benchmarks/bench_train.py            # full: 2000 baseline steps, ~7 min on 2 cores
     python benchmarks/bench_train.py --iters 500     # reduced
 """
 
@@ -149,10 +150,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2000, help="baseline steps (nanoGPT: 2000)")
     ap.add_argument("--chars", type=int, default=2_000_000, help="characters of chitchat text to use")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for all contenders")
-    ap.add_argument("--fast-compile", default="off", choices=["on", "off"], help="torch.compile in (b)")
     ap.add_argument("--recipe", default="tiny-cpu", help="preset for (c)")
     ap.add_argument("--set", action="append", default=[], help="override for (c), e.g. train.batch_size=32")
-    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,b32,c")
+    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,bc,b32,c")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train, val, vocab = char_corpus(args.chars)
@@ -168,14 +168,14 @@ def main() -> None:
         a = nanogpt_baseline(base_cfg, data_dir, val, vocab, args.iters, tmp / "a")
         rows.append(("(a) nanoGPT (model.py + train.py), fp32", a))
         print(f"(a) done: {a['wall']:.1f}s, val {a['val']:.4f}")
-        for name, dtype in (("b", "auto"), ("b32", "float32")):
+        for name, dtype, compile_ in (("b", "auto", "off"), ("bc", "auto", "on"), ("b32", "float32", "off")):
             if name in args.skip.split(","):
                 continue
             b_cfg = dataclasses.replace(base_cfg, train=dataclasses.replace(
-                base_cfg.train, threads=args.threads, compile=args.fast_compile, tensorboard=False, device="cpu",
+                base_cfg.train, threads=args.threads, compile=compile_, tensorboard=False, device="cpu",
                 eval_interval=250, save_interval=10**9, dtype=dtype))
             b = ours(b_cfg, data_dir, tmp / name, val, vocab_padded)
-            rows.append((f"({name}) fit(), same recipe, {b['dtype']} (compile {args.fast_compile})", b))
+            rows.append((f"({name}) fit(), same recipe, {b['dtype']}, compile {compile_}", b))
             print(f"({name}) done: {b['wall']:.1f}s, val {b['val']:.4f}")
         if "c" not in args.skip.split(","):
             c_cfg = load_run_config(args.recipe, args.set + ["train.tensorboard=false", "train.device=cpu",

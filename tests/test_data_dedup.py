@@ -40,12 +40,15 @@ def test_exact_dedup_normalises_case_and_spacing():
     assert text_key("A b") == text_key("a  B")
 
 
-def test_hashset_merges_and_still_finds_everything():
+def test_hashset_merges_and_still_finds_everything(monkeypatch):
+    monkeypatch.setattr(HashSet64, "RECENT_MAX", 1000)  # many merges
     s = HashSet64()
     values = list(range(1, 100_000, 3))
+    random.Random(0).shuffle(values)
     for i in range(0, len(values), 100):
-        s.add(values[i : i + 100])
-    assert len(s) == len(values)
+        s.add(values[i : i + 100] + values[i : i + 3])  # repeats within and across batches are stored once
+    s.add(values[:2000])
+    assert len(s) == len(values) and len(s._recent) < 1000 and np.all(np.diff(s._sorted.astype(np.int64)) > 0)
     assert s.contains_any([values[5]]) and s.contains_any([values[-1]]) and not s.contains_any([2, 5])
     assert s.contains_matrix(np.array([[1, 2], [5, 8]], dtype=np.uint64)).tolist() == [True, False]
 
@@ -94,3 +97,17 @@ def test_lsh_params_move_with_threshold():
     b_hi, r_hi = lsh_params(0.9, 128)
     assert b_lo * r_lo <= 128 and b_hi * r_hi <= 128
     assert (1 / b_lo) ** (1 / r_lo) < (1 / b_hi) ** (1 / r_hi)  # the S-curve's midpoint follows the threshold
+
+
+def test_batched_answers_equal_one_by_one_across_merges(monkeypatch):
+    """A merge of the recent keys must not happen inside a batch (it would hide keys added earlier in the batch)."""
+    monkeypatch.setattr(HashSet64, "RECENT_MAX", 40)  # a merge every few documents
+    rng = random.Random(1)
+    base = [f"document {i}: " + " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "旅行", "天气"])
+                                         for _ in range(30)) for i in range(40)]
+    texts = [t if rng.random() < 0.5 else edit(rng.choice(base), 1) for t in base for _ in range(2)]
+    one_by_one = NearDedup()
+    expected = [one_by_one.is_duplicate(t) for t in texts]
+    batched = NearDedup()
+    got = [d for i in range(0, len(texts), 16) for d in batched.duplicates(texts[i : i + 16])]
+    assert got == expected and any(expected) and not all(expected)

@@ -43,9 +43,11 @@ def text_key(text: str, normalised: bool = False) -> int:
 class HashSet64:
     """A set of uint64 values: a sorted numpy array plus a small Python set of recent additions.
 
-    The recent set is merged into the array when it grows past a quarter of it, so merges stay rare (a geometric
-    schedule) and memory stays close to 8 bytes per value.
+    The recent set (~70 bytes per value as Python ints) is merged into the array (8 bytes per value) whenever it
+    reaches RECENT_MAX values, so memory grows by 8 bytes per value plus a fixed ~5 MB, however many are added.
     """
+
+    RECENT_MAX = 1 << 16
 
     def __init__(self) -> None:
         self._sorted = np.empty(0, dtype=np.uint64)
@@ -75,11 +77,21 @@ class HashSet64:
         idx[idx == len(self._sorted)] = 0
         return (self._sorted[idx] == values).any(axis=1)
 
-    def add(self, values: list[int]) -> None:
+    def add(self, values: list[int], merge: bool = True) -> None:
+        """Add values; a value that is already present is stored once (len() may count it twice until the next merge).
+        merge=False: leave the new values in the recent set for now (see merge())."""
         self._recent.update(values)
-        if len(self._recent) > max(1 << 15, len(self._sorted) // 4):
+        if merge:
+            self.merge()
+
+    def merge(self) -> None:
+        """Move the recent values into the sorted array once there are RECENT_MAX of them."""
+        if len(self._recent) >= self.RECENT_MAX:
             new = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-            self._sorted = np.union1d(self._sorted, new)
+            new.sort()
+            new = new[np.searchsorted(self._sorted, new) == np.searchsorted(self._sorted, new, side="right")]
+            # a linear merge of two sorted arrays (np.insert), not a re-sort: merges are frequent but cheap
+            self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
             self._recent = set()
 
     def nbytes(self) -> int:
@@ -272,8 +284,9 @@ class NearDedup:
         for row, h in zip(keys.tolist(), hit.tolist()):
             dup = h or self._keys.recent_any(row)
             if not dup:
-                self._keys.add(row)
+                self._keys.add(row, merge=False)  # no merge inside the batch: `hit` holds for the sorted part as it was
             out.append(dup)
+        self._keys.merge()
         return out
 
     def is_duplicate(self, text: str) -> bool:
