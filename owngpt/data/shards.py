@@ -13,6 +13,7 @@ being encoded (the encoder releases the GIL), so the Python side mostly overlaps
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -115,17 +116,10 @@ class ShardWriter:
 
 def flatten_with_eot(batch: list[list[int]], eot_id: int) -> np.ndarray:
     """[[ids of doc 1], [ids of doc 2], ...] -> ids1 + [eot] + ids2 + [eot] + ... as one int64 array."""
-    lens = np.fromiter((len(ids) + 1 for ids in batch), dtype=np.int64, count=len(batch))
-    out = np.empty(int(lens.sum()), dtype=np.int64)
-    flat: list[int] = []
-    for ids in batch:
-        flat.extend(ids)
-    ends = np.cumsum(lens) - 1  # where each document's eot goes
-    mask = np.ones(len(out), dtype=bool)
-    mask[ends] = False
-    out[mask] = flat
-    out[ends] = eot_id
-    return out
+    total = sum(map(len, batch)) + len(batch)
+    eot = (eot_id,)
+    return np.fromiter(itertools.chain.from_iterable(itertools.chain(ids, eot) for ids in batch), dtype=np.int64,
+                       count=total)
 
 
 def _prefetch(chunks: Iterator[list[str]], depth: int = 2) -> Iterator[list[str]]:
