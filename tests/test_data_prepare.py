@@ -224,6 +224,19 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert "no such file" in err and "Traceback" not in err
 
 
+def test_cli_interrupt_exits_130(tmp_path, capsys, monkeypatch):
+    import owngpt.data.prepare as prep
+    from owngpt.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prep, "prepare", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert e.value.code == 130 and "interrupted" in capsys.readouterr().err
+
+
 def test_given_tokenizer_tokenizes_while_reading(corpus, tmp_path):
     first = tmp_path / "first"
     prepare(specs(corpus), first, cfg(), progress=False)

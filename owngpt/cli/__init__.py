@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
+        if isinstance(code, int) and code:  # typer returns (not raises) 130 for Ctrl-C, 1 for click's Abort
+            if code == 130:
+                typer.secho("interrupted", err=True)
+            sys.exit(code)
     except OwnGPTError as e:
         if debug:
             raise

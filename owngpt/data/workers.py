@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,13 @@ _state: dict[str, Any] = {}
 def _init(clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool) -> None:
     _state["clean"], _state["exact"] = clean_cfg, exact
     _state["near"] = NearDedup(near_cfg) if near_cfg is not None else None
+
+
+def _init_worker(clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool) -> None:
+    # Ctrl-C reaches the whole process group: the main process handles it and shuts the pool down, so workers
+    # ignore it instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init(clean_cfg, near_cfg, exact)
 
 
 def _job(rec, as_text: bool) -> tuple[str | None, list[str] | None]:
@@ -92,7 +100,7 @@ def start_pool(workers: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig |
     """
     if workers <= 1 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init,
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker,
                                initargs=(clean_cfg, near_cfg, exact))
     pool.submit(int).result()  # with fork, the first task starts every worker
     return pool
