@@ -104,7 +104,7 @@ class TrainConfig:
     keep_last: int = 2  # periodic checkpoints kept besides the best
     max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 autocast on CUDA
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 autocast on CUDA and AMX CPUs
     compile: Literal["auto", "on", "off"] = "auto"  # auto = torch.compile on CUDA only
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     resume: str = "auto"  # auto (continue out_dir's latest checkpoint) | none | PATH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -266,7 +267,17 @@ def test_worker_processes_give_the_same_output(corpus, tmp_path, monkeypatch):
     sources = specs(corpus) + [str(corpus / "near.jsonl")]
     monkeypatch.setattr(workers, "CHUNK", 4)
     serial = prepare(sources, tmp_path / "serial", cfg(workers=1, conversations_as_text=True), progress=False)
+    pools = []
+    start = workers.start_pool
+
+    def spy(*a, **k):
+        pools.append(start(*a, **k))
+        return pools[-1]
+
+    monkeypatch.setattr("owngpt.data.prepare.start_pool", spy)
     pooled = prepare(sources, tmp_path / "pooled", cfg(workers=2, conversations_as_text=True), progress=False)
+    if sys.platform == "linux":
+        assert pools and pools[0] is not None  # the worker processes really ran
     for rep in (serial, pooled):
         rep.pop("seconds"), rep.pop("throughput_mb_per_s")
     assert pooled == serial

@@ -210,8 +210,20 @@ def test_cpu_bf16_autocast_tracks_fp32(name):
     ref.float().logsumexp(-1).mean().backward()
     ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(x)
+    import owngpt.model.gpt as gpt_module
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return sdpa(q, k, v, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gpt_module.F, "scaled_dot_product_attention", spy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert seen and all(d == (torch.float32,) * 3 for d in seen)  # attention itself in fp32
     assert out.dtype == torch.bfloat16
     assert_close(out.float(), ref, atol=0.05, rtol=0.05)
     out.float().logsumexp(-1).mean().backward()

@@ -44,7 +44,9 @@ class HashSet64:
     """A set of uint64 values: a sorted numpy array plus a small Python set of recent additions.
 
     The recent set (~70 bytes per value as Python ints) is merged into the array (8 bytes per value) whenever it
-    reaches RECENT_MAX values, so memory grows by 8 bytes per value plus a fixed ~5 MB, however many are added.
+    reaches RECENT_MAX values or 1/16 of the array, whichever is more: memory stays near 12 bytes per value plus
+    ~5 MB, and since each merge copies the array, the geometric schedule keeps the total copying to ~16 times
+    the final size (a fixed merge interval made it quadratic).
     """
 
     RECENT_MAX = 1 << 16
@@ -85,8 +87,8 @@ class HashSet64:
             self.merge()
 
     def merge(self) -> None:
-        """Move the recent values into the sorted array once there are RECENT_MAX of them."""
-        if len(self._recent) >= self.RECENT_MAX:
+        """Move the recent values into the sorted array once there are enough of them (see the class docstring)."""
+        if len(self._recent) >= max(self.RECENT_MAX, len(self._sorted) // 16):
             new = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
             new.sort()
             new = new[np.searchsorted(self._sorted, new) == np.searchsorted(self._sorted, new, side="right")]

@@ -13,8 +13,8 @@ Writes, in this order (see docs/architecture.md for the formats):
   DIR/manifest.json                          last, atomically; it also stores the run's fingerprint
 
 Caching: the fingerprint hashes the inputs (path, size and mtime of every file; the version of the package behind
-each builtin:NAME), the config, the given tokenizer's hash and owngpt's version. When it equals the one in a valid
-manifest, prepare does nothing and returns the stored report with "cached": True. A new run first deletes
+each builtin:NAME), the config, the given tokenizer's hash, owngpt's version and PIPELINE_VERSION. When it equals
+the one in a valid manifest, prepare does nothing and returns the stored report with "cached": True. A new run first deletes
 manifest.json and any `.tmp` left by an interrupted run, so a folder never looks complete while it is not.
 
 Order of the steps for a document: clean (owngpt/data/clean.py) → exact dedup → near dedup (owngpt/data/dedup.py)
@@ -125,6 +125,11 @@ def input_fingerprint_data(specs: list[str]) -> list:
     return out
 
 
+# Bumped whenever the same inputs and settings would give different output (a cleaning or dedup fix), so that a
+# folder prepared by an earlier version is redone instead of reported up to date. 2: near-dedup batch-merge fix.
+PIPELINE_VERSION = 2
+
+
 def input_bytes(specs: list[str]) -> int:
     """Bytes in the input files (builtin corpora count 0): decides whether cleaning is worth a process pool."""
     return sum(e[1] for entry in input_fingerprint_data(specs) for e in entry[1:] if isinstance(e, list))
@@ -133,8 +138,7 @@ def input_bytes(specs: list[str]) -> int:
 def fingerprint(specs: list[str], cfg: PrepareConfig, tokenizer_hash: str | None) -> str:
     blob = json.dumps(
         {"inputs": input_fingerprint_data(specs), "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
-         "tokenizer": tokenizer_hash,
-         "owngpt": _owngpt_version(), "format": FORMAT},
+         "tokenizer": tokenizer_hash, "owngpt": _owngpt_version(), "format": FORMAT, "pipeline": PIPELINE_VERSION},
         sort_keys=True, default=str,
     )
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()

@@ -5,14 +5,14 @@ signature of each kept text depend on that record alone, so they can run anywher
 records before it (exact and near duplicate lookups, counting, the split, writing) stays in the main process,
 which receives the results in input order: the output is the same byte for byte with any number of workers.
 
-Records go to the workers in chunks of CHUNK, with at most two chunks per worker in flight, so that memory
-stays flat however large the input is. `prepare` starts a pool only for inputs of at least SERIAL_BYTES (a
+Records go to the workers in chunks of CHUNK records or CHUNK_CHARS characters, with at most two chunks per
+worker in flight, so that memory stays flat however large the input is. `prepare` starts a pool only for inputs of at least SERIAL_BYTES (a
 small corpus is done before the workers would have started), and only on Linux, where workers are forked.
 """
 
 from __future__ import annotations
 
-import itertools
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -29,6 +29,8 @@ from owngpt.data.dedup import NearDedup, NearDedupConfig, normalise_for_dedup, t
 from owngpt.data.records import Conversation, Document
 
 CHUNK = 256  # records per task: big enough to amortise pickling, small enough to keep every worker busy
+CHUNK_CHARS = 2_000_000  # ... and at most about this much text (MinHash needs ~40 bytes per character)
+MAX_WORKERS = 8
 SERIAL_BYTES = 4_000_000  # smaller inputs are cleaned in the main process
 
 # What one record's work gives back (tuples pickle faster than objects):
@@ -46,10 +48,18 @@ def _init(clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool)
     _state["near"] = NearDedup(near_cfg) if near_cfg is not None else None
 
 
-def _init_worker(clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool) -> None:
+def _init_worker(parent: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool) -> None:
     # Ctrl-C reaches the whole process group: the main process handles it and shuts the pool down, so workers
     # ignore it instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A main process that is killed (SIGTERM, SIGKILL, the OOM killer) shuts nothing down: have the kernel kill
+    # this worker when its parent dies, instead of leaving it blocked on a pipe forever.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
     _init(clean_cfg, near_cfg, exact)
 
 
@@ -83,25 +93,44 @@ def _work(jobs: list[tuple[str | None, list[str] | None]]) -> list[Result]:
 
 
 def default_workers() -> int:
+    """One per CPU this process may run on, at most MAX_WORKERS."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    return min(n, MAX_WORKERS)
+
+
+def _chunks(records: Iterator) -> Iterator[list]:
+    """Lists of at most CHUNK records and about CHUNK_CHARS characters (long documents make short chunks)."""
+    chunk: list = []
+    chars = 0
+    for rec in records:
+        chunk.append(rec)
+        chars += len(rec.text) if isinstance(rec, Document) else (
+            sum(len(m.get("content", "")) for m in rec.messages) if isinstance(rec, Conversation) else 0)
+        if len(chunk) >= CHUNK or chars >= CHUNK_CHARS:
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
 
 
 def start_pool(workers: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None,
                exact: bool) -> ProcessPoolExecutor | None:
     """`workers` cleaning processes, or None where that is 1 or the platform cannot fork.
 
-    Call it before the caller starts threads of its own: the workers are forked here, at once, from a process
-    that runs one thread (fork copies only the calling thread, so locks held by others would stay locked in the
-    children). fork rather than spawn: spawn re-imports the user's __main__ in every worker, which breaks scripts
-    without an `if __name__ == "__main__"` guard and code run from stdin.
+    Call it before the caller starts threads of its own: the workers are forked here, at once. fork copies only
+    the calling thread, so a lock another thread held stays locked in the children; the workers run only
+    Python string code, regexes and numpy, which take no lock of the threads other libraries may already run (a
+    second prepare() in one process finds the tokenizer's thread pool). fork rather than spawn: spawn re-imports
+    the user's __main__ in every worker, which breaks scripts without an `if __name__ == "__main__"` guard and
+    code run from stdin.
     """
     if workers <= 1 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return None
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker,
-                               initargs=(clean_cfg, near_cfg, exact))
+                               initargs=(os.getpid(), clean_cfg, near_cfg, exact))
     pool.submit(int).result()  # with fork, the first task starts every worker
     return pool
 
@@ -114,15 +143,15 @@ def cleaned_records(records: Iterable, clean_cfg: CleanConfig, near_cfg: NearDed
     pool: from start_pool(workers, ...) with the same settings, or None to do the work in this process.
     exact: compute exact-dedup keys too.
     """
-    it = iter(records)
+    chunks = _chunks(iter(records))
     if pool is None:
         _init(clean_cfg, near_cfg, exact)
-        while chunk := list(itertools.islice(it, CHUNK)):
+        for chunk in chunks:
             yield from zip(chunk, _work([_job(rec, as_text) for rec in chunk]))
         return
     in_flight: deque[tuple[list, Future]] = deque()
     while True:
-        while len(in_flight) < 2 * workers and (chunk := list(itertools.islice(it, CHUNK))):
+        while len(in_flight) < 2 * workers and (chunk := next(chunks, None)):
             in_flight.append((chunk, pool.submit(_work, [_job(rec, as_text) for rec in chunk])))
         if not in_flight:
             return

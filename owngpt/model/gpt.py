@@ -209,8 +209,8 @@ class CausalSelfAttention(nn.Module):
                 k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, nh, S, hd)
         out_dtype = v.dtype
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # CPU autocast: SDPA's bf16 backward on a CPU is ~8x slower than fp32; attention is a small share
-            # of the FLOPs, so it runs in fp32 and the projections around it keep bf16's fast matmuls.
+            # CPU autocast: SDPA's bf16 backward on a CPU is ~4.7x slower than fp32 even counting these casts;
+            # attention is a small share of the FLOPs, so it runs in fp32 and the projections keep bf16's matmuls.
             q, k, v = q.float(), k.float(), v.float()
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
