@@ -14,8 +14,9 @@ Writes, in this order (see docs/architecture.md for the formats):
 
 Caching: the fingerprint hashes the inputs (path, size and mtime of every file; the version of the package behind
 each builtin:NAME), the config, the given tokenizer's hash, owngpt's version and PIPELINE_VERSION. When it equals
-the one in a valid manifest, prepare does nothing and returns the stored report with "cached": True. A new run first deletes
-manifest.json and any `.tmp` left by an interrupted run, so a folder never looks complete while it is not.
+the one in a valid manifest, prepare does nothing and returns the stored report with "cached": True. A new run
+first deletes manifest.json and any `.tmp` left by an interrupted run, so a folder never looks complete while it
+is not.
 
 Order of the steps for a document: clean (owngpt/data/clean.py) → exact dedup → near dedup (owngpt/data/dedup.py)
 → split (owngpt/data/split.py). Conversations: each message normalised and scrubbed, checked
@@ -130,14 +131,15 @@ def input_fingerprint_data(specs: list[str]) -> list:
 PIPELINE_VERSION = 2
 
 
-def input_bytes(specs: list[str]) -> int:
-    """Bytes in the input files (builtin corpora count 0): decides whether cleaning is worth a process pool."""
-    return sum(e[1] for entry in input_fingerprint_data(specs) for e in entry[1:] if isinstance(e, list))
+def input_bytes(inputs: list) -> int:
+    """Bytes in the input files of input_fingerprint_data (builtin corpora count 0): is cleaning worth a pool?"""
+    return sum(e[1] for entry in inputs for e in entry[1:] if isinstance(e, list))
 
 
-def fingerprint(specs: list[str], cfg: PrepareConfig, tokenizer_hash: str | None) -> str:
+def fingerprint(inputs: list, cfg: PrepareConfig, tokenizer_hash: str | None) -> str:
+    """Hash of input_fingerprint_data(specs), the settings and versions (see the module docstring)."""
     blob = json.dumps(
-        {"inputs": input_fingerprint_data(specs), "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        {"inputs": inputs, "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
          "tokenizer": tokenizer_hash, "owngpt": _owngpt_version(), "format": FORMAT, "pipeline": PIPELINE_VERSION},
         sort_keys=True, default=str,
     )
@@ -371,7 +373,8 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
         given_tok = Tokenizer.load(cfg.tokenizer)
     records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
                            split_blocks=cfg.split_blocks)  # user errors in the specs are raised here
-    fp = fingerprint(sources, cfg, given_tok.hash if given_tok is not None else None)
+    inputs = input_fingerprint_data(sources)  # stats every input file: done once, for the cache and the pool
+    fp = fingerprint(inputs, cfg, given_tok.hash if given_tok is not None else None)
     ui = _Progress(progress)
     if not force:
         cached = _cached(out, fp)
@@ -393,7 +396,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     # tokenizer, documents are also tokenized while they are still being read and cleaned; a trained tokenizer
     # needs the whole train split first, so tokenization waits.
     near_cfg = NearDedupConfig(threshold=cfg.near_dup_threshold) if cfg.dedup and cfg.near_dup_threshold > 0 else None
-    workers = cfg.workers or (default_workers() if input_bytes(sources) >= SERIAL_BYTES else 1)
+    workers = cfg.workers or (default_workers() if input_bytes(inputs) >= SERIAL_BYTES else 1)
     pool = start_pool(workers, cfg.clean, near_cfg, cfg.dedup)  # before any thread of ours starts: workers are forked
     pipeline = None
     with ui:
@@ -402,8 +405,8 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
                 from owngpt.data.shards import ShardPipeline
 
                 pipeline = ShardPipeline(given_tok, out, SPLITS, shard_tokens=cfg.shard_tokens)
-            cleaned = cleaned_records(records, cfg.clean, near_cfg, cfg.dedup, as_text=cfg.conversations_as_text, pool=pool,
-                                      workers=workers)
+            cleaned = cleaned_records(records, cfg.clean, near_cfg, cfg.dedup, as_text=cfg.conversations_as_text,
+                                      pool=pool, workers=workers)
             stats = _read_clean_split(cleaned, out, cfg, ratios, cleaner, rep, ui, near_cfg,
                                       sink=pipeline.add if pipeline is not None else None)
             splits: dict[str, Any] | None = pipeline.close() if pipeline is not None else None
@@ -542,7 +545,7 @@ def _read_clean_split(cleaned, out: Path, cfg: PrepareConfig, ratios, cleaner: C
         if len(pending) >= 256:
             flush()
 
-    for rec, (doc_result, message_results, keys, exact_key) in cleaned:
+    for rec, (doc_text, contents), (doc_result, message_results, keys, exact_key) in cleaned:
         if isinstance(rec, Skip):
             rep.skip(rec)
             continue
@@ -560,11 +563,10 @@ def _read_clean_split(cleaned, out: Path, cfg: PrepareConfig, ratios, cleaner: C
         elif isinstance(rec, Conversation):
             c = src["conversations"]
             c["in"] += 1
-            raw = [m.get("content", "") for m in rec.messages]
-            n_bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in raw)
+            n_bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in contents)
             messages, changed = [], False
-            for m, result in zip(rec.messages, message_results):
-                content, ch = cleaner.account_message(m.get("content", ""), rec.loc, result)
+            for m, raw, result in zip(rec.messages, contents, message_results):
+                content, ch = cleaner.account_message(raw, rec.loc, result)
                 changed |= ch
                 messages.append({"role": m.get("role"), "content": content})
             key = json.dumps(messages, ensure_ascii=False)
@@ -580,9 +582,8 @@ def _read_clean_split(cleaned, out: Path, cfg: PrepareConfig, ratios, cleaner: C
                 c["changed"] += int(changed)
                 u = unit_hash(key)
                 convs.write(split_of(u, ratios), {"id": _key(key), "source": rec.source, "messages": ok}, u)
-            if cfg.conversations_as_text:
-                text = "\n".join(t for t in raw if t.strip())
-                document(text, doc_result, keys, exact_key, rec.source, rec.loc, key, "conversations_as_text")
+            if cfg.conversations_as_text:  # doc_text: the utterances joined (workers._job)
+                document(doc_text, doc_result, keys, exact_key, rec.source, rec.loc, key, "conversations_as_text")
         if read % 2000 == 0:
             ui.advance(task, 2000, f"{n_bytes / 1e6:.1f} MB")
     flush()

@@ -6,8 +6,9 @@ records before it (exact and near duplicate lookups, counting, the split, writin
 which receives the results in input order: the output is the same byte for byte with any number of workers.
 
 Records go to the workers in chunks of CHUNK records or CHUNK_CHARS characters, with at most two chunks per
-worker in flight, so that memory stays flat however large the input is. `prepare` starts a pool only for inputs of at least SERIAL_BYTES (a
-small corpus is done before the workers would have started), and only on Linux, where workers are forked.
+worker in flight, so that memory stays flat however large the input is. `prepare` starts a pool only for
+inputs of at least SERIAL_BYTES (a small corpus is done before the workers would have started), and only on
+Linux, where workers are forked.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ CHUNK_CHARS = 2_000_000  # ... and at most about this much text (MinHash needs ~
 MAX_WORKERS = 8
 SERIAL_BYTES = 4_000_000  # smaller inputs are cleaned in the main process
 
+# What the work reads of one record: (document text, or a conversation's utterances joined when they are also
+# used as a document; the conversation's message contents)
+Job = tuple[str | None, list[str] | None]
 # What one record's work gives back (tuples pickle faster than objects):
 #   doc      clean_text(text) of a document, or of a conversation's utterances as a document: (out, changes, reason)
 #   messages clean_message(content) per message of a conversation: [(out, changes), ...]
@@ -63,7 +67,7 @@ def _init_worker(parent: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig 
     _init(clean_cfg, near_cfg, exact)
 
 
-def _job(rec, as_text: bool) -> tuple[str | None, list[str] | None]:
+def _job(rec, as_text: bool) -> Job:
     """The texts of one record the workers need: (document text or None, message contents or None)."""
     if isinstance(rec, Document):
         return rec.text, None
@@ -74,7 +78,7 @@ def _job(rec, as_text: bool) -> tuple[str | None, list[str] | None]:
     return None, None  # a Skip: nothing to do
 
 
-def _work(jobs: list[tuple[str | None, list[str] | None]]) -> list[Result]:
+def _work(jobs: list[Job]) -> list[Result]:
     cfg, near, exact = _state["clean"], _state["near"], _state["exact"]
     docs = [clean_text(text, cfg) if text is not None else None for text, _ in jobs]
     messages = [[clean_message(c, cfg) for c in contents] if contents is not None else None for _, contents in jobs]
@@ -101,19 +105,21 @@ def default_workers() -> int:
     return min(n, MAX_WORKERS)
 
 
-def _chunks(records: Iterator) -> Iterator[list]:
-    """Lists of at most CHUNK records and about CHUNK_CHARS characters (long documents make short chunks)."""
-    chunk: list = []
+def _chunks(records: Iterator, as_text: bool) -> Iterator[tuple[list, list[Job]]]:
+    """(records, their jobs) in lists of at most CHUNK records and about CHUNK_CHARS characters."""
+    recs: list = []
+    jobs: list[Job] = []
     chars = 0
     for rec in records:
-        chunk.append(rec)
-        chars += len(rec.text) if isinstance(rec, Document) else (
-            sum(len(m.get("content", "")) for m in rec.messages) if isinstance(rec, Conversation) else 0)
-        if len(chunk) >= CHUNK or chars >= CHUNK_CHARS:
-            yield chunk
-            chunk, chars = [], 0
-    if chunk:
-        yield chunk
+        job = _job(rec, as_text)
+        recs.append(rec)
+        jobs.append(job)
+        chars += len(job[0] or "") + sum(map(len, job[1] or ()))
+        if len(recs) >= CHUNK or chars >= CHUNK_CHARS:
+            yield recs, jobs
+            recs, jobs, chars = [], [], 0
+    if recs:
+        yield recs, jobs
 
 
 def start_pool(workers: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None,
@@ -137,23 +143,25 @@ def start_pool(workers: int, clean_cfg: CleanConfig, near_cfg: NearDedupConfig |
 
 def cleaned_records(records: Iterable, clean_cfg: CleanConfig, near_cfg: NearDedupConfig | None, exact: bool, *,
                     as_text: bool, pool: ProcessPoolExecutor | None = None, workers: int = 1
-                    ) -> Iterator[tuple[Any, Result]]:
-    """Yield (record, result) for every record, in order; Skip records come through with an empty result.
+                    ) -> Iterator[tuple[Any, Job, Result]]:
+    """Yield (record, job, result) for every record, in order: job is what the work read (the document text, or
+    the conversation's utterances joined when as_text, and its message contents); Skip records come through
+    with an empty job and result.
 
     pool: from start_pool(workers, ...) with the same settings, or None to do the work in this process.
     exact: compute exact-dedup keys too.
     """
-    chunks = _chunks(iter(records))
+    chunks = _chunks(iter(records), as_text)
     if pool is None:
         _init(clean_cfg, near_cfg, exact)
-        for chunk in chunks:
-            yield from zip(chunk, _work([_job(rec, as_text) for rec in chunk]))
+        for recs, jobs in chunks:
+            yield from zip(recs, jobs, _work(jobs))
         return
-    in_flight: deque[tuple[list, Future]] = deque()
+    in_flight: deque[tuple[list, list[Job], Future]] = deque()
     while True:
         while len(in_flight) < 2 * workers and (chunk := next(chunks, None)):
-            in_flight.append((chunk, pool.submit(_work, [_job(rec, as_text) for rec in chunk])))
+            in_flight.append((*chunk, pool.submit(_work, chunk[1])))
         if not in_flight:
             return
-        chunk, fut = in_flight.popleft()
-        yield from zip(chunk, fut.result())
+        recs, jobs, fut = in_flight.popleft()
+        yield from zip(recs, jobs, fut.result())
