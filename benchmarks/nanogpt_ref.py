@@ -141,7 +141,8 @@ class RefGPT(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)  # nanoGPT fuses only on CUDA
+        fused = next(self.parameters()).is_cuda  # nanoGPT fuses only on CUDA
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **({"fused": True} if fused else {}))
 
 
 @dataclass
@@ -232,3 +233,49 @@ def train_reference(data_dir: Path, model_cfg: RefConfig, t: RefTrain, out_dir: 
             break
     wall = time.perf_counter() - t0
     return {"wall": wall, "step_times": step_times, "tokens_per_step": B * T, "model": model, "curve": curve}
+
+
+def train_reference_cuda(data_path: Path, model_cfg: RefConfig, batch_size: int, grad_accum: int, steps: int,
+                         log_interval: int = 10, compile_model: bool = True, device: str = "cuda") -> dict:
+    """nanoGPT's train.py on a GPU (its GPT-2 recipe's code path): bf16 autocast, torch.compile of the model with
+    its loss, fused AdamW, the next batch fetched to pinned memory while the GPU works, gradient clipping, and
+    one `loss.item()` per `log_interval` steps. Fixed lr (throughput only). Returns the seconds of each
+    `log_interval`-step window (synchronised at the window's end) and the tokens per step."""
+    device = torch.device(device)  # "cpu" only to dry-run the benchmark script
+    torch.manual_seed(1337)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    T = model_cfg.block_size
+    data = np.memmap(data_path, dtype=np.uint16, mode="r")
+
+    def get_batch():
+        ix = torch.randint(len(data) - T, (batch_size,))
+        x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in ix])
+        if device.type == "cpu":
+            return x, y
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+
+    model = RefGPT(model_cfg).to(device)
+    optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95))
+    if compile_model:
+        model = torch.compile(model)
+    ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    X, Y = get_batch()
+    windows, t_window = [], time.perf_counter()
+    for it in range(1, steps + 1):
+        for _ in range(grad_accum):
+            with ctx:
+                _, loss = model(X, Y)
+                loss = loss / grad_accum
+            X, Y = get_batch()
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if it % log_interval == 0:
+            loss.item()  # the host sync nanoGPT takes when it logs (it also waits for the GPU)
+            now = time.perf_counter()
+            windows.append(now - t_window)
+            t_window = now
+    return {"windows": windows, "tokens_per_step": batch_size * T * grad_accum, "log_interval": log_interval}

@@ -243,3 +243,32 @@ def test_cpu_tanh_gelu_equals_torch():
     (gx,) = torch.autograd.grad(y.sum(), x)
     (gref,) = torch.autograd.grad(ref.sum(), x)
     assert_close(gx, gref)
+
+
+def test_rope_matches_hugging_face_llama():
+    """Our rotary tables and rotation (half-split pairs) against transformers' Llama implementation."""
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+
+    from owngpt.model.gpt import apply_rope, rope_lookup, rope_table
+
+    B, H, T, hd, theta = 2, 3, 20, 16, 10000.0
+    hf_cfg = LlamaConfig(hidden_size=H * hd, num_attention_heads=H, max_position_embeddings=64, rope_theta=theta)
+    positions = torch.arange(T)[None].repeat(B, 1)
+    q, k = torch.randn(2, B, H, T, hd, generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()
+    cos_hf, sin_hf = llama.LlamaRotaryEmbedding(hf_cfg)(q, positions)
+    q_hf, k_hf = llama.apply_rotary_pos_emb(q, k, cos_hf, sin_hf)
+    cos, sin = rope_lookup(rope_table(64, hd, theta), positions, torch.float32)
+    assert_close(apply_rope(q, cos, sin), q_hf, atol=1e-5, rtol=1e-5)
+    assert_close(apply_rope(k, cos, sin), k_hf, atol=1e-5, rtol=1e-5)
+
+
+def test_position_tables_stay_fp32_through_dtype_casts():
+    for kw in (dict(preset="modern"), dict(preset="gpt2", pos="sinusoidal")):
+        model = tiny(**kw)
+        name = "rope" if kw["preset"] == "modern" else "pe"
+        before = getattr(model, name).clone()
+        model.bfloat16()
+        assert getattr(model, name).dtype == torch.float32 and model.transformer.wte.weight.dtype == torch.bfloat16
+        model.float()
+        assert torch.equal(getattr(model, name), before)

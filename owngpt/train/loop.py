@@ -5,11 +5,16 @@ mean over all of them), gradient clipping, then AdamW with the scheduled learnin
 validation and best-checkpointing, early stopping, step/token/wall-time budgets, skipping non-finite
 steps, metrics, and exact resume — a run killed at any moment and resumed from its last checkpoint draws
 the same batches and dropout masks and so produces the same losses as a run that was never interrupted.
+
+The host never waits for the device inside a step: each step's loss and gradient norm travel back by a
+non-blocking copy and are read while the next step runs (resolve()); logging, the progress bar and the
+non-finite count follow one step behind, and evaluations and checkpoints first read every queued step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +36,7 @@ from owngpt.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from owngpt.train.metrics import MetricsLogger, plot_losses, read_metrics, write_summary
+from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
 
 
@@ -115,6 +120,40 @@ def _oom_error(cfg: TrainConfig) -> OwnGPTError:
     )
 
 
+@dataclass
+class _StepValues:
+    """One optimizer step's loss and gradient norm on their way to the host. On a GPU they come back by a
+    non-blocking copy that the stream runs right after the step, so reading them while the next step is
+    queued waits for this step only, never for the queue to drain."""
+
+    step: int
+    lr: float
+    tokens: int  # tokens seen after this step
+    loss: float = float("nan")
+    norm: float = float("nan")
+    host: torch.Tensor | None = None  # [loss, norm] until read()
+    ready: Any = None  # CUDA event recorded after the copy
+
+    @classmethod
+    def queue(cls, step: int, lr: float, tokens: int, loss: torch.Tensor, norm: torch.Tensor) -> "_StepValues":
+        values = torch.stack([loss.float(), norm.float()])
+        out = cls(step, lr, tokens, host=values)
+        if values.is_cuda:
+            out.host = torch.empty(2, pin_memory=True)
+            out.host.copy_(values, non_blocking=True)
+            out.ready = torch.cuda.Event()
+            out.ready.record()
+        return out
+
+    def read(self) -> "_StepValues":
+        if self.host is not None:
+            if self.ready is not None:
+                self.ready.synchronize()
+            self.loss, self.norm = self.host.tolist()
+            self.host = self.ready = None
+        return self
+
+
 class _Trainer:
     """The state of one fit() call; split into methods only to keep each piece readable."""
 
@@ -132,9 +171,19 @@ class _Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.optimizer = make_optimizer(model, cfg)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        # fused AdamW skips a step by itself when told so on the device; other optimizers need the host to decide
+        self.on_device_skip = self.scaler is None and bool(self.optimizer.defaults.get("fused"))
+        self.last_loss = float("nan")
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")
-        self.model = torch.compile(model) if use_compile else model
+        # compiled together, the forward and the loss fuse: the fp32 upcast of the (B, T, vocab) logits and the
+        # log-softmax never materialise as separate tensors (on a GPU the largest memory traffic of a small model)
+        self.forward_loss = torch.compile(self._forward_loss) if use_compile else self._forward_loss
         self.compiled = use_compile
+        # MFU only for full training: with frozen weights (LoRA) 6N overstates the work done
+        full = all(p.requires_grad for p in model.parameters())
+        self.flops_per_token = model.flops_per_token() if full and hasattr(model, "flops_per_token") else None
+        self.peak_flops = peak_flops(self.device, self.amp_dtype)
         self.next_train = _next_fn(train_batches)
         self.val_start = val_batches.state_dict() if val_batches is not None and hasattr(val_batches, "state_dict") else None
         # counters, restored on resume
@@ -218,15 +267,23 @@ class _Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def loss_of(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        with self.autocast:
-            logits = self.model(x)  # (B, T, V)
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        logits = self.raw_model(x)  # (B, T, V)
         # fp32 softmax: bf16 logits lose ~2 digits, which shows up as a noisy, biased loss
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1,
                                reduction=reduction)
 
-    def train_step(self, lr: float) -> tuple[float, float]:
-        """One optimizer step; returns (loss, grad norm). A non-finite loss leaves the weights untouched."""
+    def loss_of(self, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        with self.autocast:
+            return self.forward_loss(x, y, reduction)
+
+    def train_step(self, lr: float) -> _StepValues:
+        """Queue one optimizer step; returns its loss and gradient norm, read by the host later (resolve()).
+
+        A step whose loss (or, with clipping, gradient norm) is not finite leaves the weights and the optimizer
+        state untouched. With fused AdamW and no loss scaler that decision stays on the device (the optimizer's
+        found_inf input, the one GradScaler uses), so a GPU step never waits for the host; otherwise the host
+        reads the loss first, which on a CPU costs nothing."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -238,27 +295,35 @@ class _Trainer:
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total += loss.detach()
             self.tokens += x.numel()
-        loss_value = total.item() / cfg.grad_accum  # the one host sync per step; needed to skip bad steps
+        loss = total / cfg.grad_accum
+        if self.on_device_skip:
+            norm = (torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True) if cfg.grad_clip > 0
+                    else torch.full((), float("nan"), device=self.device))
+            bad = ~torch.isfinite(loss)
+            if cfg.grad_clip > 0:  # finite loss, inf gradient: also skip
+                bad |= ~torch.isfinite(norm)
+            self.optimizer.found_inf = bad.float()
+            self.optimizer.step()
+            del self.optimizer.found_inf
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = torch.where(bad & torch.isfinite(loss), float("inf"), loss)  # skipped for its gradient: inf, as below
+            return _StepValues.queue(self.step + 1, lr, self.tokens, loss, norm)
+        loss_value = loss.item()
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
-            return loss_value, float("nan")
+            return _StepValues(self.step + 1, lr, self.tokens, loss_value, float("nan"))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if cfg.grad_clip > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True))
-        else:
-            norm = float("nan")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)) if cfg.grad_clip > 0 else float("nan")
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         elif cfg.grad_clip > 0 and not math.isfinite(norm):  # finite loss, inf gradient: also skip
-            self.optimizer.zero_grad(set_to_none=True)
-            return float("inf"), norm
+            loss_value = float("inf")
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, norm
+        return _StepValues(self.step + 1, lr, self.tokens, loss_value, norm)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -266,14 +331,14 @@ class _Trainer:
         if self.val_start is not None:
             self.val_batches.load_state_dict(self.val_start)
         next_val = _next_fn(self.val_batches)
-        self.model.eval()
+        self.raw_model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = 0
         for _ in range(max(1, self.cfg.eval_batches)):
             x, y = next_val()
             loss_sum += self.loss_of(x, y, reduction="sum").double()
             count += int((y != -1).sum())
-        self.model.train()
+        self.raw_model.train()
         return loss_sum.item() / max(1, count)
 
     # ------------------------------------------------------------------ the loop
@@ -296,18 +361,20 @@ class _Trainer:
             raise OwnGPTError("no training budget: set train.max_steps, train.max_tokens or train.max_time (e.g. --time 10m)")
         self.resume()
         logger = MetricsLogger(self.run_dir, cfg.tensorboard, resume_step=self.step if self.resumed_from else None)
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         start_tokens, start_step = self.tokens, self.step
+        self.paused = 0.0  # seconds spent evaluating and saving: left out of tokens/s
+        self.interval = (start, self.tokens, 0.0)  # where the current tokens/s window began: time, tokens, paused
         tokens_per_step = None
-        train_time = 0.0
-        interval_t, interval_tokens = time.perf_counter(), self.tokens
-        last_loss, last_val = float("nan"), float("nan")
+        last_val = float("nan")
         reason = ""
-        self.model.train()
+        pending: list[_StepValues] = []  # queued steps whose numbers the host has not read yet
+        self.raw_model.train()
         progress = _progress(cfg, self.quiet, self.step)
         try:
             with progress:
                 task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0)
+                report = functools.partial(self.resolve, pending, logger=logger, progress=progress, task=task)
                 while True:
                     elapsed = self.elapsed_before + time.perf_counter() - start
                     if cfg.max_steps > 0 and self.step >= cfg.max_steps:
@@ -318,47 +385,37 @@ class _Trainer:
                         reason = f"reached max_time={cfg.max_time}"
                     if reason:
                         break
-                    t0 = time.perf_counter()
                     tok0 = self.tokens
                     lr = lr_at(self.step, cfg, self.horizon(elapsed, time_budget, tokens_per_step or 1))
-                    loss, norm = self.train_step(lr)
+                    pending.append(self.train_step(lr))
                     tokens_per_step = tokens_per_step or (self.tokens - tok0)
                     self.step += 1
-                    train_time += time.perf_counter() - t0
-                    if not math.isfinite(loss):
-                        self.nonfinite_in_row += 1
-                        self.nonfinite_total += 1
-                        logger.log(self.step, "nonfinite", loss=str(loss), lr=lr)
-                        if self.nonfinite_in_row >= cfg.max_nonfinite:
-                            prev = latest_checkpoint(self.run_dir)
-                            reason = (f"diverged: loss or gradient was NaN/inf for {self.nonfinite_in_row} steps in a row "
-                                      f"(step {self.step}); lower train.lr (now {cfg.lr:g}), keep train.grad_clip on, and "
-                                      + (f"resume from {prev}" if prev else "start again"))
-                            break
-                        continue
-                    self.nonfinite_in_row = 0
-                    last_loss = loss
-                    if self.step % max(1, cfg.log_interval) == 0 or self.step == 1:
-                        now = time.perf_counter()
-                        tps = (self.tokens - interval_tokens) / max(1e-9, now - interval_t)
-                        interval_t, interval_tokens = now, self.tokens
-                        logger.log(self.step, "train", loss=loss, lr=lr, grad_norm=norm, tokens=self.tokens,
-                                   tokens_per_s=tps, elapsed=elapsed)
-                        progress.update(task, completed=self.step, loss=loss, tps=tps)
-                    evaluate_now = cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0
+                    evaluate_now = cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0 and self.val_batches is not None
                     save_now = cfg.save_interval > 0 and self.step % cfg.save_interval == 0
-                    if evaluate_now and self.val_batches is not None:
+                    # read the step before this one (the device is busy with this one), or every step before an
+                    # evaluation or a save, which must see the weights of a finished, finite step
+                    reason = report(keep=0 if evaluate_now or save_now else 1)
+                    if reason:
+                        break
+                    if not (evaluate_now or save_now) or self.nonfinite_in_row:
+                        continue  # nothing due, or this step was skipped: nothing new to evaluate or save
+                    paused_at = time.perf_counter()
+                    if evaluate_now:
                         last_val = self.evaluate()
                         improved = self.record_val(last_val, logger, self.elapsed_before + time.perf_counter() - start)
                         if cfg.save_interval == 0 or save_now or improved:
                             self.save(last_val, improved, self.elapsed_before + time.perf_counter() - start)
                         if cfg.patience > 0 and self.bad_evals >= cfg.patience:
                             reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
-                            break
-                        interval_t = time.perf_counter()  # keep eval time out of tokens/s
-                    elif save_now:
+                    else:
                         self.save(None, False, self.elapsed_before + time.perf_counter() - start)
-                        interval_t = time.perf_counter()
+                    self.paused += time.perf_counter() - paused_at
+                    if reason:
+                        break
+                late = report(keep=0)  # steps still queued when a budget ended
+                if late and not reason.startswith("diverged"):
+                    reason = late
+                train_time = time.perf_counter() - start - self.paused
                 evaluated = bool(self.val_history) and self.val_history[-1][0] == self.step
                 if self.val_batches is not None and not reason.startswith(("early", "diverged")) and not evaluated:
                     last_val = self.evaluate()
@@ -372,6 +429,7 @@ class _Trainer:
             logger.close()
         seconds = time.perf_counter() - start
         tokens_per_s = (self.tokens - start_tokens) / max(1e-9, train_time)
+        last_loss = self.last_loss
         if self.step == start_step and self.step > 0:  # a finished run resumed: report how its last session ended
             last = next((r for r in reversed(read_metrics(self.run_dir / "metrics.jsonl")) if r["kind"] == "train"), {})
             last_loss, tokens_per_s = last.get("loss", last_loss), last.get("tokens_per_s", tokens_per_s)
@@ -383,6 +441,42 @@ class _Trainer:
         )
         self.finish(result, self.step - start_step)
         return result
+
+    def resolve(self, pending: list[_StepValues], *, keep: int, logger: MetricsLogger, progress, task) -> str:
+        """Read queued steps' numbers, oldest first, until `keep` remain: count non-finite (skipped) steps, log
+        every log_interval-th step and move the progress bar. Returns why to stop ("" to go on): max_nonfinite
+        non-finite steps in a row."""
+        cfg = self.cfg
+        while len(pending) > keep:
+            v = pending.pop(0).read()
+            if not math.isfinite(v.loss):
+                self.nonfinite_in_row += 1
+                self.nonfinite_total += 1
+                logger.log(v.step, "nonfinite", loss=str(v.loss), lr=v.lr)
+                if self.nonfinite_in_row >= cfg.max_nonfinite:
+                    prev = latest_checkpoint(self.run_dir)
+                    return (f"diverged: loss or gradient was NaN/inf for {self.nonfinite_in_row} steps in a row "
+                            f"(step {v.step}); lower train.lr (now {cfg.lr:g}), keep train.grad_clip on, and "
+                            + (f"resume from {prev}" if prev else "start again"))
+                continue
+            self.nonfinite_in_row = 0
+            self.last_loss = v.loss
+            if v.step % max(1, cfg.log_interval) == 0 or v.step == 1:
+                now = time.perf_counter()
+                t0, tokens0, paused0 = self.interval
+                tps = (v.tokens - tokens0) / max(1e-9, now - t0 - (self.paused - paused0))
+                self.interval = (now, v.tokens, self.paused)
+                logger.log(v.step, "train", loss=v.loss, lr=v.lr, grad_norm=v.norm, tokens=v.tokens, tokens_per_s=tps,
+                           elapsed=self.elapsed_before + now - self.started, **self.mfu(tps))
+                progress.update(task, completed=v.step, loss=v.loss, tps=tps)
+        return ""
+
+    def mfu(self, tokens_per_s: float) -> dict[str, float]:
+        """{"mfu": model FLOPs utilisation} where the GPU's peak is known: achieved training FLOP/s (6N + attention
+        per token, PaLM's count) over the datasheet bf16 peak; {} elsewhere."""
+        if not self.flops_per_token or not self.peak_flops:
+            return {}
+        return {"mfu": tokens_per_s * self.flops_per_token / self.peak_flops}
 
     def record_val(self, val: float, logger: MetricsLogger, elapsed: float) -> bool:
         self.val_history.append((self.step, val))
@@ -402,6 +496,7 @@ class _Trainer:
             **asdict(result), "best_val_loss": result.best_val_loss if math.isfinite(result.best_val_loss) else None,
             "seconds": self.elapsed_before + result.seconds, "params": n_params, "trainable_params": n_train,
             "device": str(self.device), "dtype": str(self.amp_dtype).replace("torch.", ""), "compiled": self.compiled,
+            **self.mfu(result.tokens_per_s),
         })
 
 

@@ -8,6 +8,26 @@ from pathlib import Path
 from typing import Any
 
 
+# Dense bf16/fp16 tensor-core peaks (no sparsity), FLOP/s, by a substring of torch.cuda.get_device_name();
+# the first match wins, so the more specific names come first.
+_GPU_PEAK_BF16 = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
+    ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
+    ("A10", 125e12), ("RTX 4090", 165e12),
+)
+
+
+def peak_flops(device, amp_dtype) -> float | None:
+    """The GPU's datasheet peak for the run's matmul dtype, the denominator of MFU; None when unknown
+    (CPUs, unlisted GPUs, fp32 runs: MFU is quoted against the bf16 tensor-core peak, as nanoGPT and PaLM do)."""
+    import torch
+
+    if getattr(device, "type", None) != "cuda" or amp_dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in _GPU_PEAK_BF16 if key in name), None)
+
+
 class MetricsLogger:
     """Appends one JSON object per record to RUN/metrics.jsonl and mirrors scalars to TensorBoard (RUN/tb).
 
@@ -110,7 +130,8 @@ def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
         f"| optimizer steps | {info.get('steps', 0):,} |",
         f"| training tokens | {info.get('tokens', 0):,} |",
         f"| wall time | {_human_time(info.get('seconds', 0.0))} |",
-        f"| throughput | {info.get('tokens_per_s', 0.0):,.0f} tokens/s |",
+        f"| throughput | {info.get('tokens_per_s', 0.0):,.0f} tokens/s"
+        + (f", MFU {100 * info['mfu']:.1f}% |" if info.get("mfu") else " |"),
         f"| best val loss | {best:.4f} (step {info.get('best_step')}) |" if best is not None and math.isfinite(best)
         else "| best val loss | not evaluated |",
         f"| last train loss | {info.get('last_train_loss', float('nan')):.4f} |",
