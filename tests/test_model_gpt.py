@@ -272,3 +272,13 @@ def test_position_tables_stay_fp32_through_dtype_casts():
         assert getattr(model, name).dtype == torch.float32 and model.transformer.wte.weight.dtype == torch.bfloat16
         model.float()
         assert torch.equal(getattr(model, name), before)
+
+
+def test_meta_device_build_then_to_empty_gets_real_position_tables():
+    ref = tiny(preset="modern")
+    with torch.device("meta"):
+        model = GPT(ref.cfg)
+    model.to_empty(device="cpu")
+    model.load_state_dict(ref.state_dict())
+    assert torch.equal(model.rope, ref.rope)
+    assert_close(model.eval()(ids(2, 8)), ref(ids(2, 8)))

@@ -176,12 +176,24 @@ def test_nonfinite_steps_skipped_then_stop(tmp_path, data, monkeypatch, fused):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = fit(model, train, None, cfg(max_steps=50, max_nonfinite=4, eval_interval=0), tmp_path / "b",
                  run_config={}, quiet=True)
-    # the host reads a step's loss while the next one runs, so the stop may come one (skipped) step later
-    assert result.steps in (4, 5) and result.stopped_reason.startswith("diverged")
+    # the host reads a step's loss while the next one runs, but within a run of bad steps it reads each at once,
+    # so the 4th stops the run before a 5th is taken
+    assert result.steps == 4 and result.stopped_reason.startswith("diverged")
     assert "(step 4)" in result.stopped_reason and "train.lr" in result.stopped_reason
-    assert result.nonfinite_steps == result.steps
+    assert result.nonfinite_steps == 4
     for k, v in model.state_dict().items():  # no update ever happened
         assert torch.equal(v, before[k]), k
+
+    # bad steps 1-4, then good ones: the stop comes at step 4, and step 5 never touches the weights
+    train = Poisoned(data, "train", 4, BLOCK, seed=1)
+    train.bad = {1, 2, 3, 4}
+    model = NaNOnBadIds()
+    result = fit(model, train, None, cfg(max_steps=50, max_nonfinite=4, eval_interval=0), tmp_path / "c",
+                 run_config={}, quiet=True)
+    assert result.steps == 4 and result.nonfinite_steps == 4 and result.stopped_reason.startswith("diverged")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not [r for r in read_metrics(tmp_path / "c" / "metrics.jsonl") if r["kind"] == "train"]
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["skip-on-device", "skip-on-host"])

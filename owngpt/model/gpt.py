@@ -296,13 +296,14 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def _apply(self, fn, recurse: bool = True):
-        """Module.to/half/bfloat16 cast every float buffer; the fixed position tables are rebuilt in fp32 instead
-        (looked up, then cast to the activations' dtype, as before), so a round trip through bf16 loses nothing."""
+        """After every move or cast (to, half, bfloat16, to_empty, ...) the fixed position tables are rebuilt in
+        fp32 on their new device: a cast would have rounded them (a bf16 round trip would lose digits) and
+        to_empty() after a meta-device build leaves them uninitialised. They are small: block_size rows."""
         super()._apply(fn, recurse)
         for name, build in (("pe", lambda: sinusoidal_table(self.cfg.block_size, self.cfg.n_embd)),
                             ("rope", lambda: rope_table(self.cfg.block_size, self.cfg.head_dim, self.cfg.rope_theta))):
             table = getattr(self, name, None)
-            if table is not None and table.dtype != torch.float32 and table.device.type != "meta":
+            if table is not None and table.device.type != "meta":
                 setattr(self, name, build().to(table.device))
         return self
 

@@ -172,8 +172,10 @@ class _Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.optimizer = make_optimizer(model, cfg)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        # fused AdamW skips a step by itself when told so on the device; other optimizers need the host to decide
-        self.on_device_skip = self.scaler is None and bool(self.optimizer.defaults.get("fused"))
+        # fused AdamW skips a step by itself when told so on the device (its CPU and CUDA kernels read found_inf;
+        # MPS's ignores it); other optimizers and devices need the host to decide
+        self.on_device_skip = (self.scaler is None and bool(self.optimizer.defaults.get("fused"))
+                               and self.device.type in ("cpu", "cuda"))
         self.last_loss = float("nan")
         use_compile = cfg.compile == "on" or (cfg.compile == "auto" and self.device.type == "cuda")
         # compiled together, the forward and the loss fuse: the fp32 upcast of the (B, T, vocab) logits and the
@@ -392,9 +394,13 @@ class _Trainer:
                     self.step += 1
                     evaluate_now = cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0 and self.val_batches is not None
                     save_now = cfg.save_interval > 0 and self.step % cfg.save_interval == 0
-                    # read the step before this one (the device is busy with this one), or every step before an
-                    # evaluation or a save, which must see the weights of a finished, finite step
-                    reason = report(keep=0 if evaluate_now or save_now else 1)
+                    # read the step before this one (the device is busy with this one); read this one too before an
+                    # evaluation or a save, which must see the weights of a finished, finite step, and during a run
+                    # of non-finite steps, so that the max_nonfinite-th stops the run before another step is taken
+                    in_streak = self.nonfinite_in_row > 0 or cfg.max_nonfinite <= 1
+                    reason = report(keep=0 if evaluate_now or save_now or in_streak else 1)
+                    if not reason and self.nonfinite_in_row > 0 and pending:
+                        reason = report(keep=0)
                     if reason:
                         break
                     if not (evaluate_now or save_now) or self.nonfinite_in_row:

@@ -11,9 +11,9 @@ from typing import Any
 # Dense bf16/fp16 tensor-core peaks (no sparsity), FLOP/s, by a substring of torch.cuda.get_device_name();
 # the first match wins, so the more specific names come first.
 _GPU_PEAK_BF16 = (
-    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("GH200", 989e12), ("H200", 989e12),
     ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
-    ("A10", 125e12), ("RTX 4090", 165e12),
+    ("A10G", None), ("A10", 125e12), ("RTX 4090", 165e12),  # A10G (AWS) is not the A10: peak unknown here
 )
 
 
