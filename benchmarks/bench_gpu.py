@@ -1,6 +1,6 @@
 """GPU training throughput and MFU at GPT-2 124M: owngpt's fit() against nanoGPT's model and loop on the same GPU.
 
-    python benchmarks/bench_gpu.py                    # needs a CUDA GPU; ~6 minutes on an H100, most of it compiling
+    python benchmarks/bench_gpu.py                    # needs a CUDA GPU; ~4 minutes on an H100, most of it compiling
     python benchmarks/bench_gpu.py --rows ours,nanogpt --steps 60
     python benchmarks/bench_gpu.py --smoke            # a 2-layer, 128-wide dry run on the CPU: checks the script only
 
