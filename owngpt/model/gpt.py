@@ -284,10 +284,8 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # one matrix reads tokens in and writes them out
-        if cfg.pos == "sinusoidal":  # fixed, not learned: outside the state dict, rebuilt from the config
-            self.register_buffer("pe", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
-        if cfg.pos == "rope":  # likewise
-            self.register_buffer("rope", rope_table(cfg.block_size, cfg.head_dim, cfg.rope_theta), persistent=False)
+        for name, table in self._position_tables().items():
+            self.register_buffer(name, table, persistent=False)
         self.apply(self._init_weights)
         # GPT-2's scaled init: each residual branch's output projection shrinks with depth, so the residual
         # stream's variance does not grow with the number of layers (2 branches per layer).
@@ -295,16 +293,25 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
+    def _position_tables(self) -> dict[str, torch.Tensor]:
+        """The fixed (not learned) position table of this config, in fp32: a buffer outside the state dict,
+        rebuilt from the config."""
+        c = self.cfg
+        if c.pos == "sinusoidal":
+            return {"pe": sinusoidal_table(c.block_size, c.n_embd)}
+        if c.pos == "rope":
+            return {"rope": rope_table(c.block_size, c.head_dim, c.rope_theta)}
+        return {}
+
     def _apply(self, fn, recurse: bool = True):
         """After every move or cast (to, half, bfloat16, to_empty, ...) the fixed position tables are rebuilt in
         fp32 on their new device: a cast would have rounded them (a bf16 round trip would lose digits) and
         to_empty() after a meta-device build leaves them uninitialised. They are small: block_size rows."""
         super()._apply(fn, recurse)
-        for name, build in (("pe", lambda: sinusoidal_table(self.cfg.block_size, self.cfg.n_embd)),
-                            ("rope", lambda: rope_table(self.cfg.block_size, self.cfg.head_dim, self.cfg.rope_theta))):
-            table = getattr(self, name, None)
-            if table is not None and table.device.type != "meta":
-                setattr(self, name, build().to(table.device))
+        for name, table in self._position_tables().items():
+            device = getattr(self, name).device
+            if device.type != "meta":
+                setattr(self, name, table.to(device))
         return self
 
     @staticmethod

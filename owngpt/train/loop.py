@@ -395,12 +395,8 @@ class _Trainer:
                     evaluate_now = cfg.eval_interval > 0 and self.step % cfg.eval_interval == 0 and self.val_batches is not None
                     save_now = cfg.save_interval > 0 and self.step % cfg.save_interval == 0
                     # read the step before this one (the device is busy with this one); read this one too before an
-                    # evaluation or a save, which must see the weights of a finished, finite step, and during a run
-                    # of non-finite steps, so that the max_nonfinite-th stops the run before another step is taken
-                    in_streak = self.nonfinite_in_row > 0 or cfg.max_nonfinite <= 1
-                    reason = report(keep=0 if evaluate_now or save_now or in_streak else 1)
-                    if not reason and self.nonfinite_in_row > 0 and pending:
-                        reason = report(keep=0)
+                    # evaluation or a save, which must see the weights of a finished, finite step
+                    reason = report(keep=0 if evaluate_now or save_now or cfg.max_nonfinite <= 1 else 1)
                     if reason:
                         break
                     if not (evaluate_now or save_now) or self.nonfinite_in_row:
@@ -449,11 +445,12 @@ class _Trainer:
         return result
 
     def resolve(self, pending: list[_StepValues], *, keep: int, logger: MetricsLogger, progress, task) -> str:
-        """Read queued steps' numbers, oldest first, until `keep` remain: count non-finite (skipped) steps, log
-        every log_interval-th step and move the progress bar. Returns why to stop ("" to go on): max_nonfinite
-        non-finite steps in a row."""
+        """Read queued steps' numbers, oldest first, until `keep` remain — all of them during a run of non-finite
+        steps, so that the max_nonfinite-th stops the run before another step is taken: count non-finite
+        (skipped) steps, log every log_interval-th step and move the progress bar. Returns why to stop ("" to go
+        on): max_nonfinite non-finite steps in a row."""
         cfg = self.cfg
-        while len(pending) > keep:
+        while pending and (len(pending) > keep or self.nonfinite_in_row > 0):
             v = pending.pop(0).read()
             if not math.isfinite(v.loss):
                 self.nonfinite_in_row += 1
