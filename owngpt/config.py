@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from owngpt.errors import OwnGPTError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # the form only; whether the device exists is checked later
+
+
+def _require(obj: Any, section: str, names: tuple[str, ...], rule: str, ok: Callable[[Any], bool]) -> None:
+    """Raise an OwnGPTError naming `section.name` and its value for the first set field that fails `ok`."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not ok(value):
+            raise OwnGPTError(f"{section}.{name} must be {rule}, not {value!r}")
 
 
 @dataclass
@@ -22,18 +32,21 @@ class ModelConfig:
 
     `preset` picks a family of defaults: `gpt2` (learned positions, LayerNorm eps 1e-5, tanh-GELU, biases,
     tied embeddings: GPT-2's exact maths) or `modern` (RoPE, RMSNorm, SwiGLU, no biases). `depth` is the
-    one size knob: when set, it overrides n_layer = depth, n_embd = 64 * depth and n_head = n_embd // 64
-    (GPT-2 124M is depth 12); leave it unset to give n_layer, n_head and n_embd yourself.
+    one size knob: it fills in whichever of n_layer = depth, n_embd = 64 * depth and n_head = n_embd // 64
+    (at least 1, from the final n_embd) are not given; values you give win (GPT-2 124M is depth 12). Without
+    depth, unset sizes default to 4 layers, 4 heads, 128 wide. With depth and no train.lr given, the learning
+    rate follows the width too (see `lrs_for_width`). After construction n_layer, n_head, n_embd and n_kv_head
+    are ints.
     """
 
     preset: Literal["gpt2", "modern"] = "modern"
     vocab_size: int = 50304
     block_size: int = 256
     depth: int | None = None
-    n_layer: int = 4
-    n_head: int = 4
+    n_layer: int | None = None  # None = depth, or 4 without depth
+    n_head: int | None = None  # None = n_embd // 64 with depth, or 4 without
     n_kv_head: int | None = None  # None = n_head (multi-head); fewer = grouped-query attention
-    n_embd: int = 128
+    n_embd: int | None = None  # None = 64 * depth, or 128 without depth
     mlp_hidden: int | None = None  # None = 4 * n_embd (gelu) or ~8/3 * n_embd rounded to 64 (swiglu)
     pos: Literal["learned", "sinusoidal", "rope"] | None = None  # None = the preset's choice
     norm: Literal["layernorm", "rmsnorm"] | None = None
@@ -51,18 +64,27 @@ class ModelConfig:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if self.depth is not None:
-            self.n_layer = self.depth
-            self.n_embd = 64 * self.depth
-            self.n_head = max(1, self.n_embd // 64)
+        _require(self, "model", ("depth",), ">= 1", lambda v: v >= 1)
+        if self.depth is not None:  # the one size knob fills in only what was not given
+            self.n_layer = self.depth if self.n_layer is None else self.n_layer
+            self.n_embd = 64 * self.depth if self.n_embd is None else self.n_embd
+            self.n_head = max(1, self.n_embd // 64) if self.n_head is None else self.n_head
+        self.n_layer = 4 if self.n_layer is None else self.n_layer
+        self.n_head = 4 if self.n_head is None else self.n_head
+        self.n_embd = 128 if self.n_embd is None else self.n_embd
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
+        _require(self, "model", ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden"),
+                 ">= 1", lambda v: v >= 1)
+        _require(self, "model", ("norm_eps", "rope_theta"), "> 0", lambda v: v > 0)
+        _require(self, "model", ("dropout",), ">= 0 and < 1", lambda v: 0 <= v < 1)
         if self.n_embd % self.n_head:
-            raise OwnGPTError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise OwnGPTError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
-            raise OwnGPTError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})")
-        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
-            raise OwnGPTError("rotary positions need an even head size (n_embd / n_head)")
+            raise OwnGPTError(f"model.n_head ({self.n_head}) must be divisible by model.n_kv_head ({self.n_kv_head})")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise OwnGPTError(f"rotary positions need an even head size (model.n_embd / model.n_head), "
+                              f"not {self.head_dim}")
 
     @property
     def head_dim(self) -> int:
@@ -87,8 +109,8 @@ class TrainConfig:
     max_steps: int = 2000  # optimizer steps; 0 = no step budget
     max_tokens: int = 0  # training tokens; 0 = no token budget
     max_time: str = ""  # wall-clock budget such as "10m", "90s", "1h"; "" = none
-    lr: float = 1e-3
-    min_lr: float = 1e-4
+    lr: float = 1e-3  # with model.depth and no lr given: from the width (lrs_for_width)
+    min_lr: float = 1e-4  # with model.depth and neither lr nor min_lr given: lr / 10
     warmup_steps: int = 100
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = 0.1
@@ -110,6 +132,23 @@ class TrainConfig:
     resume: str = "auto"  # auto (continue out_dir's latest checkpoint) | none | PATH
     init_from: str = ""  # start weights from this checkpoint (fine-tuning)
     tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self, "train", ("batch_size", "grad_accum", "eval_batches", "log_interval", "keep_last",
+                                 "max_nonfinite"), ">= 1", lambda v: v >= 1)
+        _require(self, "train", ("max_steps", "max_tokens", "warmup_steps", "eval_interval", "save_interval",
+                                 "patience", "threads", "grad_clip", "weight_decay", "lr"), ">= 0", lambda v: v >= 0)
+        _require(self, "train", ("beta1", "beta2"), ">= 0 and < 1", lambda v: 0 <= v < 1)
+        _require(self, "train", ("eps",), "> 0", lambda v: v > 0)
+        if not 0 <= self.min_lr <= self.lr:
+            raise OwnGPTError(f"train.min_lr must be between 0 and train.lr ({self.lr:g}), not {self.min_lr!r} "
+                              "(lowering train.lr? set train.min_lr too)")
+        try:
+            parse_duration(self.max_time)
+        except OwnGPTError as e:
+            raise OwnGPTError(f"train.max_time: {e}") from None
+        if not DEVICE_PATTERN.fullmatch(str(self.device)):
+            raise OwnGPTError(f"train.device must be auto, cpu, mps, cuda or cuda:N, not {self.device!r}")
 
 
 @dataclass
@@ -188,17 +227,29 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def lrs_for_width(n_embd: int) -> tuple[float, float]:
+    """(lr, min_lr) for a model `n_embd` wide: GPT-3's 6e-4 for the 124M model (768 wide), scaled by width^-1/2
+    as nanochat scales its AdamW rates, so wider models take smaller steps; min_lr = lr / 10. Both are rounded
+    to 3 significant figures so that saved configs stay readable."""
+    lr = 6e-4 * math.sqrt(768 / n_embd)
+    return float(f"{lr:.3g}"), float(f"{lr / 10:.3g}")
+
+
 def run_config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
-    """Build a RunConfig from nested dicts, rejecting unknown keys with the nearest valid one."""
+    """Build a RunConfig from nested dicts, rejecting unknown keys with the nearest valid one. With model.depth
+    set and no train.lr given, lr and (unless given) min_lr follow the width: see `lrs_for_width`."""
     data = dict(data or {})
     sections = {"model": ModelConfig, "train": TrainConfig}
     for key in data:
         if key not in sections:
             raise _unknown_key(key, list(sections), where)
-    return RunConfig(
-        model=_build(ModelConfig, data.get("model", {}), f"{where}: model"),
-        train=_build(TrainConfig, data.get("train", {}), f"{where}: train"),
-    )
+    model = _build(ModelConfig, data.get("model", {}), f"{where}: model")
+    train_data = dict(data.get("train") or {})
+    if model.depth is not None and "lr" not in train_data:
+        lr, min_lr = lrs_for_width(model.n_embd)
+        train_data["lr"] = lr
+        train_data.setdefault("min_lr", min_lr)
+    return RunConfig(model=model, train=_build(TrainConfig, train_data, f"{where}: train"))
 
 
 def list_presets() -> list[str]:
@@ -226,9 +277,15 @@ def load_preset_dict(name_or_path: str) -> dict[str, Any]:
     return data
 
 
+# What model.depth derives: a depth override drops the preset's values for these, unless they are overridden too.
+DEPTH_DERIVED = (("model", "n_layer"), ("model", "n_head"), ("model", "n_embd"), ("train", "lr"), ("train", "min_lr"))
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `section.key=value` strings (e.g. `train.lr=3e-4`, `model.depth=6`) to nested dicts."""
+    """Apply `section.key=value` strings (e.g. `train.lr=3e-4`, `model.depth=6`) to nested dicts. Overriding
+    model.depth resizes the preset: its n_layer, n_head, n_embd, lr and min_lr give way to the depth's own."""
     data = {k: dict(v or {}) for k, v in data.items()}
+    given: set[tuple[str, str]] = set()
     for item in overrides:
         if "=" not in item:
             raise OwnGPTError(f"override {item!r} must look like section.key=value, e.g. train.lr=3e-4")
@@ -237,6 +294,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if len(parts) != 2:
             raise OwnGPTError(f"override {item!r}: the key must be 'model.NAME' or 'train.NAME'")
         data.setdefault(parts[0], {})[parts[1]] = value
+        given.add((parts[0], parts[1]))
+    if ("model", "depth") in given and data["model"]["depth"].strip().lower() not in ("", "null", "none", "~"):
+        for section, key in DEPTH_DERIVED:
+            if (section, key) not in given:
+                data.get(section, {}).pop(key, None)
     return data
 
 

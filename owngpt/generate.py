@@ -16,13 +16,16 @@ have finished ("early stopping"); it is deterministic: temperature, top-k, top-p
 
 KV cache: the prompt is run once (prefill) and each step then feeds one token. Batches of prompts of unequal
 length are left-padded and described by a `valid` mask, so every row computes what it would alone; a row
-that finishes (stop id, stop string) is dropped from the batch and the cache (`KVCache.reorder`).
+that finishes (stop id, stop string, its own token budget) is dropped from the batch and the cache
+(`KVCache.reorder`), and padding that no remaining row needs is dropped when the context fills, so a short
+prompt in a batch gets as many new tokens as it would alone.
 `use_cache=False` reruns the whole sequence every step: the reference for tests and the benchmark.
 
-Context window: a prompt longer than the context is an error (truncate="error") or keeps its last tokens,
-leaving room for max_new_tokens (truncate="left"). Generation never slides the window: it stops cleanly when
+Context window: a prompt that fits the context is used whole; a longer one is an error (truncate="error") or
+keeps its last tokens, leaving room for max_new_tokens but at most half the context (truncate="left"). Generation never slides the window: it stops cleanly when
 the sequence fills the context (the last token is sampled from a full window), because a model trained on
-windows of block_size has never seen positions past it.
+windows of block_size has never seen positions past it. So new tokens fit only in what the prompt leaves
+free: a prompt of P tokens gets at most block_size - P + 1 of them.
 
 Stop strings are matched on the decoded text, also across token boundaries; the text is cut before the
 string. Streaming (`stream_text`) decodes bytes incrementally and yields only complete UTF-8 characters, and
@@ -195,22 +198,23 @@ def _ban_ngrams(logits: torch.Tensor, blockers: Sequence[NGramBlocker]) -> torch
 
 
 def fit_prompt(ids: Sequence[int], block_size: int, cfg: GenerationConfig, *, which: str = "the prompt") -> list[int]:
-    """The prompt as the model will see it: unchanged, left-truncated (truncate="left": the last tokens, leaving
-    max_new_tokens of room when possible), or an OwnGPTError when it is longer than the context."""
+    """The prompt as the model will see it. A prompt that fits the context (at most block_size tokens) is kept
+    whole, whatever max_new_tokens is: generation then stops when the context is full. A longer one is an
+    OwnGPTError naming both lengths (truncate="error"), or keeps its last tokens (truncate="left"): as many as
+    leave room for max_new_tokens new ones, but at most half the context is given up for them."""
     ids = [int(i) for i in ids]
     if not ids:
         raise OwnGPTError(f"{which} is empty: give at least one token (generate() starts an empty text prompt "
                           "with <|endoftext|>)")
+    if len(ids) <= block_size:
+        return ids
+    keep = block_size - min(cfg.max_new_tokens, block_size // 2)  # room for new tokens: up to half the context
     if cfg.truncate == "left":
-        room = max(1, block_size - cfg.max_new_tokens)
-        return ids[-room:] if len(ids) > room else ids
-    if len(ids) > block_size:
-        keep = max(1, block_size - cfg.max_new_tokens)
-        raise OwnGPTError(
-            f"{which} is {len(ids)} tokens long but the model's context is {block_size} tokens; shorten it, or "
-            f"pass truncate='left' (CLI: --truncate left) to keep its last {keep} tokens and leave room for "
-            f"max_new_tokens={cfg.max_new_tokens}")
-    return ids
+        return ids[-max(1, keep):]
+    raise OwnGPTError(
+        f"{which} is {len(ids)} tokens long but the model's context is {block_size} tokens; shorten it (new tokens "
+        f"fill only what the prompt leaves of the context), or pass truncate='left' (CLI: --truncate left) to keep "
+        f"its last {max(1, keep)} tokens")
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -244,6 +248,7 @@ class _Runner:
             self.valid[i, L - len(p):] = True
         self.padded = not bool(self.valid.all())
         self.prompt_len = L  # padded: the length every row has in the cache
+        self.width = L  # tokens fed so far, padding included (the cache's pos)
         block = model.cfg.block_size
         self.cache = model.new_cache(B, max_len=min(block, L + max_new_tokens)) if use_cache else None
 
@@ -253,6 +258,9 @@ class _Runner:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append tokens (B,) and return the next logits (B, V)."""
+        if self.width == self.model.cfg.block_size:
+            self._drop_shared_padding()
+        self.width += 1
         if self.cache is not None:  # the cache remembers the tokens and the padding mask
             return self.model(tokens[:, None], cache=self.cache)[:, -1].float()
         self.seq = torch.cat([self.seq, tokens[:, None]], dim=1)  # (B, T+1)
@@ -264,6 +272,18 @@ class _Runner:
         self.seq, self.valid = self.seq[index], self.valid[index]
         if self.cache is not None:
             self.cache.reorder(index)
+
+    def _drop_shared_padding(self) -> None:
+        """Drop the leading columns that are padding in every row left. Once the rows with the longest prompts
+        have finished, this frees context for the shorter ones; positions count real tokens only and padding
+        is never attended to, so no row's result changes."""
+        valid = self.valid if self.cache is None else self.cache.valid[:, : self.width]  # (b, T)
+        n = int(valid.any(dim=0).long().argmax())  # the first column some row uses
+        if self.cache is None:
+            self.seq, self.valid = self.seq[:, n:], self.valid[:, n:]
+        else:
+            self.cache.drop_front(n)
+        self.width -= n
 
 
 def _step_limit(model, prompt_len: int, cfg: GenerationConfig) -> int:
@@ -329,7 +349,7 @@ class _SampleRun:
         cfg, prompts = self.cfg, self.prompts
         runner = _Runner(self.model, prompts, self.use_cache, cfg.max_new_tokens)
         device = runner.seq.device
-        limit = _step_limit(self.model, runner.prompt_len, cfg)
+        limits = [_step_limit(self.model, len(p), cfg) for p in prompts]  # each row's own budget
         generator = _generator(cfg, device)
         active = list(range(len(prompts)))  # batch position -> original row
         seen = None
@@ -338,10 +358,8 @@ class _SampleRun:
             for i, p in enumerate(prompts):
                 seen[i, torch.tensor(p, device=device)] = True
         blockers = [NGramBlocker(cfg.no_repeat_ngram, p) for p in prompts] if cfg.no_repeat_ngram else None
-        if limit == 0:
-            return
         logits = runner.prefill()  # (B, V)
-        for step in range(limit):
+        for step in range(max(limits)):
             logits = _mask_vocab(logits, self.never)
             if seen is not None:
                 logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
@@ -357,11 +375,11 @@ class _SampleRun:
                 emitted.append((r, t))
                 if blockers is not None:
                     blockers[r].append(t)
+                if step + 1 == limits[r]:  # its budget is spent
+                    self.ended.add(r)
             if seen is not None:
                 seen[torch.arange(len(active), device=device), tokens] = True
             yield emitted
-            if step == limit - 1:
-                break
             keep = [j for j, r in enumerate(active) if r not in self.ended]
             if not keep:
                 break
@@ -549,19 +567,25 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerationConfig, *, stop
 def stream_text(model, tokenizer, prompt_ids: list[int], cfg: GenerationConfig, *, stop_ids: Collection[int] = (),
                 use_cache: bool = True) -> Iterator[str]:
     """Yield the generated text as it decodes: only complete UTF-8 characters, never a stop string or the
-    start of one; the pieces join to exactly what `generate` returns. Beam search yields once, at the end."""
+    start of one; the pieces join to exactly what `generate` returns. Beam search yields once, at the end.
+    A bad prompt (empty, too long, ids outside the vocabulary) raises here, before anything is yielded."""
+    prompt = _prepare(model, [prompt_ids], cfg, tokenizer)[0]
+    return _stream(model, tokenizer, prompt, cfg, stop_ids, use_cache)
+
+
+def _stream(model, tokenizer, prompt: list[int], cfg: GenerationConfig, stop_ids: Collection[int],
+            use_cache: bool) -> Iterator[str]:
     if cfg.num_beams > 1:
-        ids = generate_ids(model, [prompt_ids], cfg, stop_ids=stop_ids, tokenizer=tokenizer, use_cache=use_cache)[0]
+        ids = generate_ids(model, [prompt], cfg, stop_ids=stop_ids, tokenizer=tokenizer, use_cache=use_cache)[0]
         text = _text_of(tokenizer, ids, cfg.stop)
         if text:
             yield text
         return
-    prompts = _prepare(model, [prompt_ids], cfg, tokenizer)
     never = _never_sampled(model, tokenizer)
     tracker = _TextTracker(tokenizer, cfg.stop)
     shown = 0
     with _inference(model):
-        run = _SampleRun(model, prompts, cfg, stop_ids, use_cache, never)
+        run = _SampleRun(model, [prompt], cfg, stop_ids, use_cache, never)
         for emitted in run:
             for row, t in emitted:
                 tracker.feed(t)

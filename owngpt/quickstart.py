@@ -14,6 +14,7 @@ resume from their last checkpoint (a finished stage does no more work).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,7 +100,10 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
                                         "train.max_steps=0", f"train.seed={cfg.seed}", f"train.lr={SFT_LR}"]).train
     sft_cfg = SFTConfig(base=str(base_dir), data=[str(data_dir)], persona=_persona_path(cfg))
     if base_changed(chat_dir, read_meta(best_or_latest(base_dir))):  # pretraining went on: fine-tune afresh
-        sft_train.resume = "none"
+        stale = chat_dir.with_name(f"{chat_dir.name}.previous")
+        shutil.rmtree(stale, ignore_errors=True)
+        chat_dir.rename(stale)
+        echo(f"      the base model changed since {chat_dir} was fine-tuned: that model moves to {stale}")
     tuned, sft_report = sft(sft_cfg, sft_train, quiet=quiet)
     report["sft"] = {"best_val_loss": tuned.best_val_loss, "steps": tuned.steps,
                      "train_conversations": sft_report["train_conversations"]}

@@ -1,12 +1,16 @@
-"""Presets load and build a model; RunConfig survives YAML; unknown keys name the nearest valid key."""
+"""Presets load and build a model; RunConfig survives YAML; unknown keys and bad values are named; depth sizes."""
 
 from __future__ import annotations
+
+import math
+import re
 
 import pytest
 import torch
 import yaml
 
-from owngpt.config import RunConfig, list_presets, load_run_config, run_config_from_dict, save_yaml, to_dict
+from owngpt.config import (ModelConfig, RunConfig, list_presets, load_run_config, run_config_from_dict, save_yaml,
+                           to_dict)
 from owngpt.errors import OwnGPTError
 
 PRETRAIN_PRESETS = ["tiny-cpu", "baby-gpt", "small", "gpt2-124m"]
@@ -54,3 +58,69 @@ def test_unknown_key_names_nearest():
         load_run_config("tiny-cpu", ["model.n_layers=3"])
     with pytest.raises(OwnGPTError, match="did you mean 'tiny-cpu'"):
         load_run_config("tiny-cpy")
+
+
+@pytest.mark.parametrize("override", [
+    "model.n_head=0", "model.n_kv_head=0", "model.n_layer=0", "model.block_size=0", "model.vocab_size=-1",
+    "model.n_embd=0", "model.mlp_hidden=0", "model.depth=0", "model.dropout=1.5", "model.dropout=-0.1",
+    "model.norm_eps=0", "model.rope_theta=0",
+    "train.batch_size=0", "train.grad_accum=0", "train.eval_batches=0", "train.log_interval=0", "train.keep_last=0",
+    "train.max_nonfinite=0", "train.max_steps=-1", "train.max_tokens=-1", "train.warmup_steps=-1",
+    "train.eval_interval=-1", "train.save_interval=-1", "train.patience=-1", "train.grad_clip=-1",
+    "train.weight_decay=-0.1", "train.threads=-1", "train.lr=-0.001", "train.min_lr=-0.5", "train.min_lr=0.5",
+    "train.beta1=1", "train.beta2=1.5", "train.eps=0", "train.max_time=10 minutes", "train.device=gpu",
+    "train.device=cuda:x",
+])
+def test_bad_values_are_named(override):
+    key, value = override.split("=")
+    with pytest.raises(OwnGPTError, match=re.escape(key)) as info:
+        load_run_config("tiny-cpu", [override])
+    assert value in str(info.value)
+
+
+@pytest.mark.parametrize("overrides", [["train.max_steps=0", "train.eval_interval=0", "train.grad_clip=0"],
+                                       ["train.lr=0", "train.min_lr=0"], ["train.device=cuda:1"], ["train.device=mps"],
+                                       ["train.max_time=1.5h"], ["model.dropout=0.5", "model.n_kv_head=1"]])
+def test_edge_values_are_accepted(overrides):
+    load_run_config("tiny-cpu", overrides)
+
+
+def test_depth_fills_in_sizes_and_learning_rates():
+    rc = run_config_from_dict({"model": {"depth": 4}})
+    m = rc.model
+    assert (m.n_layer, m.n_embd, m.n_head, m.n_kv_head) == (4, 256, 4, 4)
+    assert rc.train.lr == pytest.approx(6e-4 * math.sqrt(768 / 256), rel=1e-3)
+    assert rc.train.min_lr == pytest.approx(rc.train.lr / 10, rel=1e-3)
+    gpt2 = run_config_from_dict({"model": {"depth": 12}})
+    assert (gpt2.model.n_layer, gpt2.model.n_embd, gpt2.model.n_head) == (12, 768, 12)
+    assert (gpt2.train.lr, gpt2.train.min_lr) == (6e-4, 6e-5)
+    plain = ModelConfig()  # no depth: the old defaults
+    assert (plain.n_layer, plain.n_head, plain.n_embd) == (4, 4, 128)
+
+
+def test_given_sizes_and_learning_rates_win_over_depth():
+    m = ModelConfig(depth=6, n_embd=512, n_layer=2)
+    assert (m.depth, m.n_layer, m.n_embd, m.n_head) == (6, 2, 512, 8)  # n_head from the final width
+    rc = load_run_config("small", ["model.n_embd=512", "model.n_layer=2"])
+    assert (rc.model.n_layer, rc.model.n_embd, rc.model.n_head) == (2, 512, 8)
+    assert (rc.train.lr, rc.train.min_lr) == (1e-3, 1e-4)  # small.yaml gives them
+    rc = run_config_from_dict({"model": {"depth": 12}, "train": {"lr": 1e-3}})
+    assert (rc.train.lr, rc.train.min_lr) == (1e-3, 1e-4)  # an lr given: min_lr keeps its default
+    rc = run_config_from_dict({"model": {"depth": 12}, "train": {"min_lr": 0.0}})
+    assert (rc.train.lr, rc.train.min_lr) == (6e-4, 0.0)
+
+
+def test_depth_override_resizes_a_preset():
+    rc = load_run_config("small", ["model.depth=12"])
+    assert (rc.model.n_layer, rc.model.n_embd, rc.model.n_head, rc.train.lr, rc.train.min_lr) == (
+        12, 768, 12, 6e-4, 6e-5)
+    rc = load_run_config("tiny-cpu", ["model.depth=2", "model.n_head=2", "train.lr=2e-3"])  # tiny-cpu gives sizes
+    assert (rc.model.n_layer, rc.model.n_embd, rc.model.n_head, rc.train.lr) == (2, 128, 2, 2e-3)
+
+
+@pytest.mark.parametrize("overrides", [["model.depth=3"], ["model.depth=6", "model.n_embd=512", "model.n_layer=2"],
+                                       ["model.depth=5", "train.lr=1e-3"]])
+def test_depth_round_trips_through_yaml(tmp_path, overrides):
+    rc = load_run_config("small", overrides)
+    save_yaml(rc, tmp_path / "c.yaml")
+    assert load_run_config(str(tmp_path / "c.yaml")) == rc

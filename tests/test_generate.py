@@ -19,6 +19,7 @@ from owngpt.generate import (
     apply_repetition_penalty,
     apply_top_k,
     apply_top_p,
+    fit_prompt,
     generate,
     generate_ids,
     sequence_logprob,
@@ -121,6 +122,20 @@ def test_batch_of_unequal_prompts_equals_each_prompt_alone(tok, preset):
     expected = [out[: out.index(stop)] if stop in out else out for out in alone]
     assert generate_ids(m, prompts, greedy(25), stop_ids=[stop]) == expected
     assert len({len(e) for e in expected}) > 1
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "modern"])
+def test_each_row_of_a_batch_has_its_own_room_in_the_context(tok, preset):
+    """A short prompt batched with a long one gets as many new tokens as alone: the long row's budget ends
+    first and the padding the short row no longer needs is dropped when the context fills."""
+    m = random_gpt(tok.vocab_size, preset, seed=2, n_kv_head=1 if preset == "modern" else None)
+    prompts = [tok.encode(t) for t in ("a", "the quick brown fox jumps over the lazy dog. hello", "hello world")]
+    alone = [generate_ids(m, [p], greedy(80))[0] for p in prompts]
+    assert [len(out) for out in alone] == [64 - len(p) + 1 for p in prompts]  # each fills the context
+    assert generate_ids(m, prompts, greedy(80)) == alone
+    assert generate_ids(m, prompts, greedy(80), use_cache=False) == alone
+    cfg = GenerationConfig(max_new_tokens=80, temperature=1.0, top_k=5, seed=4)
+    assert generate_ids(m, prompts, cfg) == generate_ids(m, prompts, cfg, use_cache=False)
 
 
 def test_same_seed_same_samples_and_independent_of_global_rng(tok, model):
@@ -380,15 +395,28 @@ def test_stream_concatenation_equals_generate(tok, model, settings):
 
 def test_prompt_longer_than_the_context(tok, model):
     long = tok.encode("the quick brown fox jumps over the lazy dog. " * 3)
-    assert len(long) > model.cfg.block_size
-    with pytest.raises(OwnGPTError, match=r"is \d+ tokens long but the model's context is 64 tokens.*truncate"):
+    assert len(long) == 135 and model.cfg.block_size == 64
+    with pytest.raises(OwnGPTError, match="the prompt is 135 tokens long but the model's context is 64 tokens.*"
+                                          "truncate='left'.*keep its last 54 tokens"):
         generate_ids(model, [long], greedy(10))
+    assert fit_prompt(long, 64, greedy(10, truncate="left")) == long[-54:]  # room for the 10 new tokens
     out = generate_ids(model, [long], greedy(10, truncate="left"))[0]
-    assert out == generate_ids(model, [long[-54:]], greedy(10))[0]  # keeps the last 64 - 10 tokens
+    assert out == generate_ids(model, [long[-54:]], greedy(10))[0] and len(out) == 10
+    # asking for more new tokens than half the context gives up at most half of it
+    assert fit_prompt(long, 64, greedy(500, truncate="left")) == long[-32:]
     with pytest.raises(OwnGPTError, match="prompt 1 "):
         generate_ids(model, [long[:5], long], greedy(10))
     with pytest.raises(OwnGPTError, match="empty"):
         generate_ids(model, [[]], greedy(10))
+
+
+def test_truncate_left_keeps_a_prompt_that_fits_whole(tok, model):
+    prompt = tok.encode("the quick brown fox")  # 19 of 64 tokens; max_new_tokens asks for more than is left
+    assert fit_prompt(prompt, 64, greedy(100, truncate="left")) == prompt
+    assert fit_prompt(tok.encode("x" * 64), 64, greedy(100, truncate="left")) == tok.encode("x" * 64)
+    out = generate_ids(model, [prompt], greedy(100, truncate="left"))[0]
+    assert out == generate_ids(model, [prompt], greedy(100))[0]
+    assert len(out) == 64 - len(prompt) + 1  # the whole prompt, then new tokens until the context is full
 
 
 def test_generation_stops_cleanly_at_the_context_window(tok, model):
@@ -496,3 +524,34 @@ def test_cli_generate(tok, model, tmp_path, capsys):
     assert "200 tokens long" in err and "--truncate left" in err and "Traceback" not in err
     ok = invoke(["generate", str(run), "x" * 200, *common, "--truncate", "left", "--no-echo"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_cli_generate_checks_settings_and_prompt_before_printing_it(tok, model, tmp_path, capsys):
+    from owngpt.cli import main
+
+    run = save_run(tmp_path, tok, model)
+    for bad, message in ((["hi", "--truncate", "right"], "truncate must be"), (["x" * 200], "200 tokens long")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["generate", str(run), *bad, "--device", "cpu"])
+        out = capsys.readouterr()
+        assert exit_info.value.code == 1
+        assert out.out == "" and out.err.startswith("error: ") and message in out.err  # not glued to the prompt
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   RuntimeError("MPS backend out of memory (MPS allocated: 9.1 GB)")])
+@pytest.mark.parametrize("prompts", [["hi"], ["hi", "there"]])
+def test_cli_generate_out_of_gpu_memory_is_one_line(tok, model, tmp_path, capsys, monkeypatch, error, prompts):
+    from owngpt.cli import main
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    run = save_run(tmp_path, tok, model)
+    monkeypatch.setattr(GPT, "forward", out_of_memory)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", str(run), *prompts, "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err.startswith("error: the GPU ran out of memory") and err.count("\n") == 1
+    assert "--max-new-tokens" in err and "--device cpu" in err and "Traceback" not in err

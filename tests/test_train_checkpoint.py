@@ -124,3 +124,58 @@ def test_load_model_with_real_gpt(tmp_path):
 
     with pytest.raises(OwnGPTError, match="different.*t"):
         load_model(tmp_path, tokenizer=OtherTok())
+
+
+def test_kill_between_best_and_step_folder_keeps_best_consistent(tmp_path, monkeypatch):
+    """best/ is published before the step folder that names it, so a kill in between leaves an older step folder
+    (the one a resume uses) and a best/ at least as new: never a step folder pointing at a best/ it lacks."""
+    import owngpt.train.checkpoint as ck
+
+    _save(tmp_path, 10, best=True)
+    real = ck._publish
+
+    def killed(tmp, final):
+        if final.parent.name == "checkpoints":
+            raise KeyboardInterrupt  # the process dies before the step folder appears
+        real(tmp, final)
+
+    monkeypatch.setattr(ck, "_publish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 20, best=True)
+    monkeypatch.setattr(ck, "_publish", real)
+    assert latest_checkpoint(tmp_path).name == "step_0000010"
+    assert load_checkpoint(tmp_path / "best")[1]["step"] == 20
+
+
+def test_folder_moved_aside_by_a_killed_publish_is_restored(tmp_path):
+    """_publish renames the old folder aside, then the new one into place; killed in between, the next save puts
+    the old one back instead of deleting it."""
+    _save(tmp_path, 10, best=True)
+    (tmp_path / "best").rename(tmp_path / ".old-best-12345")
+    _save(tmp_path, 20)  # not a best: best/ must come back as it was
+    assert load_checkpoint(tmp_path / "best")[1]["step"] == 10
+    assert not list(tmp_path.glob(".old-*"))
+
+
+def test_load_model_checks_the_tokenizer_copy(tmp_path):
+    from dataclasses import asdict
+
+    from owngpt.config import ModelConfig
+    from owngpt.model.gpt import GPT
+    from owngpt.tokenizer import Tokenizer, train_char
+    from owngpt.train.checkpoint import load_model
+
+    cfg = ModelConfig(preset="gpt2", vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    tok = train_char(["hello world"])
+    save_checkpoint(tmp_path, 3, GPT(cfg).state_dict(), {"model_config": asdict(cfg), "tokenizer_hash": tok.hash},
+                    None, tokenizer=tok, best=True)
+    assert load_model(tmp_path)[2].hash == tok.hash
+    other = train_char(["something else entirely"])
+    for folder in (tmp_path / "best", latest_checkpoint(tmp_path)):
+        import shutil
+
+        shutil.rmtree(folder / "tokenizer")
+        other.save(folder / "tokenizer")
+    with pytest.raises(OwnGPTError, match="not the tokenizer the model was trained with"):
+        load_model(tmp_path)
+    assert isinstance(tok, Tokenizer)

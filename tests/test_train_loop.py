@@ -262,17 +262,20 @@ def test_time_and_token_budgets(tmp_path, data):
     assert "nan" not in (tmp_path / "k" / "summary.md").read_text()
 
 
+class Fixed:
+    """The given batches in turn, forever."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.i = x, y, 0
+
+    def next_batch(self):
+        out = self.x[self.i], self.y[self.i]
+        self.i = (self.i + 1) % len(self.x)
+        return out
+
+
 def test_grad_accum_matches_big_batch(tmp_path, data):
     """Two micro-batches of 4 with loss/2 each give the same update as one batch of 8."""
-    class Fixed:
-        def __init__(self, x, y):
-            self.x, self.y, self.i = x, y, 0
-
-        def next_batch(self):
-            out = self.x[self.i], self.y[self.i]
-            self.i = (self.i + 1) % len(self.x)
-            return out
-
     x = torch.randint(0, VOCAB, (8, BLOCK))
     y = torch.randint(0, VOCAB, (8, BLOCK))
     big = make_model(0.0)
@@ -283,6 +286,55 @@ def test_grad_accum_matches_big_batch(tmp_path, data):
         quiet=True)
     for (n, a), b in zip(big.named_parameters(), small.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_grad_accum_weights_every_target_token_equally(tmp_path):
+    """With masked targets (chat fine-tuning) a step's loss is the mean over all its target tokens: a micro-batch
+    with 1 target and one with 16 give the update of one batch holding both, not the mean of the two means."""
+    x = torch.randint(0, VOCAB, (2, BLOCK))
+    y = torch.randint(0, VOCAB, (2, BLOCK))
+    y[0, :-1] = -1  # first row: one target token; second row: all 16
+    big, small = make_model(0.0), make_model(0.0)
+    c = dict(max_steps=1, warmup_steps=0, eval_interval=0, grad_clip=0.0)
+    fit(big, Fixed([x], [y]), None, cfg(**c, batch_size=2), tmp_path / "a", run_config={}, quiet=True)
+    fit(small, Fixed([x[:1], x[1:]], [y[:1], y[1:]]), None, cfg(**c, batch_size=1, grad_accum=2), tmp_path / "b",
+        run_config={}, quiet=True)
+    for (n, a), b in zip(big.named_parameters(), small.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=n)
+    assert train_losses(tmp_path / "a")[1] == pytest.approx(train_losses(tmp_path / "b")[1], rel=1e-5)
+
+
+class _Tok:
+    """Just enough of a tokenizer for fit(): a hash, and save() for the checkpoint's copy."""
+
+    def __init__(self, hash_: str) -> None:
+        self.hash = hash_
+
+    def save(self, folder: Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "tokenizer.json").write_text(self.hash)
+
+
+def test_resume_refuses_what_would_mix_two_runs(tmp_path, data):
+    """A run folder is continued only by the same model and tokenizer; starting afresh in it is refused."""
+    from owngpt.errors import OwnGPTError
+
+    run = tmp_path / "run"
+    train, val = loaders(data)
+    fit(make_model(0.0), train, val, cfg(max_steps=10), run, run_config={}, tokenizer=_Tok("aaa"), quiet=True)
+    with pytest.raises(OwnGPTError, match="tokenizer aaa.*tokenizer bbb"):
+        fit(make_model(0.0), *loaders(data), cfg(max_steps=20), run, run_config={}, tokenizer=_Tok("bbb"), quiet=True)
+    wider = GPT(ModelConfig(preset="gpt2", vocab_size=VOCAB, block_size=BLOCK, n_layer=1, n_head=2, n_embd=32))
+    with pytest.raises(OwnGPTError, match=r"does not fit this model \(shapes differ: .*c_attn.weight \(48, 16\) there, \(96, 32\) here"):
+        fit(wider, *loaders(data), cfg(max_steps=20), run, run_config={}, tokenizer=_Tok("aaa"), quiet=True)
+    for resume in ("none", str(tmp_path / "elsewhere")):
+        if resume != "none":
+            fit(make_model(0.0), *loaders(data), cfg(max_steps=5), tmp_path / "elsewhere", run_config={}, quiet=True)
+        with pytest.raises(OwnGPTError, match="already holds a run .*step_0000010.*--resume auto"):
+            fit(make_model(0.0), *loaders(data), cfg(max_steps=20, resume=resume), run, run_config={}, quiet=True)
+    # nothing was changed by the refused attempts: the run continues where it stopped
+    result = fit(make_model(0.0), *loaders(data), cfg(max_steps=15), run, run_config={}, tokenizer=_Tok("aaa"), quiet=True)
+    assert result.resumed_from.endswith("step_0000010") and result.steps == 15
 
 
 _CHILD = """
@@ -359,3 +411,10 @@ def test_cli_pretrain_end_to_end(tmp_path):
     assert meta["tokenizer_hash"] == tok.hash and tok2.hash == tok.hash
     assert meta["model_config"]["vocab_size"] % 64 == 0 and meta["model_config"]["vocab_size"] >= tok.vocab_size
     assert cli(["pretrain", "--data", str(data), "--out", str(run), "--set", "train.lrr=1"]) == 1
+
+
+def test_progress_clock():
+    from owngpt.train.loop import _clock
+
+    assert _clock(187.4) == "0:03:07" and _clock(3 * 3600 + 5) == "3:00:05"
+    assert _clock(None) == _clock(float("nan")) == "-:--:--"

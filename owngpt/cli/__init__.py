@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -27,8 +29,6 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 def _register() -> None:
     # Each module adds its verbs to `app`; imported here so `owngpt --help` lists them all.
-    import importlib
-
     for name in ("data", "tokenizer", "train", "sft", "generate", "chat", "lora", "evaluate", "quickstart"):
         try:
             importlib.import_module(f"owngpt.cli.{name}")
@@ -38,7 +38,8 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; print OwnGPTError as one line (traceback only with --debug)."""
+    """Entry point: run the app; print OwnGPTError and running out of GPU memory as one line (traceback only with
+    --debug), and click's usage errors as click prints them."""
     _register()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -58,12 +59,59 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:  # in non-standalone mode click's usage errors and Abort arrive here
+        if isinstance(e, _usage_error_classes()):
+            _show_usage_error(e)
+        if isinstance(e, (typer.Abort, *_click_classes("Abort"))):
+            sys.exit(1)
+        if _out_of_memory(e) and not debug:
+            typer.secho(f"error: {_OOM_ADVICE}", fg=typer.colors.RED, err=True)
             sys.exit(1)
         raise
+
+
+# Where click's exception classes live: the click package (older typer uses it) and the copy newer typer
+# vendors. The two are unrelated classes, so an error of one is not an instance of the other's.
+_CLICK_MODULES = ("click.exceptions", "typer._click.exceptions")
+
+
+def _click_classes(name: str) -> tuple[type, ...]:
+    """Class `name` (ClickException, Abort) from each click module that is installed and defines it."""
+    found = []
+    for module in _CLICK_MODULES:
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _usage_error_classes() -> tuple[type, ...]:
+    """ClickException of each click, and typer's public TyperException: the base of its vendored copy's errors,
+    should that copy move."""
+    return (*_click_classes("ClickException"), *([typer.TyperException] if hasattr(typer, "TyperException") else []))
+
+
+def _show_usage_error(e: Exception) -> NoReturn:
+    """Print the error as click does (the usage line, a hint, the message) and exit with its code (2: usage)."""
+    show = getattr(e, "show", None)
+    if callable(show):
+        show()
+    else:
+        typer.echo(f"Error: {e}", err=True)
+    sys.exit(getattr(e, "exit_code", 2))
+
+
+_OOM_ADVICE = ("the GPU ran out of memory: use a smaller batch (fewer prompts or --num-samples, a smaller batch "
+               "size), a smaller --max-new-tokens or model, or --device cpu; --debug shows the details")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is torch running out of accelerator memory: CUDA's OutOfMemoryError, or MPS's RuntimeError."""
+    torch = sys.modules.get("torch")  # the error came from torch if at all: no need to import it here
+    if torch is None:
+        return False
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError  # torch.OutOfMemoryError: 2.5+
+    return isinstance(e, oom) or (isinstance(e, RuntimeError) and "MPS backend out of memory" in str(e))

@@ -31,7 +31,7 @@ def generate(
     stop_eot: bool = typer.Option(True, "--stop-eot/--no-stop-eot", help="Stop at <|endoftext|> and <|im_end|> (end of a document / of a reply)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed and settings give the same text."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt."),
-    truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens)."),
+    truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep as many of its last tokens as the context holds; one new token then fits). A prompt that fits is never cut."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
@@ -55,9 +55,10 @@ def generate(
     stop_ids = (tok.eot_id, tok.im_end_id) if stop_eot else ()
     started = time.perf_counter()
     if len(texts) == 1 and num_samples == 1 and not no_stream:
+        pieces = loaded.stream(texts[0], stop_ids=stop_ids, **settings)  # checks settings and prompt first
         if echo:
             typer.echo(texts[0], nl=False)
-        for piece in loaded.stream(texts[0], stop_ids=stop_ids, **settings):
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
         typer.echo()

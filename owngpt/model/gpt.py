@@ -172,6 +172,20 @@ class KVCache:
         self.v = [v.index_select(0, index) for v in self.v]
         self.valid = self.valid.index_select(0, index)
 
+    def drop_front(self, n: int) -> None:
+        """Forget the first n stored columns and shift the rest to the front. For columns that are padding in
+        every row (a batch whose longest prompts have finished): positions count real tokens only and padding
+        is never attended to, so what any row computes next is unchanged, and the freed room takes new tokens."""
+        if n <= 0:
+            return
+        kept = self.pos - n
+        for buf in (*self.k, *self.v):  # (B, n_kv_head, max_len, head_dim)
+            buf[:, :, :kept] = buf[:, :, n : self.pos].clone()
+        self.valid[:, :kept] = self.valid[:, n : self.pos].clone()
+        self.valid[:, kept:] = True
+        self.pos = kept
+        self.padded = not bool(self.valid[:, :kept].all())
+
 
 # ----------------------------------------------------------------------------- the Transformer
 

@@ -148,11 +148,21 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+_OLD_RE = re.compile(r"^\.old-(.+)-\d+$")
+
+
 def _clean_stale_temps(folder: Path) -> None:
-    """Temp folders left by a killed process (never complete, never used) are removed."""
+    """Tidy what a killed process left: temp folders (never complete, never used) are removed; a folder that
+    _publish had moved aside but not yet replaced (killed between its two renames) is put back."""
     if folder.is_dir():
         for p in folder.iterdir():
-            if p.is_dir() and (p.name.startswith(".tmp-") or p.name.startswith(".old-")):
+            if not p.is_dir():
+                continue
+            old = _OLD_RE.match(p.name)
+            if old and not (folder / old.group(1)).exists():
+                os.replace(p, folder / old.group(1))
+                fsync_dir(folder)
+            elif old or p.name.startswith(".tmp-"):
                 shutil.rmtree(p, ignore_errors=True)
 
 
@@ -189,12 +199,12 @@ def save_checkpoint(
     final = ckpt_root / f"step_{step:07d}"
     tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
     _write_folder(tmp, model_state, dict(meta, step=step), train_state, tokenizer)
-    _publish(tmp, final)
-    if best:
+    if best:  # best/ first: a step folder, once published, says best/ holds its step (a resume trusts that)
         tmp_best = run_dir / f".tmp-best-{os.getpid()}"
-        _link_or_copy_tree(final, tmp_best)
+        _link_or_copy_tree(tmp, tmp_best)
         fsync_dir(tmp_best)
         _publish(tmp_best, run_dir / "best")
+    _publish(tmp, final)
     _prune(ckpt_root, max(1, keep_last))
     return final
 
@@ -243,7 +253,7 @@ def _previous_of(path: Path) -> str:
     others = [p for p in list_checkpoints(run_dir) if p.resolve() != path.resolve()]
     if step is not None:
         others = [p for p in others if int(_STEP_RE.match(p.name).group(1)) < step]
-    return str(others[-1]) if others else "none (start again with --resume none)"
+    return str(others[-1]) if others else "none (train again into a new --out)"
 
 
 # ----------------------------------------------------------------------------- load
@@ -315,4 +325,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer=N
         from owngpt.tokenizer import Tokenizer
 
         tok = Tokenizer.load(ckpt / "tokenizer")
+        if expected and tok.hash != expected:
+            raise OwnGPTError(f"{ckpt}/tokenizer (hash {tok.hash}) is not the tokenizer the model was trained with "
+                              f"({expected}): the checkpoint was changed or damaged; use the previous one {_previous_of(ckpt)}")
     return model, meta, tok

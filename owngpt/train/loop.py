@@ -101,14 +101,19 @@ def _next_fn(batches: Any) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _resume_path(cfg: TrainConfig, run_dir: Path) -> Path | None:
-    if cfg.resume in ("", "none"):
-        return None
+    """The checkpoint to continue from, or None to start afresh. Starting afresh (or from another run's checkpoint)
+    in a folder that already holds checkpoints is refused: the two runs' checkpoints would mix, and a later
+    `--resume auto` would pick whichever has the higher step."""
     if cfg.resume == "auto":
         return latest_checkpoint(run_dir)
-    path = Path(cfg.resume)
-    if not path.exists():
+    path = None if cfg.resume in ("", "none") else Path(cfg.resume)
+    if path is not None and not path.exists():
         raise OwnGPTError(f"train.resume: {path} does not exist (use auto, none, or a checkpoint folder)")
-    return latest_checkpoint(path) or best_or_latest(path)
+    held = latest_checkpoint(run_dir)
+    if held is not None and (path is None or run_dir.resolve() not in path.resolve().parents):
+        raise OwnGPTError(f"{run_dir} already holds a run (checkpoints up to {held.name}); continue it with --resume auto, "
+                          f"or start the new run in another --out (or delete {run_dir} first)")
+    return None if path is None else latest_checkpoint(path) or best_or_latest(path)
 
 
 def _oom_error(cfg: TrainConfig) -> OwnGPTError:
@@ -200,6 +205,7 @@ class _Trainer:
         self.last_saved_step = -1
         self.val_history: list[tuple[int, float]] = []
         self.resumed_from: str | None = None
+        self.expected_steps = 10**9  # the step the run is expected to end at (the lr schedule's horizon)
 
     # ------------------------------------------------------------------ resume / save
 
@@ -209,13 +215,13 @@ class _Trainer:
             return
         state, meta, ts = load_checkpoint(path)
         if ts is None:
-            raise OwnGPTError(f"{path} has no train_state.pt, so it cannot be resumed; start with train.resume=none "
-                              f"and train.init_from={path}")
-        missing, unexpected = self.raw_model.load_state_dict(state, strict=False)
-        selected = {k for k in self.raw_model.state_dict() if self.weights_filter is None or self.weights_filter(k)}
-        if unexpected or (selected & set(missing)):
-            raise OwnGPTError(f"{path} does not fit this model (missing {sorted(selected & set(missing))[:3]}, "
-                              f"unexpected {sorted(unexpected)[:3]}); resume with the settings that made it or use train.resume=none")
+            raise OwnGPTError(f"{path} has no train_state.pt, so it cannot be resumed; start a new run (another --out) "
+                              f"with train.init_from={path}")
+        theirs, ours = meta.get("tokenizer_hash"), getattr(self.tokenizer, "hash", None)
+        if theirs and ours and theirs != ours:
+            raise OwnGPTError(f"{path} was trained with tokenizer {theirs}, but this data uses tokenizer {ours}: "
+                              "resume with the data it was trained on, or start the new run in another --out")
+        self._load_weights(path, state)
         self.optimizer.load_state_dict(ts["optimizer"])
         if self.scaler is not None and "scaler" in ts:
             self.scaler.load_state_dict(ts["scaler"])
@@ -231,6 +237,22 @@ class _Trainer:
         self.val_history = [(int(s), float(v)) for s, v in ts.get("val_history", [])]
         self.last_saved_step = self.step
         self.resumed_from = str(path)
+
+    def _load_weights(self, path: Path, state: dict[str, torch.Tensor]) -> None:
+        """Load a checkpoint's weights into the model, or say in one line why they do not fit it."""
+        own = self.raw_model.state_dict()
+        selected = {k for k in own if self.weights_filter is None or self.weights_filter(k)}
+        missing = sorted(selected - set(state))
+        unexpected = sorted(set(state) - set(own))
+        resized = [f"{k} {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items()
+                   if k in own and v.shape != own[k].shape]
+        if missing or unexpected or resized:
+            found = "; ".join(part for part in (f"missing {missing[:3]}" if missing else "",
+                                                f"unexpected {unexpected[:3]}" if unexpected else "",
+                                                f"shapes differ: {', '.join(resized[:2])}" if resized else "") if part)
+            raise OwnGPTError(f"{path} does not fit this model ({found}); resume with the model settings that made it "
+                              f"(its run folder's config.yaml), or start the new model in another --out")
+        self.raw_model.load_state_dict(state, strict=False)
 
     def save(self, val_loss: float | None, best: bool, elapsed: float) -> Path:
         state = self.raw_model.state_dict()
@@ -289,15 +311,17 @@ class _Trainer:
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # the step's loss is the mean over all its target tokens, not the mean of the micro-batches' means: with
+        # masked targets (chat fine-tuning: assistant tokens only) micro-batches hold different numbers of them
+        batches = [self.next_train() for _ in range(cfg.grad_accum)]
+        targets = sum((y != -1).sum() for _x, y in batches).clamp(min=1)
         total = torch.zeros((), device=self.device)
-        for _ in range(cfg.grad_accum):
-            x, y = self.next_train()
-            loss = self.loss_of(x, y)
-            scaled = loss / cfg.grad_accum
+        for x, y in batches:
+            scaled = self.loss_of(x, y, reduction="sum") / targets
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            total += loss.detach()
+            total += scaled.detach()
             self.tokens += x.numel()
-        loss = total / cfg.grad_accum
+        loss = total
         if self.on_device_skip:
             norm = (torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True) if cfg.grad_clip > 0
                     else torch.full((), float("nan"), device=self.device))
@@ -358,7 +382,7 @@ class _Trainer:
 
     def run(self) -> FitResult:
         cfg = self.cfg
-        time_budget = parse_duration(cfg.max_time)
+        time_budget = self.time_budget = parse_duration(cfg.max_time)
         if cfg.max_steps <= 0 and cfg.max_tokens <= 0 and time_budget <= 0:
             raise OwnGPTError("no training budget: set train.max_steps, train.max_tokens or train.max_time (e.g. --time 10m)")
         self.resume()
@@ -375,7 +399,8 @@ class _Trainer:
         progress = _progress(cfg, self.quiet, self.step)
         try:
             with progress:
-                task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0)
+                task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0,
+                                         eta=_clock(None))
                 report = functools.partial(self.resolve, pending, logger=logger, progress=progress, task=task)
                 while True:
                     elapsed = self.elapsed_before + time.perf_counter() - start
@@ -388,7 +413,8 @@ class _Trainer:
                     if reason:
                         break
                     tok0 = self.tokens
-                    lr = lr_at(self.step, cfg, self.horizon(elapsed, time_budget, tokens_per_step or 1))
+                    self.expected_steps = self.horizon(elapsed, time_budget, tokens_per_step or 1)
+                    lr = lr_at(self.step, cfg, self.expected_steps)
                     pending.append(self.train_step(lr))
                     tokens_per_step = tokens_per_step or (self.tokens - tok0)
                     self.step += 1
@@ -471,8 +497,21 @@ class _Trainer:
                 self.interval = (now, v.tokens, self.paused)
                 logger.log(v.step, "train", loss=v.loss, lr=v.lr, grad_norm=v.norm, tokens=v.tokens, tokens_per_s=tps,
                            elapsed=self.elapsed_before + now - self.started, **self.mfu(tps))
-                progress.update(task, completed=v.step, loss=v.loss, tps=tps)
+                # under a token or time budget the total is the step that budget is expected to end at (see horizon)
+                total = self.expected_steps if self.expected_steps < 10**9 else None
+                progress.update(task, total=total, completed=v.step, loss=v.loss, tps=tps,
+                                eta=_clock(self.seconds_left(v.step, v.tokens, tps)))
         return ""
+
+    def seconds_left(self, step: int, tokens: int, tokens_per_s: float) -> float | None:
+        """Seconds until the run is expected to end: the nearer of the time budget's end and, at the current pace,
+        the step the lr schedule decays over (the step or token budget); None without either."""
+        ends = []
+        if self.time_budget > 0:
+            ends.append(self.time_budget - (self.elapsed_before + time.perf_counter() - self.started))
+        if self.expected_steps < 10**9 and step > 0 and tokens_per_s > 0:
+            ends.append((self.expected_steps - step) * (tokens / step) / tokens_per_s)
+        return max(0.0, min(ends)) if ends else None
 
     def mfu(self, tokens_per_s: float) -> dict[str, float]:
         """{"mfu": model FLOPs utilisation} where the GPU's peak is known: achieved training FLOP/s (6N + attention
@@ -503,13 +542,21 @@ class _Trainer:
         })
 
 
+def _clock(seconds: float | None) -> str:
+    """0:03:07 for the progress bar's ETA; -:--:-- while unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-:--:--"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 def _progress(cfg: TrainConfig, quiet: bool, start_step: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
         disable=quiet, transient=False, refresh_per_second=4,
     )
 

@@ -150,7 +150,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
     if train_cfg.resume == "auto" and base_changed(run_dir, meta):
         raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
-                          "more pretraining); resuming would mix the two: use --resume none to start over, or another --out")
+                          f"more pretraining); resuming would mix the two: fine-tune into another --out (or delete {run_dir} first)")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
     block = model.cfg.block_size
     train_batches = PackedBatches(render_all(tok, train, block + 1), block, train_cfg.batch_size, tok.pad_id,
