@@ -179,3 +179,17 @@ def test_load_model_checks_the_tokenizer_copy(tmp_path):
     with pytest.raises(OwnGPTError, match="not the tokenizer the model was trained with"):
         load_model(tmp_path)
     assert isinstance(tok, Tokenizer)
+
+
+def test_corrupt_best_points_at_a_checkpoint_with_other_files(tmp_path):
+    """best/ shares its files with its step folder (hard links): damaged, the advice skips that step folder."""
+    prev = _save(tmp_path, 1, keep_last=3)
+    _save(tmp_path, 2, keep_last=3, best=True)
+    weights = tmp_path / "best" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    with open(weights, "r+b") as f:  # in place, as disk damage would be
+        f.write(bytes(data))
+    with pytest.raises(OwnGPTError, match="corrupt.*sha256") as err:
+        load_checkpoint(tmp_path / "best")
+    assert str(err.value).endswith(str(prev))

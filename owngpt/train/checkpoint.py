@@ -246,11 +246,19 @@ def best_or_latest(path: str | Path) -> Path:
     return latest
 
 
+def _same_weights(a: Path, b: Path) -> bool:
+    """Whether two checkpoint folders share one weights file (best/ is hard-linked to its step folder)."""
+    try:
+        return os.path.samefile(a / "model.safetensors", b / "model.safetensors")
+    except OSError:
+        return False
+
+
 def _previous_of(path: Path) -> str:
     """The checkpoint to fall back to when `path` is corrupt, for the error message."""
     run_dir = path.parent.parent if _STEP_RE.match(path.name) else path.parent
     step = int(_STEP_RE.match(path.name).group(1)) if _STEP_RE.match(path.name) else None
-    others = [p for p in list_checkpoints(run_dir) if p.resolve() != path.resolve()]
+    others = [p for p in list_checkpoints(run_dir) if p.resolve() != path.resolve() and not _same_weights(p, path)]
     if step is not None:
         others = [p for p in others if int(_STEP_RE.match(p.name).group(1)) < step]
     return str(others[-1]) if others else "none (train again into a new --out)"
