@@ -83,6 +83,21 @@ def test_render_windows_short_conversation_is_one_window():
     assert render_windows(tok, conv, 1000) == [render_conversation(tok, conv)]
 
 
+def test_render_windows_keeps_the_question_before_the_system_prompt():
+    """system + user + reply do not fit, user + reply do: the window is user + reply (no system), never a reply
+    without the question it answers."""
+    from owngpt.tokenizer import render_conversation
+
+    tok = _char_tok()
+    conv = [{"role": "system", "content": "you are a very helpful assistant."},
+            {"role": "user", "content": "how are you?"},
+            {"role": "assistant", "content": "fine thanks " * 6}]
+    sizes = [len(render_conversation(tok, [m])[0]) for m in conv]
+    limit = sizes[1] + sizes[2] + 2
+    assert sum(sizes) > limit
+    assert render_windows(tok, conv, limit) == [render_conversation(tok, conv[1:])]
+
+
 def test_render_windows_split_long_conversation_at_turns():
     from owngpt.tokenizer import render_conversation
 

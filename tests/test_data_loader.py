@@ -109,3 +109,26 @@ def test_packed_batches_resume_same_order():
     pb2.load_state_dict(state)
     got = [pb2.next_batch()[0] for _ in range(6)]
     assert all(torch.equal(a, b) for a, b in zip(want, got))
+
+
+def test_in_order_pass_covers_every_row_once():
+    """An unshuffled pass ends with the leftover rows (not a wrap to row 0); batches_per_pass counts it."""
+    ex = [([i, i, i], [0, 1, 1]) for i in range(1, 6)]  # 5 one-example rows (each fills block 2)
+    pb = PackedBatches(ex, block_size=2, batch_size=2, pad_id=0, shuffle=False)
+    assert pb.batches_per_pass == 3
+    seen = [r[0] for _ in range(pb.batches_per_pass) for r in pb.next_batch()[0].tolist()]
+    assert sorted(seen) == [1, 2, 3, 4, 5]
+    assert pb.next_batch()[0][:, 0].tolist() == [1, 2]  # then the next pass
+    shuffled = PackedBatches(ex, block_size=2, batch_size=2, pad_id=0, seed=1)
+    assert shuffled.batches_per_pass == 2  # whole batches of one epoch
+
+
+def test_data_position_of_the_other_kind_of_run_is_refused(tmp_path):
+    ex = [([1, 2, 3, 4], [0, 1, 1, 1])] * 4
+    pb = PackedBatches(ex, block_size=3, batch_size=2, pad_id=0)
+    with pytest.raises(OwnGPTError, match="other kind of run"):
+        pb.load_state_dict({"rng": torch.zeros(5, dtype=torch.uint8), "batches": 3, "seed": 1})
+    root = write_shards(tmp_path, {"train": [np.arange(100, dtype=np.uint16)]})
+    tb = TokenBatches(root, "train", 2, 4)
+    with pytest.raises(OwnGPTError, match="other kind of run"):
+        tb.load_state_dict(pb.state_dict())

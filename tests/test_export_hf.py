@@ -94,3 +94,17 @@ def test_refusals(tmp_path):
         hf_state_from_gpt(modern)
     with pytest.raises(OwnGPTError, match="wte"):
         gpt2_state_from_hf({"foo": torch.zeros(1)})
+
+
+def test_export_names_the_tokenizers_special_ids(tmp_path):
+    """HF's generate() stops at owngpt's <|endoftext|> / <|im_end|>, not at GPT-2's 50256 (outside the vocab)."""
+    from owngpt.tokenizer import train_char
+
+    tok = train_char(["hello world"])
+    ours = load_hf_gpt2(tiny_hf())
+    save_hf_gpt2(ours, tmp_path / "hf", tokenizer=tok)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    assert hf.config.eos_token_id == tok.eot_id and hf.config.pad_token_id == tok.pad_id
+    assert hf.generation_config.eos_token_id == [tok.eot_id, tok.im_end_id]
+    save_hf_gpt2(ours, tmp_path / "plain")
+    assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "plain").config.eos_token_id is None

@@ -119,18 +119,22 @@ class DyingBatches(TokenBatches):
         return super().next_batch()
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, data):
+@pytest.mark.parametrize("budget", [dict(max_steps=20), dict(max_steps=0, max_tokens=20 * 4 * BLOCK)],
+                         ids=["steps", "tokens"])
+def test_resume_equals_uninterrupted_run(tmp_path, data, budget):
+    """Under a token budget too: the lr schedule's horizon (tokens per step) is known again at once on resume."""
     straight = tmp_path / "straight"
     train, val = loaders(data)
-    fit(make_model(), train, val, cfg(), straight, run_config={}, quiet=True)
+    fit(make_model(), train, val, cfg(**budget), straight, run_config={}, quiet=True)
 
     crashed = tmp_path / "crashed"
     train = DyingBatches(data, "train", 4, BLOCK, seed=1)
     train.die_after = 13  # checkpoints at steps 5 and 10; dies during step 14
     with pytest.raises(Interrupt):
-        fit(make_model(), train, TokenBatches(data, "val", 4, BLOCK, seed=2), cfg(), crashed, run_config={}, quiet=True)
+        fit(make_model(), train, TokenBatches(data, "val", 4, BLOCK, seed=2), cfg(**budget), crashed, run_config={},
+            quiet=True)
     train, val = loaders(data)
-    result = fit(make_model(seed=99), train, val, cfg(), crashed, run_config={}, quiet=True)  # resume=auto
+    result = fit(make_model(seed=99), train, val, cfg(**budget), crashed, run_config={}, quiet=True)  # resume=auto
     assert result.resumed_from.endswith("step_0000010")
     a, b = train_losses(straight), train_losses(crashed)
     assert sorted(a) == sorted(b) == list(range(1, 21))  # records past the checkpoint were replaced
@@ -411,6 +415,15 @@ def test_cli_pretrain_end_to_end(tmp_path):
     assert meta["tokenizer_hash"] == tok.hash and tok2.hash == tok.hash
     assert meta["model_config"]["vocab_size"] % 64 == 0 and meta["model_config"]["vocab_size"] >= tok.vocab_size
     assert cli(["pretrain", "--data", str(data), "--out", str(run), "--set", "train.lrr=1"]) == 1
+    # an adapter-only checkpoint (a LoRA run) cannot start a pretraining run: one line, not a traceback
+    import shutil
+
+    adapter = tmp_path / "adapter-only"
+    shutil.copytree(run / "best", adapter)
+    meta_path = adapter / "meta.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "weights_filtered": True}))
+    assert cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "again"), "--init-from", str(adapter),
+                "--steps", "2", "--quiet"]) == 1
 
 
 def test_progress_clock():
@@ -418,3 +431,24 @@ def test_progress_clock():
 
     assert _clock(187.4) == "0:03:07" and _clock(3 * 3600 + 5) == "3:00:05"
     assert _clock(None) == _clock(float("nan")) == "-:--:--"
+
+
+def test_resume_applies_changed_optimizer_settings(tmp_path, data):
+    """Moments continue across a resume, but weight decay, betas and eps are the resumed run's own settings."""
+    from owngpt.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    run = tmp_path / "run"
+    fit(make_model(0.0), *loaders(data), cfg(max_steps=5), run, run_config={}, quiet=True)
+    fit(make_model(0.0), *loaders(data), cfg(max_steps=10, weight_decay=0.0, beta2=0.95, eps=1e-6), run,
+        run_config={}, quiet=True)
+    groups = load_checkpoint(latest_checkpoint(run))[2]["optimizer"]["param_groups"]
+    assert [(g["weight_decay"], tuple(g["betas"]), g["eps"]) for g in groups] == [(0.0, (0.9, 0.95), 1e-6)] * 2
+
+
+def test_time_without_steps_lifts_the_step_budget():
+    """`pretrain --time` and `sft --time` share one rule: without --steps the run is bounded by time alone."""
+    from owngpt.cli.train import budget_overrides
+
+    assert budget_overrides(None, "5m") == ["train.max_time=5m", "train.max_steps=0"]
+    assert budget_overrides(300, "5m") == ["train.max_time=5m", "train.max_steps=300"]
+    assert budget_overrides(300, None) == ["train.max_steps=300"]

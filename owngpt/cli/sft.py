@@ -35,18 +35,15 @@ def sft(
     config: str = typer.Option("sft", "--config", help="Training preset name or YAML (its train: section is used)."),
     set_: List[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set train.lr=1e-4 (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (overrides the preset)."),
-    time: Optional[str] = typer.Option(None, "--time", help="Wall-clock budget, e.g. 5m."),
+    time: Optional[str] = typer.Option(None, "--time", help="Wall-clock budget, e.g. 5m; without --steps the run is bounded by time alone."),
     resume: str = typer.Option("auto", "--resume", help="auto (continue RUN's latest checkpoint), none, or a checkpoint path."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
+    from owngpt.cli.train import budget_overrides
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft as run_sft
 
-    overrides = list(set_) + [f"train.out_dir={out}", f"train.resume={resume}"]
-    if steps is not None:
-        overrides.append(f"train.max_steps={steps}")
-    if time is not None:
-        overrides.append(f"train.max_time={time}")
+    overrides = list(set_) + [f"train.out_dir={out}", f"train.resume={resume}", *budget_overrides(steps, time)]
     train_cfg = load_run_config(config, overrides).train
     cfg = SFTConfig(
         base=base, data=list(data), persona=persona or "", identity_conversations=identity, identity_share=identity_share, lora=lora,

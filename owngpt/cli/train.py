@@ -9,6 +9,19 @@ import typer
 from owngpt.cli import app
 
 
+def budget_overrides(steps: int | None, time: str | None) -> list[str]:
+    """--steps / --time as config overrides; --time without --steps bounds the run by time alone (the preset's
+    step budget is lifted, and the learning rate decays over the time given)."""
+    overrides = []
+    if time is not None:
+        overrides.append(f"train.max_time={time}")
+        if steps is None:
+            overrides.append("train.max_steps=0")
+    if steps is not None:
+        overrides.append(f"train.max_steps={steps}")
+    return overrides
+
+
 @app.command(help="Pretrain a GPT from scratch on a folder written by `owngpt prepare` (shards + tokenizer).")
 def pretrain(
     data: str = typer.Option(..., "--data", help="Prepared data folder (manifest.json, tokens/, tokenizer/)."),
@@ -29,12 +42,7 @@ def pretrain(
     overrides = list(set_) + [f"train.data={data}"]
     if out is not None:
         overrides.append(f"train.out_dir={out}")
-    if time is not None:
-        overrides.append(f"train.max_time={time}")
-        if steps is None:
-            overrides.append("train.max_steps=0")
-    if steps is not None:
-        overrides.append(f"train.max_steps={steps}")
+    overrides += budget_overrides(steps, time)
     if resume is not None:
         overrides.append(f"train.resume={resume}")
     if init_from is not None:

@@ -145,8 +145,12 @@ def render_windows(tok, messages: list[dict[str, str]], limit: int) -> list[tupl
     windows: list[tuple[list[int], list[int]]] = []
     i, n = head, len(pieces)
     while i < n:
-        # The system message opens the window unless it would push the window's first message past the limit.
-        system = head and len(pieces[0][0]) + len(pieces[i][0]) <= limit
+        # The system message opens the window unless it would push the window's first message — a user turn
+        # together with the reply it gets — past the limit: a reply keeps its question before the system prompt.
+        first = len(pieces[i][0])
+        if i + 1 < n and messages[i]["role"] == "user" and messages[i + 1]["role"] == "assistant":
+            first += len(pieces[i + 1][0])
+        system = head and len(pieces[0][0]) + first <= limit
         ids, mask = (list(pieces[0][0]), list(pieces[0][1])) if system else ([], [])
         j = i
         while j < n and (j == i or len(ids) + len(pieces[j][0]) <= limit):

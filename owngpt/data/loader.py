@@ -112,8 +112,17 @@ class TokenBatches:
         return {"rng": self.generator.get_state(), "batches": self.batches, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        _check_state(state, ("rng", "batches"), "token windows (pretraining)")
         self.generator.set_state(state["rng"])
         self.batches = int(state["batches"])
+
+
+def _check_state(state: dict, keys: tuple[str, ...], what: str) -> None:
+    """A saved data position must come from the same kind of batches: pretraining and SFT checkpoints differ."""
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise OwnGPTError(f"the checkpoint's data position is not one of {what}: it was written by the other "
+                          "kind of run (pretraining vs chat fine-tuning); resume a run with the command that made it, "
+                          "or start from its weights instead (pretrain --init-from, sft --base)")
 
 
 class PackedBatches:
@@ -165,8 +174,9 @@ class PackedBatches:
         return torch.randperm(len(self.x), generator=g)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch; shuffled epochs drop their last partial batch, in-order passes end with it."""
         order = self._order()
-        if self.cursor + self.batch_size > len(order):
+        if self.cursor + (self.batch_size if self.shuffle else 1) > len(order):
             self.epoch, self.cursor = self.epoch + 1, 0
             order = self._order()
         idx = order[self.cursor : self.cursor + self.batch_size]
@@ -180,8 +190,17 @@ class PackedBatches:
         while True:
             yield self.next_batch()
 
+    @property
+    def batches_per_pass(self) -> int:
+        """Batches that see each row at most once: every row in order, the last batch the rest (shuffle=False),
+        or whole batches of one shuffled epoch."""
+        if not self.shuffle:
+            return -(-len(self.x) // self.batch_size)
+        return max(1, len(self.x) // self.batch_size)
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
+        _check_state(state, ("epoch", "cursor"), "packed conversations (chat fine-tuning)")
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])

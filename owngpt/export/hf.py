@@ -83,10 +83,15 @@ def config_from_hf(hf_config: dict[str, Any]) -> ModelConfig:
     )
 
 
-def hf_config_from_gpt(cfg: ModelConfig) -> dict[str, Any]:
-    """A GPT-2 config.json dict for an exportable owngpt config."""
+def hf_config_from_gpt(cfg: ModelConfig, tokenizer=None) -> dict[str, Any]:
+    """A GPT-2 config.json dict for an exportable owngpt config. With the model's tokenizer its special ids are
+    named (bos = eos = <|endoftext|> as in GPT-2, pad = <|pad|>); without, they are left empty rather than
+    GPT2Config's default 50256, which is not an id of an owngpt vocabulary."""
     _check_exportable(cfg)
-    return {
+    special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if tokenizer is not None:
+        special = {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
+    return {**special,
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
         "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
         "n_head": cfg.n_head, "n_inner": cfg.mlp_hidden, "activation_function": "gelu_new",
@@ -153,8 +158,10 @@ def load_hf_gpt2(path_or_model: str | Path | Any) -> GPT:
     return model.eval()
 
 
-def save_hf_gpt2(model: GPT, directory: str | Path) -> Path:
-    """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained reads."""
+def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
+    """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained reads; with the
+    tokenizer, also generation_config.json, whose end ids (<|endoftext|>, <|im_end|>) make HF's generate() stop
+    where owngpt's does."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -163,5 +170,10 @@ def save_hf_gpt2(model: GPT, directory: str | Path) -> Path:
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight")  # shared with wte: safetensors refuses shared tensors, HF re-ties it
     save_file({k: v.cpu() for k, v in state.items()}, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(hf_config_from_gpt(model.cfg), indent=2), encoding="utf-8")
+    config = hf_config_from_gpt(model.cfg, tokenizer)
+    (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if tokenizer is not None:
+        generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer.eot_id, tokenizer.im_end_id],
+                      "pad_token_id": config["pad_token_id"]}
+        (directory / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
     return directory

@@ -305,6 +305,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, di
     return state, meta, train_state
 
 
+def require_full_model(ckpt: Path, meta: dict) -> None:
+    """Refuse a checkpoint that holds only part of a model (a LoRA run's adapters) where a whole one is needed."""
+    if meta.get("weights_filtered"):
+        raise OwnGPTError(f"{ckpt} holds only part of a model (e.g. LoRA adapters); load its base model and apply "
+                          "the adapter (see `owngpt chat BASE --adapter ADAPTER`)")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer=None):
     """(GPT, meta, Tokenizer | None) from a run folder (its best, else latest) or a checkpoint folder.
 
@@ -315,9 +322,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer=N
 
     ckpt = best_or_latest(path)
     meta = read_meta(ckpt)
-    if meta.get("weights_filtered"):
-        raise OwnGPTError(f"{ckpt} holds only part of a model (e.g. LoRA adapters); load its base model and apply "
-                          "the adapter (see `owngpt chat BASE --adapter ADAPTER`)")
+    require_full_model(ckpt, meta)
     state = load_weights(ckpt, meta)
     model = GPT(ModelConfig(**meta["model_config"]))
     model.load_state_dict(state, strict=True)

@@ -222,7 +222,12 @@ class _Trainer:
             raise OwnGPTError(f"{path} was trained with tokenizer {theirs}, but this data uses tokenizer {ours}: "
                               "resume with the data it was trained on, or start the new run in another --out")
         self._load_weights(path, state)
+        # the moments and step counts continue; the settings are this run's (a resume may change weight decay,
+        # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
+        settings = [{k: g[k] for k in ("weight_decay", "betas", "eps")} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ts["optimizer"])
+        for group, own in zip(self.optimizer.param_groups, settings):
+            group.update(own)
         if self.scaler is not None and "scaler" in ts:
             self.scaler.load_state_dict(ts["scaler"])
         restore_rng_state(ts["rng"])
@@ -360,7 +365,9 @@ class _Trainer:
         self.raw_model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         count = 0
-        for _ in range(max(1, self.cfg.eval_batches)):
+        # at most one pass over a fixed validation set (packed conversations): no row counted twice
+        n = min(max(1, self.cfg.eval_batches), getattr(self.val_batches, "batches_per_pass", 10**9))
+        for _ in range(n):
             x, y = next_val()
             loss_sum += self.loss_of(x, y, reduction="sum").double()
             count += int((y != -1).sum())
@@ -391,7 +398,7 @@ class _Trainer:
         start_tokens, start_step = self.tokens, self.step
         self.paused = 0.0  # seconds spent evaluating and saving: left out of tokens/s
         self.interval = (start, self.tokens, 0.0)  # where the current tokens/s window began: time, tokens, paused
-        tokens_per_step = None
+        tokens_per_step = self.tokens // self.step if self.step else None  # known again after a resume
         last_val = float("nan")
         reason = ""
         pending: list[_StepValues] = []  # queued steps whose numbers the host has not read yet

@@ -51,10 +51,11 @@ def setup(run_config: RunConfig):
     base_state = None
     if cfg.init_from:  # continued pretraining (domain adaptation): the base decides the architecture
         from owngpt.config import ModelConfig
-        from owngpt.train.checkpoint import best_or_latest, load_weights, read_meta
+        from owngpt.train.checkpoint import best_or_latest, load_weights, read_meta, require_full_model
 
         base = best_or_latest(cfg.init_from)
         base_meta = read_meta(base)
+        require_full_model(base, base_meta)
         if base_meta.get("tokenizer_hash") and base_meta["tokenizer_hash"] != tok.hash:
             raise OwnGPTError(f"{data_dir} was tokenized with a different tokenizer than {base}; re-run prepare "
                               f"with `--tokenizer {base}/tokenizer` so the data matches the base model")

@@ -68,8 +68,10 @@ def split_conversations(cfg: SFTConfig) -> tuple[ConversationSet, list[list[dict
     if cfg.max_conversations:
         train.conversations = train.conversations[: cfg.max_conversations]
         val = val[: max(1, cfg.max_conversations // 20)]
-    if not val:
+    if not val:  # nothing held out (e.g. all max_conversations taken): hold out the last one, if there are two
         val = train.conversations[-1:]
+        if len(train.conversations) > 1:
+            train.conversations, train.locs = train.conversations[:-1], train.locs[:-1]
     return train, val
 
 
@@ -94,9 +96,9 @@ def build_conversations(
         if not cfg.identity_conversations:
             n = identity_count(train, identity, cfg.identity_share)
             identity = identity_conversations(persona, n=n, seed=seed) if n > len(identity) else identity
-        n_val = min(MAX_IDENTITY_VAL, max(1, len(identity) // 20))
-        train += identity[n_val:]
-        val += identity[:n_val]
+        held_out, kept = split_identity(identity, min(MAX_IDENTITY_VAL, max(1, len(identity) // 20)))
+        train += kept
+        val += held_out
         report["persona"] = {"name": persona.name, "identity_conversations": len(identity)}
         report["system_prompt"] = prompt
     if cfg.reverse:
@@ -110,6 +112,21 @@ def build_conversations(
 
 
 MIN_IDENTITY, MAX_IDENTITY, MAX_IDENTITY_VAL = 500, 50_000, 200
+
+
+def split_identity(identity: list[list[dict[str, str]]], n_val: int) -> tuple[list, list]:
+    """(validation, training) identity conversations: n_val distinct ones held out, and every copy of them kept
+    out of training (the templates repeat, so a plain cut would validate on conversations the model trains on)."""
+    held: dict[tuple, list[dict[str, str]]] = {}
+    for conv in identity:
+        if len(held) >= n_val:
+            break
+        held.setdefault(_conversation_key(conv), conv)
+    return list(held.values()), [conv for conv in identity if _conversation_key(conv) not in held]
+
+
+def _conversation_key(conv: list[dict[str, str]]) -> tuple:
+    return tuple((m["role"], m["content"]) for m in conv)
 
 
 def _chars(conversations: list[list[dict[str, str]]]) -> int:
@@ -155,8 +172,10 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     block = model.cfg.block_size
     train_batches = PackedBatches(render_all(tok, train, block + 1), block, train_cfg.batch_size, tok.pad_id,
                                   seed=train_cfg.seed, device=device)
+    # validation: a fixed, shuffled sample of the held-out rows (the same batches at every evaluation, and not
+    # just the first rows in packing order)
     val_batches = PackedBatches(render_all(tok, val, block + 1), block, train_cfg.batch_size, tok.pad_id,
-                                seed=train_cfg.seed, device=device, shuffle=False)
+                                seed=train_cfg.seed + 1, device=device)
     report.update(
         packed_rows=len(train_batches),
         truncated_conversations=train_batches.truncated,
