@@ -2,8 +2,10 @@
 
 A `ChatSession` holds the model, its tokenizer, the sampling settings, the system prompt and the message
 history. Every turn renders the history with the one chat template (`owngpt.tokenizer.render_conversation`)
-after `fit_history` has trimmed it to the context window, and samples through `owngpt.generate`, so the
-terminal chat, the quickstart sample and scripts all produce what the server and evaluation would.
+after `fit_history` has trimmed it to the context window, and samples through `owngpt.generate`. The steps of one
+reply are functions (`reply_config`, `reply_prompt`, `generate_replies`, `reply_stop_ids`) that evaluation
+(`owngpt.evaluate.chat_eval`) calls too, so the terminal chat, the quickstart sample, scripts and evaluation all
+sample a reply the same way.
 
 `handle_line` is the whole command language (`/reset`, `/system`, `/temperature`, ...): the interactive
 terminal loop and the non-interactive `--message`/stdin mode both call it, so a script exercises exactly
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from owngpt.errors import OwnGPTError
-from owngpt.generate import GenerationConfig, generate_ids, sequence_logprob, stream_text
+from owngpt.generate import SEEDS, GenerationConfig, generate_ids, sequence_logprobs, stream_text
 from owngpt.tokenizer import render_conversation
 
 Message = dict[str, str]
@@ -86,26 +88,63 @@ def fit_history(tokenizer, system: str | None, messages: list[Message], max_prom
 
 
 def _cut_left(tokenizer, head: list[Message], last: Message, max_prompt_tokens: int) -> Message:
-    """`last` with as many characters of its end as fit after `head` (binary search on the characters kept)."""
-    content = last["content"]
-
-    def fits(keep: int) -> bool:
-        text = content[len(content) - keep:] if keep else ""
-        return _prompt_length(tokenizer, head + [{"role": last["role"], "content": text}]) <= max_prompt_tokens
-
-    if not fits(0):
-        empty = _prompt_length(tokenizer, head + [{"role": last["role"], "content": ""}])
+    """`last` with as many characters of its end as fit after `head`."""
+    role = last["role"]
+    kept = _keep_end(last["content"], lambda text: _prompt_length(
+        tokenizer, head + [{"role": role, "content": text}]) <= max_prompt_tokens)
+    if kept is None:
+        empty = _prompt_length(tokenizer, head + [{"role": role, "content": ""}])
         raise OwnGPTError(f"the system prompt leaves no room for a message: with it the prompt is {empty} tokens, "
                           f"but only {max_prompt_tokens} fit (context minus max_new_tokens); use a shorter "
                           "system prompt (/system TEXT or --system) or fewer --max-new-tokens")
-    lo, hi = 0, len(content)  # invariant: lo fits; the answer is in [lo, hi]
+    return {"role": role, "content": kept}
+
+
+def _keep_end(text: str, fits: Callable[[str], bool]) -> str | None:
+    """The longest end of `text` that `fits` (binary search on the characters kept: a shorter end must never fit
+    worse); None when not even "" fits."""
+    if fits(text):
+        return text
+    if not fits(""):
+        return None
+    lo, hi = 0, len(text)  # invariant: the last lo characters fit; the answer is in [lo, hi]
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if fits(mid):
+        if fits(text[len(text) - mid:]):
             lo = mid
         else:
             hi = mid - 1
-    return {"role": last["role"], "content": content[len(content) - lo:] if lo else ""}
+    return text[len(text) - lo:] if lo else ""
+
+
+# ----------------------------------------------------------------------------- one reply: chat, MMI and evaluation
+
+
+def reply_stop_ids(tokenizer) -> tuple[int, ...]:
+    """Ids that end a reply: the tokenizer's reply terminators (<|im_end|>, <|endoftext|>), and <|im_start|>: a
+    reply that starts a new turn has ended."""
+    return (*tokenizer.assistant_stop_ids, tokenizer.im_start_id)
+
+
+def reply_config(gen: GenerationConfig, block_size: int) -> GenerationConfig:
+    """`gen` for one reply: max_new_tokens as asked but at most half the context, so the system prompt and history
+    always have room; the prompt is never truncated by the sampler (`reply_prompt` makes it fit)."""
+    return replace(gen, max_new_tokens=max(1, min(gen.max_new_tokens, block_size // 2)), truncate="error")
+
+
+def reply_prompt(tokenizer, system: str | None, messages: list[Message], block_size: int,
+                 max_new_tokens: int) -> tuple[list[Message], list[int]]:
+    """(messages, ids) the model answers: `fit_history` of the conversation in the context less the reply's
+    max_new_tokens (system prompt kept, oldest turns dropped first), rendered with the generation prompt."""
+    context = fit_history(tokenizer, system, messages, block_size - max_new_tokens)
+    return context, render_conversation(tokenizer, context, add_generation_prompt=True)[0]
+
+
+def generate_replies(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig) -> list[str]:
+    """One reply per prompt (ids of `reply_prompt`, settings of `reply_config`), sampled as one batch; each ends
+    at a `reply_stop_ids` id and is stripped of surrounding whitespace, as a streamed chat reply is."""
+    outs = generate_ids(model, prompts, cfg, stop_ids=reply_stop_ids(tokenizer), tokenizer=tokenizer)
+    return [tokenizer.decode(out).strip() for out in outs]
 
 
 # ----------------------------------------------------------------------------- MMI
@@ -146,30 +185,56 @@ def reverse_conversation(messages: list[Message]) -> list[Message] | None:
 def mmi_rerank(backward_model, backward_tok, history_messages: list[Message],
                candidates: list[str]) -> tuple[str, list[float]]:
     """(best candidate, scores): score = log p(reversed context | candidate) under the backward model, the
-    sum over the context tokens that `render_conversation` masks in, computed by `sequence_logprob`.
+    sum over the context tokens that `render_conversation` masks in (the original user turns).
 
-    Every candidate is scored on the same context tokens (as many reversed messages as fit the backward
-    model's context with the longest candidate), so sums compare fairly. An empty candidate scores -inf."""
+    Every candidate is scored on the same context tokens, so sums compare fairly. The reversed context is fitted
+    once, to the backward model's context less room for the longest candidate (at most half of it): the oldest
+    pairs of the dialogue go first, then the user's newest message keeps its end. A candidate longer than what
+    the context leaves keeps its end. An empty candidate scores -inf."""
     if not candidates:
         raise ValueError("mmi_rerank needs at least one candidate")
     convs = [reverse_conversation([*history_messages, {"role": "assistant", "content": c}]) for c in candidates]
     if convs[0] is None:
         raise OwnGPTError("MMI reranking needs a user message before the reply")
     block = backward_model.cfg.block_size
-    rendered = [render_conversation(backward_tok, conv) for conv in convs]
-    keep = len(convs[0])
-    longest = max(range(len(convs)), key=lambda i: len(rendered[i][0]))
-    while keep > 2 and len(render_conversation(backward_tok, convs[longest][:keep])[0]) > block:
-        keep -= 2  # drop the oldest (user, assistant) pair of the original dialogue
-    scores: list[float] = []
-    for cand, conv in zip(candidates, convs):
+
+    def length(messages: list[Message]) -> int:
+        return len(render_conversation(backward_tok, messages)[0])
+
+    # convs[i] = [candidate i (as "user"), *context]: only the first message differs between candidates
+    room = min(max(length(conv[:1]) for conv in convs), block // 2)
+    context_ids, context_mask = render_conversation(backward_tok, _fit_context(length, convs[0][1:], block - room))
+    items, scored = [], []
+    for i, (cand, conv) in enumerate(zip(candidates, convs)):
         if not cand.strip():
-            scores.append(-math.inf)
             continue
-        ids, mask = render_conversation(backward_tok, conv[:keep])
-        scores.append(float(sequence_logprob(backward_model, ids[:block], mask[:block])))
+        reply = conv[0]
+        text = _keep_end(reply["content"], lambda t: length([{**reply, "content": t}]) + len(context_ids) <= block)
+        if text is None:
+            raise OwnGPTError(f"the backward model's context ({block} tokens) is too small to score a reply")
+        reply_ids = render_conversation(backward_tok, [{**reply, "content": text}])[0]
+        items.append((reply_ids + context_ids, [0] * len(reply_ids) + context_mask))
+        scored.append(i)
+    scores = [-math.inf] * len(candidates)
+    for i, score in zip(scored, sequence_logprobs(backward_model, items)):
+        scores[i] = float(score)
     best = max(range(len(candidates)), key=lambda i: scores[i])  # first of equals
     return candidates[best], scores
+
+
+def _fit_context(length: Callable[[list[Message]], int], context: list[Message], max_tokens: int) -> list[Message]:
+    """The newest part of a reversed context within max_tokens tokens: its last (oldest) pairs go first, then
+    its first message (the user's newest) keeps its end."""
+    keep = len(context)
+    while keep > 1 and length(context[:keep]) > max_tokens:
+        keep = max(1, keep - 2)  # drop the oldest (user, assistant) pair of the original dialogue
+    first = context[0]
+    if keep > 1 or length(context[:1]) <= max_tokens:
+        return context[:keep]
+    text = _keep_end(first["content"], lambda t: length([{**first, "content": t}]) <= max_tokens)
+    if text is None:
+        raise OwnGPTError("the backward model's context is too small: no room for the user's message")
+    return [{**first, "content": text}]
 
 
 # ----------------------------------------------------------------------------- the session
@@ -230,15 +295,12 @@ class ChatSession:
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
-        # The tokenizer's reply terminators (<|im_end|>, <|endoftext|>), and <|im_start|>: a reply that starts a
-        # new turn has ended.
-        return (*self.tokenizer.assistant_stop_ids, self.tokenizer.im_start_id)
+        return reply_stop_ids(self.tokenizer)
 
     @property
     def max_new_tokens(self) -> int:
         """The reply budget: as asked, but at most half the context so the system prompt and history always have room."""
-        block = self.model.cfg.block_size
-        return max(1, min(self.gen.max_new_tokens, block // 2))
+        return reply_config(self.gen, self.model.cfg.block_size).max_new_tokens
 
     @property
     def max_prompt_tokens(self) -> int:
@@ -246,7 +308,8 @@ class ChatSession:
 
     def prompt_messages(self) -> list[Message]:
         """What the model sees for the next reply: system prompt + as much recent history as fits."""
-        return fit_history(self.tokenizer, self.system, self.messages, self.max_prompt_tokens)
+        return reply_prompt(self.tokenizer, self.system, self.messages, self.model.cfg.block_size,
+                            self.max_new_tokens)[0]
 
     # ------------------------------------------------------------------ turns
 
@@ -289,11 +352,12 @@ class ChatSession:
             raise
 
     def _respond(self) -> Iterator[str]:
-        context = self.prompt_messages()
-        ids, _ = render_conversation(self.tokenizer, context, add_generation_prompt=True)
-        seed = None if self.gen.seed is None else self.gen.seed + self.draws
+        block = self.model.cfg.block_size
+        cfg = reply_config(self.gen, block)
+        context, ids = reply_prompt(self.tokenizer, self.system, self.messages, block, cfg.max_new_tokens)
+        if self.gen.seed is not None:
+            cfg = replace(cfg, seed=(self.gen.seed + self.draws) % SEEDS)
         self.draws += 1
-        cfg = replace(self.gen, max_new_tokens=self.max_new_tokens, seed=seed, truncate="error")
         if self.mmi > 1:
             pieces: Iterable[str] = [self._mmi_reply(ids, context, cfg)]
         else:
@@ -312,17 +376,11 @@ class ChatSession:
         if cfg.temperature <= 0:
             raise OwnGPTError("MMI reranking samples several different candidates: set a temperature above 0 "
                               "(/temperature 0.8 or --temperature 0.8)")
-        outs = generate_ids(self.model, [list(ids) for _ in range(self.mmi)], cfg, stop_ids=self.stop_ids)
-        candidates = [self._decode(out) for out in outs]
+        candidates = generate_replies(self.model, self.tokenizer, [list(ids) for _ in range(self.mmi)], cfg)
         back_model, back_tok = self.backward
         best, scores = mmi_rerank(back_model, back_tok, context, candidates)
         self.last_candidates = list(zip(candidates, scores))
         return best
-
-    def _decode(self, out: list[int]) -> str:
-        stops = set(self.stop_ids)
-        cut = next((i for i, t in enumerate(out) if t in stops), len(out))
-        return self.tokenizer.decode(list(out[:cut])).strip()
 
     # ------------------------------------------------------------------ save / load
 
@@ -573,7 +631,7 @@ def settings_summary(session: ChatSession) -> str:
 
 
 __all__ = [
-    "ChatSession", "CommandResult", "COMMANDS", "chat_generation_config", "fit_history", "handle_command",
-    "handle_line", "mmi_rerank", "resolve_system_prompt", "reverse_conversation", "sample_conversation",
-    "settings_summary",
+    "ChatSession", "CommandResult", "COMMANDS", "chat_generation_config", "fit_history", "generate_replies",
+    "handle_command", "handle_line", "mmi_rerank", "reply_config", "reply_prompt", "reply_stop_ids",
+    "resolve_system_prompt", "reverse_conversation", "sample_conversation", "settings_summary",
 ]

@@ -1,6 +1,6 @@
 """Text generation: the sampler, beam search, the KV-cache engine, streaming, scoring, and `owngpt.load(path)`.
 
-Chat, the server and evaluation all sample through this module, so a setting means the same everywhere.
+Chat, `owngpt generate` and evaluation all sample through this module, so a setting means the same everywhere.
 
 One decoding step, per row:
   logits of the last position (fp32)
@@ -9,10 +9,17 @@ One decoding step, per row:
      as GPT2-chitchat does, would make it *more* likely)
   -> no-repeat-n-gram: tokens that would complete an n-gram already in the row (prompt included) are banned
   -> greedy argmax (temperature 0), or temperature, top-k, top-p (nucleus) and a draw from a torch.Generator
-     seeded with `seed` (the global RNG is never touched, so the same seed gives the same text).
+     seeded with `seed` (the global RNG is never touched). The same seed, settings and batch give the same text;
+     the rows of a batch draw from that one generator in turn, so a prompt's text also depends on the other
+     prompts of its batch (and their order): alone, or in another batch, it gets other draws.
 Beam search (num_beams > 1) keeps the num_beams best partial sequences by summed log-probability, scores a
 finished one as sum / length ** length_penalty (as Hugging Face), and stops as soon as num_beams sequences
-have finished ("early stopping"); it is deterministic: temperature, top-k, top-p and seed do not apply.
+have finished ("early stopping"); it is deterministic: temperature, top-k, top-p and seed do not apply. Each step
+looks at candidates best first until num_beams of them continue (a stop among the num_beams best finishes a
+sequence, one ranked lower is skipped, as in Hugging Face), so stop ids never leave fewer beams running. Unlike
+Hugging Face, which applies the repetition penalty and the n-gram ban to log-probabilities without renormalising,
+beam scores here are the log-softmax of the penalised logits (renormalised after the ban), so with those settings
+the chosen sequence can differ from Hugging Face's.
 
 KV cache: the prompt is run once (prefill) and each step then feeds one token. Batches of prompts of unequal
 length are left-padded and described by a `valid` mask, so every row computes what it would alone; a row
@@ -40,6 +47,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import difflib
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Collection, Iterator, Literal, Sequence
@@ -50,6 +58,11 @@ import torch.nn.functional as F
 from owngpt.errors import OwnGPTError
 
 # ----------------------------------------------------------------------------- settings
+
+# Below this temperature, logits / temperature overflow to inf and the probabilities become NaN (1e-45 does);
+# 1e-4 already samples like greedy.
+MIN_TEMPERATURE = 1e-4
+SEEDS = 2**64  # a seed is a 64-bit unsigned integer, as torch.Generator.manual_seed takes it
 
 
 @dataclass
@@ -65,7 +78,7 @@ class GenerationConfig:
     num_beams: int = 1
     length_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+    seed: int | None = None  # 0 <= seed < 2**64; same seed, settings and batch -> same text (see the module docstring)
     truncate: Literal["error", "left"] = "error"  # prompt longer than the context
 
     def __post_init__(self) -> None:
@@ -74,16 +87,18 @@ class GenerationConfig:
         self.stop = list(self.stop)
         checks = [
             (_is_int(self.max_new_tokens) and self.max_new_tokens >= 1, "max_new_tokens must be an integer >= 1"),
-            (_is_num(self.temperature) and self.temperature >= 0, "temperature must be >= 0 (0 = greedy)"),
+            (_is_num(self.temperature) and (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < math.inf),
+             f"temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE}, not {self.temperature!r}"),
             (_is_int(self.top_k) and self.top_k >= 0, "top_k must be an integer >= 0 (0 = off)"),
             (_is_num(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1] (1 = off)"),
-            (_is_num(self.repetition_penalty) and self.repetition_penalty > 0,
-             "repetition_penalty must be > 0 (1 = off, 1.1-1.3 is typical)"),
+            (_is_num(self.repetition_penalty) and 0 < self.repetition_penalty < math.inf,
+             "repetition_penalty must be a finite number > 0 (1 = off, 1.1-1.3 is typical)"),
             (_is_int(self.no_repeat_ngram) and self.no_repeat_ngram >= 0, "no_repeat_ngram must be an integer >= 0"),
             (_is_int(self.num_beams) and self.num_beams >= 1, "num_beams must be an integer >= 1"),
-            (_is_num(self.length_penalty), "length_penalty must be a number"),
+            (_is_num(self.length_penalty) and math.isfinite(self.length_penalty), "length_penalty must be a finite number"),
             (all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty strings"),
-            (self.seed is None or _is_int(self.seed), "seed must be an integer or None"),
+            (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < SEEDS),
+             f"seed must be None or an integer from 0 to 2**64 - 1, not {self.seed!r}"),
             (self.truncate in ("error", "left"), "truncate must be 'error' or 'left'"),
         ]
         for ok, message in checks:
@@ -484,9 +499,8 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
             logits = _ban_ngrams(logits, blockers)
         V = logits.size(-1)
         cand = scores[:, None] + F.log_softmax(logits, dim=-1)  # (beams, V)
-        top, flat = cand.view(-1).topk(min(2 * nb, cand.numel()))  # 2*nb: enough to refill nb after stops
         chosen: list[tuple[float, int, int]] = []  # (summed log p, parent beam, token)
-        for rank, (s, f) in enumerate(zip(top.tolist(), flat.tolist())):
+        for rank, (s, f) in enumerate(_best_first(cand.view(-1), max(2, 1 + len(stops)) * nb)):
             if s == float("-inf"):
                 break
             parent, t = divmod(f, V)
@@ -501,6 +515,9 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
             chosen.append((s, parent, t))
             if len(chosen) == nb:
                 break
+        if step == limit - 1:  # every beam ends with this token: it competes with the stops found above (as in HF)
+            finished += [(score(s, len(beams[p]) + 1), beams[p] + [t]) for s, p, t in chosen]
+            break
         if len(finished) >= nb or not chosen:
             break
         index = torch.tensor([p for _, p, _ in chosen], device=device)
@@ -514,14 +531,23 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
             blockers = [blockers[p].copy() for _, p, _ in chosen]
             for b, (_, _, t) in zip(blockers, chosen):
                 b.append(t)
-        if step == limit - 1:
-            finished += [(score(s, len(seq)), seq) for (s, _, _), seq in zip(chosen, beams)]
-            break
         runner.keep(index)
         logits = runner.step(tokens)
     if not finished:
         return []
     return max(finished, key=lambda x: x[0])[1]  # first of equals
+
+
+def _best_first(values: torch.Tensor, k: int) -> Iterator[tuple[float, int]]:
+    """(value, index) pairs of a flat tensor, largest first. Only the k largest are found up front (Hugging Face's
+    (1 + stop ids) * num_beams is enough to keep num_beams running past stop ids); the rest follow, sorted, only
+    if the caller reads on (stop strings can end any number of candidates)."""
+    top, index = values.topk(min(k, values.numel()))
+    yield from zip(top.tolist(), index.tolist())
+    if k < values.numel():
+        given = set(index.tolist())
+        top, index = values.sort(descending=True)
+        yield from ((v, i) for v, i in zip(top.tolist(), index.tolist()) if i not in given)
 
 
 def _has_stop(tokenizer, seq: list[int], stop: Sequence[str]) -> bool:
@@ -543,7 +569,8 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerationConfig, *, stop
     is given) once its text contains one of cfg.stop; its ids then run up to and including the token that
     completed the stop string (`generate` cuts the text before it). With a tokenizer, ids past its
     vocabulary, <|pad|> and <|reserved_*|> are never sampled. `use_cache=False` recomputes every step
-    without the KV cache."""
+    without the KV cache. With cfg.seed, the same batch (the same prompts in the same order) and settings give
+    the same ids; the rows share one generator, so a prompt sampled alone or in another batch may differ."""
     if not prompts:
         return []
     prompts = _prepare(model, prompts, cfg, tokenizer)

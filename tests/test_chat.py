@@ -22,7 +22,7 @@ from owngpt.chat import (
 )
 from owngpt.config import ModelConfig
 from owngpt.errors import OwnGPTError
-from owngpt.generate import sequence_logprob
+from owngpt.generate import sequence_logprob, sequence_logprobs
 from owngpt.model.gpt import GPT
 from owngpt.tokenizer import render_conversation, train_char
 
@@ -184,6 +184,16 @@ def test_settings_commands(tok):
     assert "temperature = 0.3" in run(session, "/settings").message
 
 
+def test_a_temperature_that_would_break_sampling_is_an_error_and_the_chat_goes_on(tok):
+    session = session_of(tok, seed=2**64 - 1)  # the largest seed: the next replies' seeds wrap around
+    for bad in ("/temperature inf", "/temperature nan", "/temperature 1e-45"):
+        result = run(session, bad)
+        assert result.error and "temperature must be 0 (greedy) or a finite number >= 0.0001" in result.message
+    assert session.gen.temperature == 1.0
+    assert isinstance(run(session, "hi").reply, str) and isinstance(run(session, "and you?").reply, str)
+    assert len(session.messages) == 4
+
+
 def test_reset_system_quit_help_and_unknown(tok):
     session = session_of(tok)
     run(session, "hi")
@@ -282,6 +292,34 @@ def test_mmi_rerank_picks_the_best_backward_score(tok):
     assert best == candidates[max(range(4), key=lambda i: scores[i])]
 
 
+def test_mmi_rerank_scores_every_candidate_on_the_same_context_tokens(tok, monkeypatch):
+    import owngpt.chat as chat
+
+    block = 96
+    backward = tiny_gpt(tok, block=block, seed=3)
+    hist = [{"role": "user", "content": "do you like cats?"}, {"role": "assistant", "content": "i love cats."},
+            {"role": "user", "content": "is it raining? " * 2}]
+    candidates = ["no.", "take an umbrella. " * 4, "", "i love cats."]
+    seen = []
+
+    def spy(model, items, **kwargs):
+        seen.extend(items)
+        return sequence_logprobs(model, items, **kwargs)
+
+    monkeypatch.setattr(chat, "sequence_logprobs", spy)
+    best, scores = mmi_rerank(backward, tok, hist, candidates)
+    assert len(seen) == 3 and scores[2] == -math.inf  # the empty candidate is not scored
+    scored = [[t for t, m in zip(ids, mask) if m] for ids, mask in seen]
+    assert scored[0] == scored[1] == scored[2]  # the same context tokens, whatever the candidate's length
+    assert tok.decode(scored[0]) == "is it raining? is it raining? <|im_end|>"  # the newest user turn, whole
+    full = render_conversation(tok, reverse_conversation([*hist, {"role": "assistant", "content": candidates[1]}]))[0]
+    assert len(full) > block and all(len(ids) <= block for ids, _ in seen)  # the long candidate was cut to fit
+    assert tok.decode(seen[1][0]).split("<|im_end|>")[0].endswith("umbrella. ")  # ... keeping its end
+    for (ids, mask), score in zip(seen, [scores[0], scores[1], scores[3]]):
+        assert math.isclose(score, sequence_logprob(backward, ids, mask), rel_tol=1e-5, abs_tol=1e-5)
+    assert best == candidates[max(range(4), key=lambda i: scores[i])]
+
+
 def train_backward(tok, pairs: list[tuple[str, str]], steps: int = 150) -> GPT:
     """A tiny backward model trained on reverse_conversation(...) of (user, assistant) pairs."""
     model = tiny_gpt(tok, seed=1).train()
@@ -334,6 +372,34 @@ def test_session_with_mmi_keeps_the_best_of_n_candidates(tok, backward):
     session.gen = replace(session.gen, temperature=0.0)
     with pytest.raises(OwnGPTError, match="temperature"):
         session.reply("again")
+
+
+def test_mmi_candidates_never_hold_ids_past_the_tokenizer(tok, monkeypatch):
+    import owngpt.chat as chat
+
+    V = tok.vocab_size + 40  # an embedding padded past the tokenizer's vocabulary
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="gpt2", vocab_size=V, block_size=96, n_layer=1, n_head=2, n_embd=32)).eval()
+    head = torch.nn.Linear(32, V)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[[tok.vocab_size + 5, tok.pad_id]] = 20.0  # unmasked, these two would be sampled nearly always
+    model.lm_head = head
+    outs = []
+
+    def spy(*args, **kwargs):
+        outs.extend(chat_generate_ids(*args, **kwargs))
+        return outs[-len(args[1]):]
+
+    chat_generate_ids = chat.generate_ids
+    monkeypatch.setattr(chat, "generate_ids", spy)
+    session = ChatSession(model, tok, chat_generation_config(max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0,
+                                                             seed=0), mmi=3, backward=(tiny_gpt(tok, seed=3), tok))
+    session.reply("hi")
+    assert len(outs) == 3 and all(len(out) == 10 for out in outs)
+    never = {tok.pad_id, *range(tok.vocab_size, V)}
+    assert not never & {t for out in outs for t in out}
 
 
 # ----------------------------------------------------------------------------- system prompt and the CLI
@@ -410,6 +476,16 @@ def test_cli_chat_reads_stdin_lines(tok, tmp_path):
     turns = json_lines(result.output)
     assert [t["input"] for t in turns] == ["hi", "/temperature 0.5", "how are you", "/quit"]
     assert turns[1]["message"] == "temperature = 0.5"
+
+
+def test_cli_chat_reports_a_bad_setting_and_goes_on(tok, tmp_path):
+    run_dir = save_run(tmp_path, tok, "chat", tiny_gpt(tok))
+    result = invoke(["chat", str(run_dir), "--json", "--max-new-tokens", "6", "--device", "cpu"],
+                    input="/temperature inf\nhi\n")
+    assert result.exit_code == 1  # a line failed
+    bad, turn = json_lines(result.output)
+    assert bad["error"] and "temperature must be" in bad["message"]
+    assert isinstance(turn["reply"], str) and not turn["error"]
 
 
 def test_cli_chat_with_mmi(tok, tmp_path, backward):

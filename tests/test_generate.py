@@ -298,6 +298,87 @@ def test_beam_search_stops_early_on_stop_ids(tok, model):
     assert not set(out) & stops and len(out) < 20
 
 
+class TableLM(torch.nn.Module):
+    """A Markov chain as a language model: the next-token log-probabilities depend on the last token only
+    (log_probs[last]), so beam search can be worked out by hand. It keeps no state, so its cache is a stub."""
+
+    class Cache:
+        def reorder(self, index) -> None:
+            pass
+
+    def __init__(self, log_probs: torch.Tensor) -> None:
+        super().__init__()
+        self.log_probs = log_probs  # (V, V)
+        V = log_probs.size(0)
+        self.cfg = ModelConfig(preset="gpt2", vocab_size=V, block_size=32, n_layer=1, n_head=1, n_embd=8)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> "TableLM.Cache":
+        return TableLM.Cache()
+
+    def forward(self, idx, cache=None, valid=None):
+        return self.log_probs[idx]  # (B, T, V)
+
+
+def stop_heavy_table() -> torch.Tensor:
+    """After token 3 the stops 0, 1, 2 rank 2nd-4th and token 4 5th; after 4 comes stop 0 almost surely. With 2
+    beams, [4, stop] (mean log p -1.263) beats [stop] (-1.386), but only if 4 is kept as a beam although three
+    stops outrank it: Hugging Face looks at (1 + stop ids) * num_beams candidates, not 2 * num_beams."""
+    T = torch.full((6, 6), 1 / 6)
+    T[3] = torch.tensor([0.25, 0.2, 0.15, 0.3, 0.08, 0.02])
+    T[4] = torch.tensor([0.999, 0.0002, 0.0002, 0.0002, 0.0002, 0.0002])
+    return T.log()
+
+
+def random_table(seed: int, V: int = 8) -> torch.Tensor:
+    return F.log_softmax(torch.randn(V, V, generator=torch.Generator().manual_seed(seed)) * 2, dim=-1)
+
+
+def test_beam_search_keeps_num_beams_running_past_stop_ids():
+    cfg = GenerationConfig(max_new_tokens=5, num_beams=2)
+    for use_cache in (True, False):
+        assert generate_ids(TableLM(stop_heavy_table()), [[3]], cfg, stop_ids=[0, 1, 2], use_cache=use_cache)[0] == [4]
+    # the last step: a beam that reaches max_new_tokens competes with the stops of that same step (as in HF)
+    last = generate_ids(TableLM(random_table(22)), [[7]], GenerationConfig(max_new_tokens=6, num_beams=3),
+                        stop_ids=[0, 1])[0]
+    assert last == [4] * 6
+
+
+def test_best_first_yields_everything_in_order_when_asked_for_more():
+    from owngpt.generate import _best_first
+
+    values = torch.tensor([0.5, 3.0, -1.0, 2.0, float("-inf"), 1.0])
+    got = list(_best_first(values, 2))
+    assert [i for _, i in got] == [1, 3, 5, 0, 2, 4] and [v for v, _ in got] == sorted(values.tolist(), reverse=True)
+
+
+def test_beam_search_with_stop_ids_matches_hugging_face():
+    pytest.importorskip("transformers")
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    def hf_beams(log_probs, prompt, stops, num_beams, length_penalty, n):
+        class HFTable(GPT2LMHeadModel):
+            def forward(self, input_ids=None, **kwargs):
+                return CausalLMOutputWithPast(logits=log_probs[input_ids])
+
+        V = log_probs.size(0)
+        hf = HFTable(GPT2Config(vocab_size=V, n_positions=32, n_embd=8, n_layer=1, n_head=1)).eval()
+        out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                          num_beams=num_beams, early_stopping=True, length_penalty=length_penalty, max_new_tokens=n,
+                          do_sample=False, eos_token_id=stops, pad_token_id=stops[0], use_cache=False)
+        seq = out[0, len(prompt):].tolist()
+        return seq[:-1] if seq[-1] in stops else seq  # owngpt leaves the stop id out
+
+    cases = [(stop_heavy_table(), [3], [0, 1, 2], 2, 1.0)]
+    cases += [(random_table(seed), [7], list(range(1 + seed % 3)), 2 + seed % 3, [0.0, 1.0, 2.0][seed % 3])
+              for seed in range(100)]
+    for log_probs, prompt, stops, nb, lp in cases:
+        ours = generate_ids(TableLM(log_probs), [prompt], GenerationConfig(max_new_tokens=6, num_beams=nb,
+                                                                            length_penalty=lp), stop_ids=stops)[0]
+        assert ours == hf_beams(log_probs, prompt, stops, nb, lp, 6), (stops, nb, lp)
+
+
 def test_sequence_logprob_matches_a_direct_computation(tok, model):
     ids = tok.encode("the quick brown fox")
     mask = [0] * 4 + [1] * (len(ids) - 4)
@@ -431,10 +512,23 @@ def test_generation_stops_cleanly_at_the_context_window(tok, model):
 
 def test_bad_settings_are_clear_errors():
     for bad in (dict(temperature=-1), dict(top_p=0), dict(top_k=-2), dict(num_beams=0), dict(max_new_tokens=0),
-                dict(repetition_penalty=0), dict(stop=[""]), dict(truncate="right")):
+                dict(repetition_penalty=0), dict(stop=[""]), dict(truncate="right"), dict(top_p=math.nan),
+                dict(repetition_penalty=math.inf), dict(length_penalty=math.nan), dict(seed=-1), dict(seed=2**64)):
         with pytest.raises(OwnGPTError, match="generation setting"):
             GenerationConfig(**bad)
     assert GenerationConfig(stop="\n").stop == ["\n"]
+
+
+def test_temperatures_that_would_overflow_are_refused_and_the_smallest_allowed_works(tok, model):
+    # logits / 1e-45 overflow to inf (NaN probabilities, a RuntimeError in torch.multinomial); inf flattens to NaN
+    for bad in (math.inf, math.nan, 1e-45, 1e-5):
+        with pytest.raises(OwnGPTError, match=r"temperature must be 0 \(greedy\) or a finite number >= 0.0001"):
+            GenerationConfig(temperature=bad)
+    prompt = tok.encode("the quick")
+    coldest = generate_ids(model, [prompt], GenerationConfig(max_new_tokens=20, temperature=1e-4, seed=0))[0]
+    assert coldest == generate_ids(model, [prompt], greedy(20))[0]
+    largest_seed = GenerationConfig(max_new_tokens=5, seed=2**64 - 1)  # what torch.Generator.manual_seed takes
+    assert len(generate_ids(model, [prompt], largest_seed)[0]) == 5
 
 
 # ----------------------------------------------------------------------------- load, adapter, CLI

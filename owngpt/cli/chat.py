@@ -18,7 +18,7 @@ def chat(
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
     persona: Optional[str] = typer.Option(None, "--persona", help="Persona YAML/Markdown (or example-en / example-zh) whose system prompt to use."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt text (overrides --persona and the one recorded by `owngpt sft`; \"\" = none)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 = greedy (default 0.8)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 = greedy, otherwise at least 0.0001 (default 0.8)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample from the k most likely tokens; 0 = off (default 50)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling probability mass; 1 = off (default 0.95)."),
     repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="Penalty for tokens already in the context; 1 = off (default 1.1)."),

@@ -1,7 +1,9 @@
 """Evaluate a chat model: held-out assistant perplexity, diversity of sampled replies, persona name recall.
 
-All prompts go through the one chat template (`render_conversation`) and all sampling through
-`owngpt.generate`, so what is measured here is exactly what `owngpt chat` would produce.
+Replies are sampled by the functions `owngpt chat` uses for one reply (`owngpt.chat.reply_config`,
+`reply_prompt`, `generate_replies`): the same history fitting (the system prompt kept, the oldest turns dropped
+first), the same reply budget (at most half the context) and the same stop ids, so what is measured here is what
+`owngpt chat` would produce with these sampling settings.
 """
 
 from __future__ import annotations
@@ -9,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-import torch
-
 from owngpt.errors import OwnGPTError
 from owngpt.evaluate.metrics import chat_perplexity, distinct_n, name_recall
-from owngpt.tokenizer import Tokenizer, render_conversation
+from owngpt.tokenizer import Tokenizer
 
 Messages = list[dict[str, str]]
 
@@ -56,24 +56,28 @@ def held_out_conversations(specs: Sequence[str], split: str = "test") -> list[Me
     return conversations
 
 
-@torch.no_grad()
 def sample_replies(model, tok: Tokenizer, prompts: Sequence[Messages], cfg: ChatEvalConfig) -> list[str]:
-    """One sampled assistant reply per prompt (batched, left-truncated to fit the context)."""
-    from owngpt.generate import GenerationConfig, generate_ids
+    """One sampled assistant reply per prompt (a leading system message is its system prompt), in batches,
+    each prompt fitted to the context as `owngpt chat` fits its history."""
+    from owngpt.chat import generate_replies, reply_config, reply_prompt
+    from owngpt.generate import SEEDS, GenerationConfig
 
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-                           top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, seed=cfg.seed,
-                           truncate="left")
-    room = model.cfg.block_size - cfg.max_new_tokens
+    block = model.cfg.block_size
+    gen = reply_config(GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                        top_k=cfg.top_k, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
+                                        seed=cfg.seed), block)
     replies: list[str] = []
     for start in range(0, len(prompts), cfg.batch_size):
-        batch = [render_conversation(tok, p, add_generation_prompt=True)[0][-room:]
+        batch = [reply_prompt(tok, _system_of(p), p, block, gen.max_new_tokens)[1]
                  for p in prompts[start : start + cfg.batch_size]]
         # A seed per batch: repeated prompts in another batch must not replay the same random draws.
-        outs = generate_ids(model, batch, replace(gen, seed=cfg.seed + start), stop_ids=(tok.im_end_id, tok.eot_id),
-                            tokenizer=tok)
-        replies += [tok.decode([i for i in out if i not in (tok.im_end_id, tok.eot_id)]).strip() for out in outs]
+        replies += generate_replies(model, tok, batch, replace(gen, seed=(cfg.seed + start) % SEEDS))
     return replies
+
+
+def _system_of(messages: Messages) -> str | None:
+    """The content of a leading system message (fit_history keeps it as the system prompt), else None."""
+    return messages[0]["content"] if messages and messages[0]["role"] == "system" else None
 
 
 def evaluate_chat(model, tok: Tokenizer, conversations: Sequence[Messages], cfg: ChatEvalConfig | None = None,
