@@ -336,8 +336,10 @@ def test_resume_refuses_what_would_mix_two_runs(tmp_path, data):
             fit(make_model(0.0), *loaders(data), cfg(max_steps=5), tmp_path / "elsewhere", run_config={}, quiet=True)
         with pytest.raises(OwnGPTError, match="already holds a run .*step_0000010.*--resume auto"):
             fit(make_model(0.0), *loaders(data), cfg(max_steps=20, resume=resume), run, run_config={}, quiet=True)
-    # nothing was changed by the refused attempts: the run continues where it stopped
-    result = fit(make_model(0.0), *loaders(data), cfg(max_steps=15), run, run_config={}, tokenizer=_Tok("aaa"), quiet=True)
+    # nothing was changed by the refused attempts: the run continues where it stopped (naming its own folder is
+    # the same as auto)
+    result = fit(make_model(0.0), *loaders(data), cfg(max_steps=15, resume=str(run)), run, run_config={},
+                 tokenizer=_Tok("aaa"), quiet=True)
     assert result.resumed_from.endswith("step_0000010") and result.steps == 15
 
 

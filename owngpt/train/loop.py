@@ -110,7 +110,8 @@ def _resume_path(cfg: TrainConfig, run_dir: Path) -> Path | None:
     if path is not None and not path.exists():
         raise OwnGPTError(f"train.resume: {path} does not exist (use auto, none, or a checkpoint folder)")
     held = latest_checkpoint(run_dir)
-    if held is not None and (path is None or run_dir.resolve() not in path.resolve().parents):
+    ours = path is not None and (path.resolve() == run_dir.resolve() or run_dir.resolve() in path.resolve().parents)
+    if held is not None and not ours:
         raise OwnGPTError(f"{run_dir} already holds a run (checkpoints up to {held.name}); continue it with --resume auto, "
                           f"or start the new run in another --out (or delete {run_dir} first)")
     return None if path is None else latest_checkpoint(path) or best_or_latest(path)
