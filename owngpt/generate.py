@@ -29,7 +29,8 @@ prompt in a batch gets as many new tokens as it would alone.
 `use_cache=False` reruns the whole sequence every step: the reference for tests and the benchmark.
 
 Context window: a prompt that fits the context is used whole; a longer one is an error (truncate="error") or
-keeps its last tokens, leaving room for max_new_tokens but at most half the context (truncate="left"). Generation never slides the window: it stops cleanly when
+keeps its last tokens, leaving room for max_new_tokens but at most half the context (truncate="left").
+Generation never slides the window: it stops cleanly when
 the sequence fills the context (the last token is sampled from a full window), because a model trained on
 windows of block_size has never seen positions past it. So new tokens fit only in what the prompt leaves
 free: a prompt of P tokens gets at most block_size - P + 1 of them.
