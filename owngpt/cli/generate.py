@@ -31,7 +31,7 @@ def generate(
     stop_eot: bool = typer.Option(True, "--stop-eot/--no-stop-eot", help="Stop at <|endoftext|> and <|im_end|> (end of a document / of a reply)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (0 to 2**64 - 1): the same seed, settings and prompts (the whole batch, in order) give the same text."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt."),
-    truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep as many of its last tokens as the context holds; one new token then fits). A prompt that fits is never cut."),
+    truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens, leaving room for --max-new-tokens but giving up at most half the context). A prompt that fits is never cut."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
