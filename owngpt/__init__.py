@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from owngpt.generate import Generator
+    from owngpt.generate.api import Generator
 
 __version__ = "0.1.0"
 
@@ -19,7 +19,7 @@ def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str
     """Load a checkpoint (a run folder or a checkpoint folder) with its tokenizer, optionally applying a LoRA
     adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
     `.tokenizer`, `.meta`."""
-    from owngpt.generate import load as _load
+    from owngpt.generate.api import load as _load
 
     return _load(path, adapter=adapter, device=device)
 

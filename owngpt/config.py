@@ -1,4 +1,10 @@
-"""Typed settings for the model and training, YAML presets, and `key=value` overrides with helpful errors."""
+"""Typed settings for the model and training, YAML presets, `key=value` overrides, and THE one coercer.
+
+`coerce_fields` turns a mapping into a dataclass's keyword arguments, every value checked against the field's
+declared type and every unknown key named with the nearest valid one. YAML presets and `--set` overrides
+(text, parsed as YAML), a saved chat's settings (`/load`) and HTTP request bodies (JSON values, taken as they
+are) all go through it, so a setting is read the same way everywhere.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any, Callable, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write_text
 
 PRESET_DIR = Path(__file__).parent / "configs"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # the form only; whether the device exists is checked later
@@ -171,23 +178,25 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * scale
 
 
-def _field_names(obj: Any) -> list[str]:
-    return [f.name for f in fields(obj)]
-
-
-def _unknown_key(key: str, valid: list[str], where: str) -> OwnGPTError:
+def unknown_key(key: str, valid: list[str], where: str) -> OwnGPTError:
+    """The error for a key that is not a field: names the nearest valid one (or lists them all)."""
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
     return OwnGPTError(f"unknown key {key!r} in {where}{hint}")
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Turn a YAML/command-line value into the field's declared type, or explain why not."""
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def coerce_value(value: Any, annotation: Any, key: str, *, parse_text: bool = True) -> Any:
+    """Turn a value into the field's declared type, or explain why not. With parse_text (YAML, --set) a string is
+    read as YAML first ("3e-4" -> 3e-4, "null" -> None); without it (JSON bodies, saved chats) values must
+    already have their type, an integer standing for a float."""
     origin = get_origin(annotation)
     options = get_args(annotation)
     if origin is Literal and value in options:  # before YAML parsing, which would turn "on"/"off" into booleans
         return value
-    if isinstance(value, str) and annotation is not str:
+    if parse_text and isinstance(value, str) and annotation is not str:
         loaded = yaml.safe_load(value) if value != "" else None
         value = loaded if loaded is not None or value.lower() in ("null", "none", "~") else value
     if origin is Literal:
@@ -198,33 +207,44 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value is None:
             return None
         inner = [a for a in options if a is not type(None)]
-        return _coerce(value, inner[0], key) if len(inner) == 1 else value
+        return coerce_value(value, inner[0], key, parse_text=parse_text) if len(inner) == 1 else value
     for kind in (bool, int, float, str):
         if annotation is kind:
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 return float(value)
-            if kind is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            if parse_text and kind is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
                 try:
                     return float(value)
                 except ValueError:
                     pass
-            if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if parse_text and kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
                 return str(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise OwnGPTError(f"{key} must be {kind.__name__}, not {value!r}")
+                name = kind.__name__ if parse_text else _KIND_NAMES[kind]
+                raise OwnGPTError(f"{key} must be {name}, not {value!r}")
             return value
     return value
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+def coerce_fields(cls: type, data: dict[str, Any] | None, where: str, *, parse_text: bool = True,
+                  allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Keyword arguments for dataclass `cls` from `data`: unknown keys (or keys outside `allowed`) are an error
+    naming the nearest valid one; each value is coerced to its field's type (`coerce_value`), the error naming
+    `where.key`."""
     hints = get_type_hints(cls)
-    valid = [f.name for f in fields(cls)]
+    valid = list(allowed) if allowed is not None else [f.name for f in fields(cls)]
+    if not isinstance(data or {}, dict):
+        raise OwnGPTError(f"{where} must be a mapping of settings, not {type(data).__name__}")
     kwargs = {}
     for key, value in (data or {}).items():
         if key not in valid:
-            raise _unknown_key(key, valid, where)
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+            raise unknown_key(key, valid, where)
+        kwargs[key] = coerce_value(value, hints[key], f"{where}.{key}", parse_text=parse_text)
+    return kwargs
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    return cls(**coerce_fields(cls, data, where))
 
 
 def lrs_for_width(n_embd: int) -> tuple[float, float]:
@@ -242,7 +262,7 @@ def run_config_from_dict(data: dict[str, Any], where: str = "config") -> RunConf
     sections = {"model": ModelConfig, "train": TrainConfig}
     for key in data:
         if key not in sections:
-            raise _unknown_key(key, list(sections), where)
+            raise unknown_key(key, list(sections), where)
     model = _build(ModelConfig, data.get("model", {}), f"{where}: model")
     train_data = dict(data.get("train") or {})
     if model.depth is not None and "lr" not in train_data:
@@ -313,4 +333,4 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -1,14 +1,18 @@
-"""Durable file writes and checksums shared by data shards, checkpoints and adapters (no torch import).
+"""The one durable writer: every file the project writes goes to a temp name, is fsynced, then renamed (no torch).
 
-A file is written to `NAME.tmp`, flushed and fsynced, then renamed over `NAME`, and the folder is fsynced,
-so a reader (or a run resumed after a crash) sees the old content or the new one, never a part.
+A file is written to `NAME.tmp` (or a temp name of the caller's), flushed and fsynced, then renamed over
+`NAME`, and the folder is fsynced, so a reader (or a run resumed after a crash) sees the old content or the new
+one, never a part. Folders (checkpoints) are published the same way: every file in a temp folder is fsynced,
+then the folder is renamed into place (`publish_dir`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 TMP_SUFFIX = ".tmp"
 
@@ -42,12 +46,55 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new one, never a part."""
+def fsync_tree(root: str | Path) -> None:
+    """fsync every file and folder below `root` (before a folder is renamed into place)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fsync_file(Path(dirpath) / name)
+        fsync_dir(Path(dirpath))
+
+
+def commit_file(tmp: str | Path, final: str | Path) -> None:
+    """Make a finished temp file durable and move it over `final` (atomic within one file system)."""
+    tmp, final = Path(tmp), Path(final)
+    fsync_file(tmp)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Durably (re)write `path` with `write(tmp_path)`, a function that creates the temp file (e.g. safetensors'
+    save_file); the temp file is removed if `write` fails."""
+    path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    try:
+        write(tmp)
+        commit_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a file so that readers see the old content or the new one, never a part."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file so that readers see the old content or the new one, never a part."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def publish_dir(tmp: str | Path, final: str | Path) -> None:
+    """Move a finished (fsynced) temp folder into place; an existing folder of that name is replaced. The old one is
+    first renamed to `.old-NAME-PID`; a reader that finds it without NAME (the process died between the two renames)
+    puts it back (owngpt.checkpoint.format does)."""
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

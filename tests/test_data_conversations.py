@@ -44,6 +44,7 @@ def test_load_prepared_folder_reports_file_line(tmp_path):
         json.dumps({"text": "no messages"}),
     ]
     (d / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d.parent / "manifest.json").write_text("{}")  # what makes the folder prepared (owngpt/data/corpus.py)
     cs = load_conversations([str(tmp_path / "data")])
     assert len(cs.conversations) == 1
     locs = [loc for loc, _ in cs.problems]

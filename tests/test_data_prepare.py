@@ -11,7 +11,8 @@ import pytest
 
 from helpers import write
 from owngpt.data.clean import CleanConfig
-from owngpt.data.prepare import PrepareConfig, check_accounting, prepare
+from owngpt.data.prepare import PrepareConfig, prepare
+from owngpt.data.report import check_accounting
 from owngpt.data.shards import read_manifest, read_shard
 from owngpt.errors import OwnGPTError
 

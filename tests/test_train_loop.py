@@ -90,9 +90,9 @@ def test_loss_falls_and_artefacts_written(tmp_path, data):
 
 def test_cpu_bf16_training(tmp_path, data):
     """bf16 autocast on a CPU (the default where AMX makes it fast; asked for here, so it runs on any CPU)."""
-    from owngpt.train.loop import _autocast, cpu_has_bf16_matmul
+    from owngpt.runtime import autocast, cpu_has_bf16_matmul
 
-    assert _autocast(torch.device("cpu"), "auto")[1] == (torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32)
+    assert autocast(torch.device("cpu"), "auto")[1] == (torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32)
     train, val = loaders(data)
     run = tmp_path / "run"
     model = make_model(0.0)
@@ -387,7 +387,7 @@ def test_cli_pretrain_end_to_end(tmp_path):
     pytest.importorskip("owngpt.model.gpt")
     tokmod = pytest.importorskip("owngpt.tokenizer")
     from owngpt.cli import main
-    from owngpt.train.checkpoint import load_model
+    from owngpt.checkpoint.format import load_model
 
     texts = [f"hello world number {i}, the quick brown fox." for i in range(200)]
     tok = tokmod.train_char(texts)
@@ -414,8 +414,8 @@ def test_cli_pretrain_end_to_end(tmp_path):
               "--set", "model.block_size=32", "--set", "model.n_layer=1", "--set", "train.tensorboard=false"]) == 0
     assert (run / "summary.md").exists() and (run / "best" / "tokenizer").is_dir()
     model, meta, tok2 = load_model(run)
-    assert meta["tokenizer_hash"] == tok.hash and tok2.hash == tok.hash
-    assert meta["model_config"]["vocab_size"] % 64 == 0 and meta["model_config"]["vocab_size"] >= tok.vocab_size
+    assert meta.tokenizer_hash == tok.hash and tok2.hash == tok.hash
+    assert meta.model_config["vocab_size"] % 64 == 0 and meta.model_config["vocab_size"] >= tok.vocab_size
     assert cli(["pretrain", "--data", str(data), "--out", str(run), "--set", "train.lrr=1"]) == 1
     # an adapter-only checkpoint (a LoRA run) cannot start a pretraining run: one line, not a traceback
     import shutil
@@ -428,16 +428,9 @@ def test_cli_pretrain_end_to_end(tmp_path):
                 "--steps", "2", "--quiet"]) == 1
 
 
-def test_progress_clock():
-    from owngpt.train.loop import _clock
-
-    assert _clock(187.4) == "0:03:07" and _clock(3 * 3600 + 5) == "3:00:05"
-    assert _clock(None) == _clock(float("nan")) == "-:--:--"
-
-
 def test_resume_applies_changed_optimizer_settings(tmp_path, data):
     """Moments continue across a resume, but weight decay, betas and eps are the resumed run's own settings."""
-    from owngpt.train.checkpoint import latest_checkpoint, load_checkpoint
+    from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint
 
     run = tmp_path / "run"
     fit(make_model(0.0), *loaders(data), cfg(max_steps=5), run, run_config={}, quiet=True)
@@ -445,12 +438,3 @@ def test_resume_applies_changed_optimizer_settings(tmp_path, data):
         run_config={}, quiet=True)
     groups = load_checkpoint(latest_checkpoint(run))[2]["optimizer"]["param_groups"]
     assert [(g["weight_decay"], tuple(g["betas"]), g["eps"]) for g in groups] == [(0.0, (0.9, 0.95), 1e-6)] * 2
-
-
-def test_time_without_steps_lifts_the_step_budget():
-    """`pretrain --time` and `sft --time` share one rule: without --steps the run is bounded by time alone."""
-    from owngpt.cli.train import budget_overrides
-
-    assert budget_overrides(None, "5m") == ["train.max_time=5m", "train.max_steps=0"]
-    assert budget_overrides(300, "5m") == ["train.max_time=5m", "train.max_steps=300"]
-    assert budget_overrides(300, None) == ["train.max_steps=300"]

@@ -67,13 +67,17 @@ def test_raw_source_validation_is_held_out_not_repeated(dialogues):
 
 
 def test_base_changed_detects_new_base_weights(tmp_path):
+    """The run's checkpoints record the base they were fine-tuned from (run_config.base_meta)."""
+    import torch
+
+    from owngpt.checkpoint.format import save_checkpoint
+    from owngpt.checkpoint.meta import CheckpointMeta
     from owngpt.train.sft import base_changed
 
     run = tmp_path / "run"
-    assert not base_changed(run, {"sha256": "a"})  # no run yet
-    run.mkdir()
-    (run / "config.yaml").write_text("base_meta:\n  sha256: a\n")
-    assert not base_changed(run, {"sha256": "a"}) and base_changed(run, {"sha256": "b"})
+    assert not base_changed(run, CheckpointMeta(sha256="a"))  # no run yet
+    save_checkpoint(run, 1, {"w": torch.zeros(2)}, CheckpointMeta(run_config={"base_meta": {"sha256": "a"}}), None)
+    assert not base_changed(run, CheckpointMeta(sha256="a")) and base_changed(run, CheckpointMeta(sha256="b"))
 
 
 def test_without_a_held_out_split_one_conversation_is_moved_out_of_training(dialogues):

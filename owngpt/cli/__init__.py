@@ -28,13 +28,18 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    # Each module adds its verbs to `app`; imported here so `owngpt --help` lists them all.
-    for name in ("data", "tokenizer", "train", "sft", "generate", "chat", "lora", "evaluate", "quickstart"):
-        try:
-            importlib.import_module(f"owngpt.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"owngpt.cli.{name}":
-                raise
+    """Import every verb module (each adds its verbs to `app`), so `owngpt --help` lists them all. Explicit imports:
+    a renamed or broken module fails here loudly instead of its verb silently vanishing."""
+    # in pipeline order, the order `owngpt --help` lists them in
+    import owngpt.cli.data  # noqa: F401
+    import owngpt.cli.tokenizer  # noqa: F401
+    import owngpt.cli.train  # noqa: F401
+    import owngpt.cli.sft  # noqa: F401
+    import owngpt.cli.generate  # noqa: F401
+    import owngpt.cli.chat  # noqa: F401
+    import owngpt.cli.lora  # noqa: F401
+    import owngpt.cli.evaluate  # noqa: F401
+    import owngpt.cli.quickstart  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

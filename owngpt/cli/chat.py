@@ -8,27 +8,28 @@ from typing import Iterable, List, Optional
 
 import typer
 
-from owngpt.cli import app
+from owngpt.chat.settings import CHAT_DEFAULTS
+from owngpt.cli import app, options
 
 
 @app.command(help="Chat with a model: interactive with streaming replies and /commands (type /help), or "
              "non-interactive with --message (repeatable) or lines on stdin, one reply printed per turn.")
 def chat(
     checkpoint: str = typer.Argument(..., help="Chat model: a run folder (its best checkpoint) or a checkpoint folder."),
-    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
+    adapter: Optional[str] = options.adapter(),
     persona: Optional[str] = typer.Option(None, "--persona", help="Persona YAML/Markdown (or example-en / example-zh) whose system prompt to use."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt text (overrides --persona and the one recorded by `owngpt sft`; \"\" = none)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 = greedy, otherwise at least 0.0001 (default 0.8)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample from the k most likely tokens; 0 = off (default 50)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling probability mass; 1 = off (default 0.95)."),
-    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="Penalty for tokens already in the context; 1 = off (default 1.1)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Longest reply in tokens (default 128; at most half the context)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed and inputs give the same replies."),
+    temperature: float = options.temperature(CHAT_DEFAULTS.temperature),
+    top_k: int = options.top_k(CHAT_DEFAULTS.top_k),
+    top_p: float = options.top_p(CHAT_DEFAULTS.top_p),
+    repetition_penalty: float = options.repetition_penalty(CHAT_DEFAULTS.repetition_penalty),
+    max_new_tokens: int = options.max_new_tokens(CHAT_DEFAULTS.max_new_tokens, "per reply; at most half the context"),
+    seed: Optional[int] = options.seed("Random seed: the same seed and inputs give the same replies."),
     mmi: int = typer.Option(0, "--mmi", help="Sample N candidate replies and keep the one the --backward model scores best (0 = off)."),
     backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`)."),
     message: List[str] = typer.Option([], "--message", "-m", help="Send this line (a message or a /command) without the interactive prompt; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Non-interactive mode: print one JSON object per input line (input, reply, message, error)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    device: str = options.device(),
 ) -> None:
     from owngpt.chat import ChatSession, chat_generation_config
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from owngpt.cli import app
+from owngpt.cli import app, options
 
 
 @app.command(help="Evaluate a chat model on held-out conversations (assistant-token perplexity, distinct-1/2, "
@@ -16,21 +16,23 @@ def evaluate(
     checkpoint: str = typer.Argument(..., help="Run folder (its best checkpoint) or checkpoint folder."),
     data: List[str] = typer.Option(..., "--data", help="Prepared folder (its SPLIT conversations) or dialogue source; repeatable."),
     split: str = typer.Option("test", "--split", help="Split of prepared folders to evaluate on."),
-    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder to apply to the checkpoint."),
+    adapter: Optional[str] = options.adapter(),
     persona: Optional[str] = typer.Option(None, "--persona", help="Persona file: also measure name recall (50 questions)."),
     lang: str = typer.Option("en", "--lang", help="Language of the name questions: en or zh."),
     samples: int = typer.Option(100, "--samples", help="Replies to sample for distinct-n."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    device: str = options.device(),
 ) -> None:
+    from owngpt.chat.reply import load_reply_model
     from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
-    from owngpt.generate import load
 
-    chat_model = load(checkpoint, adapter=adapter)
+    chat_model = load_reply_model(checkpoint, adapter=adapter, device=device)
     model, tok = chat_model.model, chat_model.tokenizer
     conversations = held_out_conversations(data, split)
     cfg = ChatEvalConfig(samples=samples, seed=seed)
-    result = evaluate_chat(model, tok, conversations, cfg)
+    # replies get the system prompt the checkpoint was fine-tuned with, as in `owngpt chat`
+    result = evaluate_chat(model, tok, conversations, cfg, system=chat_model.system)
     typer.echo(f"{result['conversations']} conversations, {result['assistant_tokens']:,} assistant tokens: "
                f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f})")
     typer.echo(f"{result['replies']} sampled replies: distinct-1 {result['distinct_1']:.3f}, distinct-2 {result['distinct_2']:.3f}")
@@ -41,5 +43,6 @@ def evaluate(
         result["persona"] = persona_recall(model, tok, p, lang, system=system_prompt(p, lang), cfg=cfg)
         typer.echo(f"name recall: {result['persona']['recall']:.0%} of {result['persona']['questions']} answers contain {p.name!r}")
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, ensure_ascii=False)
+        from owngpt.io import atomic_write_text
+
+        atomic_write_text(out, json.dumps(result, indent=2, ensure_ascii=False))

@@ -9,7 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from owngpt.cli import app
+from owngpt.cli import app, options
+from owngpt.generate.settings import GenerationConfig
+
+DEFAULTS = GenerationConfig()  # raw continuation: temperature 1, no filtering
 
 
 @app.command(help="Generate text from a checkpoint. One prompt streams to the terminal as it decodes; several "
@@ -19,21 +22,21 @@ def generate(
     checkpoint: str = typer.Argument(..., help="A run folder (its best, else latest checkpoint) or a checkpoint folder."),
     prompts: Optional[List[str]] = typer.Argument(None, help="Prompt texts; several prompts generate as one batch."),
     prompt_file: List[Path] = typer.Option([], "--prompt-file", help="Read a prompt from this file (the whole file is one prompt; '-' = stdin); repeatable."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens to generate per sample (generation also stops when the context is full)."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature; 0 = greedy (always the most likely token), otherwise at least 0.0001."),
-    top_k: int = typer.Option(0, "--top-k", help="Sample only from the k most likely tokens; 0 = off."),
-    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling: the smallest set of tokens holding this probability mass; 1 = off."),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="Make tokens already in the text less likely (CTRL); 1 = off, 1.1-1.3 typical."),
+    max_new_tokens: int = options.max_new_tokens(DEFAULTS.max_new_tokens, "per sample"),
+    temperature: float = options.temperature(DEFAULTS.temperature),
+    top_k: int = options.top_k(DEFAULTS.top_k),
+    top_p: float = options.top_p(DEFAULTS.top_p),
+    repetition_penalty: float = options.repetition_penalty(DEFAULTS.repetition_penalty),
     no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Never repeat an n-gram of this size (prompt included); 0 = off."),
     beams: int = typer.Option(1, "--beams", help="Beam search with this many beams (deterministic; ignores temperature/top-k/top-p); 1 = off."),
     length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam search: score = log p / length ** this; > 1 favours longer, < 1 shorter outputs."),
     stop: List[str] = typer.Option([], "--stop", help="Stop when the text contains this string (cut before it); repeatable. '\\n' means a newline."),
     stop_eot: bool = typer.Option(True, "--stop-eot/--no-stop-eot", help="Stop at <|endoftext|> and <|im_end|> (end of a document / of a reply)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (0 to 2**64 - 1): the same seed, settings and prompts (the whole batch, in order) give the same text."),
+    seed: Optional[int] = options.seed("Random seed (0 to 2**64 - 1): the same seed, settings and prompts (the whole batch, in order) give the same text."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt."),
     truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens, leaving room for --max-new-tokens but giving up at most half the context). A prompt that fits is never cut."),
-    adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply to CHECKPOINT."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    adapter: Optional[str] = options.adapter(),
+    device: str = options.device(),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
     echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation."),
 ) -> None:

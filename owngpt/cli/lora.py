@@ -17,7 +17,7 @@ def merge(
     adapter: str = typer.Option(..., "--adapter", help="Adapter folder (adapter.json + adapter.safetensors), e.g. RUN/adapter from `owngpt sft --lora`."),
     out: str = typer.Option(..., "--out", help="New folder for the merged model; it must not exist or be empty."),
 ) -> None:
-    from owngpt.model.lora import merge_adapter_into_checkpoint
+    from owngpt.checkpoint.adapter import merge_adapter_into_checkpoint
 
     path = merge_adapter_into_checkpoint(base, adapter, out)
     typer.echo(f"merged {adapter} into {base} → {path}  (use: owngpt chat {out})")

@@ -27,7 +27,7 @@ def quickstart(
     no_chat: bool = typer.Option(False, "--no-chat", help="Do not start the interactive chat at the end."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars; only the stage lines and the final report."),
 ) -> None:
-    from owngpt.quickstart import QuickstartConfig, run_quickstart
+    from owngpt.pipeline import QuickstartConfig, run_quickstart
 
     cfg = QuickstartConfig(lang=lang, out=out, pretrain_time=pretrain_time, sft_time=sft_time, vocab_size=vocab_size,
                            persona=persona or "", eval_samples=eval_samples, seed=seed, extra_overrides=list(override))

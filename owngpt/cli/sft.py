@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from owngpt.cli import app
+from owngpt.cli import app, options
 
 
 @app.command(help="Fine-tune a pretrained checkpoint on conversations so it chats (loss on assistant tokens only).")
@@ -34,22 +34,21 @@ def sft(
     max_conversations: int = typer.Option(0, "--max-conversations", help="Use at most this many conversations (0 = all)."),
     config: str = typer.Option("sft", "--config", help="Training preset name or YAML (its train: section is used)."),
     set_: List[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set train.lr=1e-4 (repeatable)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (overrides the preset)."),
-    time: Optional[str] = typer.Option(None, "--time", help="Wall-clock budget, e.g. 5m; without --steps the run is bounded by time alone."),
-    resume: str = typer.Option("auto", "--resume", help="auto (continue RUN's latest checkpoint), none, or a checkpoint path."),
+    steps: Optional[int] = options.steps(),
+    time: Optional[str] = options.time(),
+    resume: Optional[str] = options.resume(),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from owngpt.cli.train import budget_overrides
     from owngpt.config import load_run_config
+    from owngpt.model.lora import LoRAConfig
     from owngpt.train.sft import SFTConfig, sft as run_sft
 
-    overrides = list(set_) + [f"train.out_dir={out}", f"train.resume={resume}", *budget_overrides(steps, time)]
+    overrides = list(set_) + [f"train.out_dir={out}", *options.budget_overrides(steps, time, resume)]
     train_cfg = load_run_config(config, overrides).train
+    adapters = LoRAConfig(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, targets=lora_targets) if lora else None
     cfg = SFTConfig(
-        base=base, data=list(data), persona=persona or "", identity_conversations=identity, identity_share=identity_share, lora=lora,
-        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()], reverse=reverse,
-        max_conversations=max_conversations,
+        base=base, data=list(data), persona=persona or "", identity_conversations=identity,
+        identity_share=identity_share, lora=adapters, reverse=reverse, max_conversations=max_conversations,
     )
     result, report = run_sft(cfg, train_cfg, quiet=quiet)
     data_report = report["data"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import typer
 
 from owngpt.cli import app
+
+if TYPE_CHECKING:
+    from owngpt.tokenizer import Tokenizer
 
 tokenizer_app = typer.Typer(help="Train, inspect and try tokenizers (byte-level BPE or character-level).",
                             no_args_is_help=True)
@@ -23,8 +26,9 @@ def train(
     min_frequency: int = typer.Option(0, "--min-frequency", help="BPE: merge only pairs seen this often (0 = 2); "
                                       "char: give an id only to characters seen this often (0 = 1)."),
 ) -> None:
+    from owngpt.data.corpus import corpus_texts
     from owngpt.errors import OwnGPTError
-    from owngpt.tokenizer import corpus_texts, train_bpe, train_char
+    from owngpt.tokenizer import train_bpe, train_char
 
     texts = corpus_texts(list(sources))
     if kind == "bpe":
@@ -58,7 +62,8 @@ def info(tokenizer: str = typer.Argument(..., help="Tokenizer folder or its toke
     print_info(Tokenizer.load(tokenizer), tokenizer)
 
 
-def print_info(tok, where: str) -> None:
+def print_info(tok: Tokenizer, where: str) -> None:
+    """The tokenizer's kind, size, special ids, hash and training report, as `tokenizer info` prints them."""
     t = tok.info
     typer.echo(f"tokenizer {where}: {tok.kind}, vocab size {tok.vocab_size}, hash {tok.hash[:16]}")
     typer.echo("special ids: " + ", ".join(f"{n}={i}" for n, i in tok.special_ids.items()))

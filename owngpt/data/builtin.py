@@ -15,8 +15,8 @@ from typing import Callable, Iterator
 
 import yaml
 
+from owngpt.data.dialogue import alternating_messages
 from owngpt.data.records import Conversation, Document, Record, Skip
-from owngpt.data.sources import alternating_messages
 from owngpt.errors import OwnGPTError
 
 

@@ -1,4 +1,4 @@
-"""Conversations for chat fine-tuning: load them, check their shape, and pack rendered ids into batches.
+"""Conversations for chat fine-tuning: load and check them, reverse them (MMI), pack rendered ids into rows.
 
 A conversation is a list of {"role", "content"} messages: an optional system message first, then user and
 assistant turns alternating, starting with the user and containing at least one assistant turn. Anything
@@ -8,34 +8,30 @@ else is counted and reported with where it came from; nothing is silently used o
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
+from owngpt.data.corpus import is_prepared, read_split, refuse_unfinished
 from owngpt.data.records import Conversation, Skip
+from owngpt.data.sources import read_sources
+from owngpt.tokenizer import Message, Tokenizer, messages_problem, render_conversation
 
-ROLES = ("system", "user", "assistant")
 
-
-def check_conversation(messages: object) -> tuple[list[dict[str, str]] | None, str | None]:
+def check_conversation(messages: object) -> tuple[list[Message] | None, str | None]:
     """Return (usable messages, None) or (None, reason). A trailing user turn is trimmed, not an error."""
     if not isinstance(messages, list) or not messages:
         return None, "'messages' must be a non-empty list"
-    out: list[dict[str, str]] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            return None, f"message {i} is not an object"
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            return None, f"message {i}: unknown role {role!r} (use system, user or assistant)"
-        if not isinstance(content, str) or not content.strip():
-            return None, f"message {i} ({role}): empty content"
-        if role == "system" and i != 0:
-            return None, f"message {i}: a system message may only come first"
-        out.append({"role": role, "content": content})
+    problem = messages_problem(messages)
+    if problem is not None:
+        return None, problem
+    out = [{"role": m["role"], "content": m["content"]} for m in messages]
+    for i, m in enumerate(out):
+        if not m["content"].strip():
+            return None, f"messages[{i}] ({m['role']}): empty content"
+        if m["role"] == "system" and i != 0:
+            return None, f"messages[{i}]: a system message may only come first"
     turns = out[1:] if out[0]["role"] == "system" else out
     for i, m in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"
@@ -77,46 +73,23 @@ class ConversationSet:
         }
 
 
-def read_conversation_jsonl(path: Path, into: ConversationSet) -> None:
-    """Read a `conversations/{split}.jsonl` file written by `owngpt prepare` (or any messages JSONL)."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            loc = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                into.problems.append((loc, f"invalid JSON: {e.msg}"))
-                continue
-            if not isinstance(obj, dict) or "messages" not in obj:
-                into.problems.append((loc, "missing field 'messages'"))
-                continue
-            into.add(obj["messages"], str(obj.get("source") or loc) if "source" in obj else loc)
-
-
-def is_prepared(spec: str) -> bool:
-    """A folder written by `owngpt prepare` (it has train/val/test conversations), not a raw dialogue source."""
-    p = Path(spec)
-    return p.is_dir() and (p / "conversations").is_dir()
-
-
 def load_conversations(specs: Iterable[str], split: str = "train") -> ConversationSet:
     """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec.
-    Raw sources have no splits: they are returned whole whatever `split` says."""
+    Raw sources have no splits: they are returned whole whatever `split` says. An unfinished prepare folder
+    raises OwnGPTError (owngpt/data/corpus.py)."""
     out = ConversationSet()
     raw_specs = []
     for spec in specs:
-        p = Path(spec)
         if is_prepared(spec):
-            f = p / "conversations" / f"{split}.jsonl"
-            if f.exists():
-                read_conversation_jsonl(f, out)
+            for line in read_split(spec, "conversations", split):
+                if line.record is None:
+                    out.problems.append((line.loc, line.problem))
+                else:
+                    out.add(line.record["messages"], str(line.record.get("source") or line.loc))
         else:
+            refuse_unfinished(spec)
             raw_specs.append(spec)
     if raw_specs:
-        from owngpt.data.sources import read_sources
-
         for rec in read_sources(raw_specs):
             if isinstance(rec, Conversation):
                 out.add(rec.messages, rec.loc)
@@ -127,7 +100,39 @@ def load_conversations(specs: Iterable[str], split: str = "train") -> Conversati
     return out
 
 
-def render_windows(tok, messages: list[dict[str, str]], limit: int) -> list[tuple[list[int], list[int]]]:
+_SWAP = {"user": "assistant", "assistant": "user"}
+
+
+def reverse_conversation(messages: list[Message]) -> list[Message] | None:
+    """The training conversation of the backward (MMI) model: the dialogue played backwards, roles swapped.
+
+    For [system?, u1, a1, u2, a2] it returns
+        [user: a2, assistant: u2, user: a1, assistant: u1]
+    i.e. the last assistant reply becomes the first "user" message and every earlier message follows in
+    reverse order, with user and assistant swapped. The loss mask of `render_conversation` then covers
+    exactly the original user turns, so the model learns log p(u2 | a2) + log p(u1 | a2, u2, a1): the
+    context predicted from the reply. System messages are dropped (they do not depend on the reply),
+    messages after the last assistant reply are ignored, consecutive messages of one role are joined with
+    a newline, and a trailing (swapped) user message, which has nothing after it to predict, is dropped.
+    Returns None when no assistant reply has a user message before it."""
+    turns = [m for m in messages if m.get("role") in _SWAP]
+    last = next((i for i in range(len(turns) - 1, -1, -1)
+                 if turns[i]["role"] == "assistant" and any(t["role"] == "user" for t in turns[:i])), None)
+    if last is None:
+        return None
+    out: list[Message] = []
+    for m in reversed(turns[: last + 1]):
+        role = _SWAP[m["role"]]
+        if out and out[-1]["role"] == role:
+            out[-1] = {"role": role, "content": out[-1]["content"] + "\n" + m["content"]}
+        else:
+            out.append({"role": role, "content": m["content"]})
+    while out and out[-1]["role"] == "user":
+        out.pop()
+    return out
+
+
+def render_windows(tok: Tokenizer, messages: list[Message], limit: int) -> list[tuple[list[int], list[int]]]:
     """A conversation rendered as (ids, mask) windows of at most `limit` tokens, cut at message boundaries.
 
     A conversation that fits is one window. A longer one (chit-chat dialogues often run to hundreds of tokens)
@@ -135,8 +140,6 @@ def render_windows(tok, messages: list[dict[str, str]], limit: int) -> list[tupl
     the pair fits, the user turn that the window's first reply answers, instead of all but the first context's
     worth being cut away. A single message longer than `limit` stays one (later truncated) window.
     """
-    from owngpt.tokenizer import render_conversation
-
     pieces = [render_conversation(tok, [m]) for m in messages]  # the template is per message, so this concatenates
     head = 1 if messages and messages[0]["role"] == "system" else 0
     whole = sum(len(ids) for ids, _ in pieces)

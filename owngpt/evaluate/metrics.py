@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from owngpt.generate.scoring import perplexity
+from owngpt.lang import is_han
 from owngpt.tokenizer import Tokenizer
 
 
@@ -15,7 +15,7 @@ def _units(text: str) -> list[str]:
     """Words for space-separated text; characters for CJK (which has no spaces between words)."""
     units: list[str] = []
     for word in text.split():
-        if any("\u4e00" <= ch <= "\u9fff" for ch in word):
+        if any(is_han(ch) for ch in word):
             units.extend(ch for ch in word if not ch.isspace())
         else:
             units.append(word.lower())
@@ -34,33 +34,18 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-@torch.no_grad()
-def chat_perplexity(
-    model: torch.nn.Module,
-    tok: Tokenizer,
-    conversations: Sequence[list[dict[str, str]]],
-    device: str | torch.device = "cpu",
-) -> dict[str, float]:
-    """Perplexity over assistant tokens only (the render mask). Long conversations are scored in the same
-    context-sized windows that fine-tuning trains on (`render_windows`), so every reply counts once."""
+def chat_perplexity(model: torch.nn.Module, tok: Tokenizer, conversations: Sequence[list[dict[str, str]]],
+                    *, batch_size: int = 16) -> dict[str, float]:
+    """Perplexity over assistant tokens only (the render mask), scored by the one scoring function. Long
+    conversations are scored in the same context-sized windows that fine-tuning trains on (`render_windows`), so
+    every reply counts once."""
     from owngpt.data.conversations import render_windows
 
     block = model.cfg.block_size
-    nll, count = 0.0, 0
-    model.eval()
-    for ids, mask in (w for messages in conversations for w in render_windows(tok, messages, block + 1)):
-        ids, mask = ids[: block + 1], mask[: block + 1]
-        if sum(mask[1:]) == 0:
-            continue
-        x = torch.tensor(ids[:-1], device=device)[None]  # (1, T)
-        y = torch.tensor(ids[1:], device=device)
-        keep = torch.tensor(mask[1:], device=device, dtype=torch.bool)
-        logits = model(x)[0].float()  # (T, V)
-        losses = F.cross_entropy(logits, y, reduction="none")
-        nll += float(losses[keep].sum())
-        count += int(keep.sum())
-    mean = nll / max(count, 1)
-    return {"loss": mean, "perplexity": math.exp(min(mean, 50.0)), "tokens": count}
+    items = [(ids[: block + 1], mask[: block + 1])
+             for messages in conversations for ids, mask in render_windows(tok, messages, block + 1)]
+    result = perplexity(items, model, batch_size=batch_size)
+    return {"loss": result["loss"], "perplexity": result["perplexity"], "tokens": result["tokens"]}
 
 
 def name_recall(answers: Iterable[str], name: str) -> float:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from owngpt.config import ModelConfig
 from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write, atomic_write_text
 from owngpt.model.gpt import GPT
 
 # nn.Linear in owngpt, Conv1D in HF: these weights are transposed in both directions
@@ -169,11 +170,12 @@ def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     state = hf_state_from_gpt(model)
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight")  # shared with wte: safetensors refuses shared tensors, HF re-ties it
-    save_file({k: v.cpu() for k, v in state.items()}, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    weights = {k: v.cpu() for k, v in state.items()}
+    atomic_write(directory / "model.safetensors", lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
     config = hf_config_from_gpt(model.cfg, tokenizer)
-    (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    atomic_write_text(directory / "config.json", json.dumps(config, indent=2))
     if tokenizer is not None:
         generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer.eot_id, tokenizer.im_end_id],
                       "pad_token_id": config["pad_token_id"]}
-        (directory / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
+        atomic_write_text(directory / "generation_config.json", json.dumps(generation, indent=2))
     return directory

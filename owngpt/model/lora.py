@@ -1,15 +1,10 @@
-"""LoRA adapters applied from outside the model: wrap chosen nn.Linear layers, train only a low-rank update,
-save it as a small file tied to its base checkpoint, and merge it back into plain weights.
+"""LoRA modules applied from outside the model: wrap chosen nn.Linear layers, train only a low-rank update, and
+merge it back into plain weights. Adapter folders (files on disk) are owngpt/checkpoint/adapter.py's.
 
 A wrapped layer computes  y = x W^T + b + dropout(x) A^T B^T * (alpha / rank)  with W, b frozen,
 A (rank, in) Kaiming-uniform and B (out, rank) zero, so a fresh adapter changes nothing.
 `LoRALinear` keeps the base layer's own `weight` / `bias` Parameters under their original names, so a
 wrapped model still loads a base state dict, and merging restores the base's exact parameter names.
-
-Adapter folder (written by `write_adapter` / `save_adapter`):
-  adapter.safetensors   only the `*.lora_A` / `*.lora_B` tensors
-  adapter.json          LoRA settings, wrapped layers, the base model config and base checkpoint identity
-                        (weights sha256, tokenizer hash, step), sha256 of adapter.safetensors
 
 Not handled: Embedding/Conv layers, quantized bases, several adapters stacked on one layer, and LoRA on a
 layer whose weight is tied to another (GPT's lm_head with tied embeddings): merging it would also change
@@ -18,24 +13,14 @@ the embeddings, so `apply_lora` refuses it.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from owngpt.errors import OwnGPTError
-from owngpt.io import file_sha256
-
-ADAPTER_FORMAT = 1
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_META = "adapter.json"
 
 
 @dataclass
@@ -221,127 +206,3 @@ def merge_lora(model: nn.Module) -> nn.Module:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer.to_linear())
     return model
-
-
-# ----------------------------------------------------------------------------- adapter folders
-
-
-def _base_identity(base_meta: dict | None) -> dict[str, Any]:
-    meta = base_meta or {}
-    return {
-        "model_config": meta.get("model_config"),
-        "sha256": meta.get("sha256"),  # sha256 of the base checkpoint's model.safetensors
-        "tokenizer_hash": meta.get("tokenizer_hash"),
-        "step": meta.get("step"),
-    }
-
-
-def write_adapter(directory: str | Path, state: dict[str, torch.Tensor], cfg: LoRAConfig, base_meta: dict | None) -> Path:
-    """Write adapter.safetensors (the `lora_` tensors of `state`) and adapter.json (settings + base identity)."""
-    directory = Path(directory)
-    lora = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if "lora_" in k}
-    if not lora:
-        raise OwnGPTError("no LoRA tensors to save: the state holds no '*.lora_A' / '*.lora_B' weights")
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{ADAPTER_WEIGHTS}.tmp-{os.getpid()}"
-    save_file(lora, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / ADAPTER_WEIGHTS)
-    info = {
-        "format": ADAPTER_FORMAT,
-        "lora": asdict(cfg),
-        "modules": sorted({k.rsplit(".", 1)[0] for k in lora}),
-        "base": _base_identity(base_meta),
-        "sha256": file_sha256(directory / ADAPTER_WEIGHTS),
-    }
-    tmp = directory / f".{ADAPTER_META}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, directory / ADAPTER_META)  # written last: its presence marks a complete adapter
-    return directory
-
-
-def save_adapter(directory: str | Path, model: nn.Module, cfg: LoRAConfig, base_meta: dict | None) -> Path:
-    """Save a LoRA-wrapped model's adapters (see write_adapter); `base_meta` is the base checkpoint's meta."""
-    return write_adapter(directory, lora_state_dict(model), cfg, base_meta)
-
-
-def read_adapter(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, adapter.json contents) of an adapter folder, after checking the weights' sha256."""
-    directory = Path(directory)
-    meta_path, weights_path = directory / ADAPTER_META, directory / ADAPTER_WEIGHTS
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise OwnGPTError(f"{directory} is not an adapter folder (expected {ADAPTER_META} and {ADAPTER_WEIGHTS}, "
-                          "written by `owngpt sft --lora` into RUN/adapter)")
-    try:
-        info = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OwnGPTError(f"{meta_path}: unreadable JSON ({e})") from None
-    if not isinstance(info, dict) or "lora" not in info:
-        raise OwnGPTError(f"{meta_path}: missing the 'lora' section")
-    if info.get("format") != ADAPTER_FORMAT:
-        raise OwnGPTError(f"{meta_path}: adapter format {info.get('format')!r} is not supported (expected {ADAPTER_FORMAT})")
-    if info.get("sha256") and file_sha256(weights_path) != info["sha256"]:
-        raise OwnGPTError(f"{weights_path} is corrupt (sha256 differs from {ADAPTER_META}); export the adapter again")
-    return load_file(str(weights_path)), info
-
-
-def _check_base(directory: Path, info: dict[str, Any], model: nn.Module, base_meta: dict | None) -> None:
-    base = info.get("base") or {}
-    recorded = base.get("model_config")
-    cfg = getattr(model, "cfg", None)
-    if recorded and cfg is not None and hasattr(cfg, "__dataclass_fields__"):
-        current = asdict(cfg)
-        for key in sorted((set(recorded) | set(current)) - {"dropout"}):  # dropout does not shape the weights
-            if recorded.get(key) != current.get(key):
-                raise OwnGPTError(f"adapter {directory} was trained on a base model with {key}={recorded.get(key)!r}, "
-                                  f"but this model has {key}={current.get(key)!r}; use the base checkpoint it was trained on")
-    if base_meta:
-        for key, what in (("sha256", "weights sha256"), ("tokenizer_hash", "tokenizer hash")):
-            want, have = base.get(key), base_meta.get(key)
-            if want and have and want != have:
-                raise OwnGPTError(f"adapter {directory} was trained on a base checkpoint with {what} {want[:12]}… "
-                                  f"(step {base.get('step')}), but this base has {have[:12]}… (step "
-                                  f"{base_meta.get('step')}); use the base checkpoint it was trained on")
-
-
-def load_adapter(directory: str | Path, model: nn.Module, base_meta: dict | None = None) -> LoRAConfig:
-    """Apply the adapter in `directory` to `model` in place and return its LoRAConfig.
-
-    Refuses an adapter made for another base: a different model config, a different base checkpoint
-    (when `base_meta`, the base checkpoint's meta, is given), or tensors whose names/shapes do not fit."""
-    directory = Path(directory)
-    return _apply_adapter(directory, *read_adapter(directory), model, base_meta)
-
-
-def _apply_adapter(directory: Path, state: dict[str, torch.Tensor], info: dict[str, Any], model: nn.Module,
-                   base_meta: dict | None) -> LoRAConfig:
-    try:
-        cfg = LoRAConfig(**info["lora"])
-    except TypeError as e:
-        raise OwnGPTError(f"{directory / ADAPTER_META}: bad 'lora' section ({e})") from None
-    _check_base(directory, info, model, base_meta)
-    load_lora(model, state, cfg, where=f"adapter {directory}")
-    return cfg
-
-
-def merge_adapter_into_checkpoint(base_ckpt: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Load a base checkpoint, apply and merge an adapter, and save a plain checkpoint run folder at `out_dir`
-    (loadable by load_model / `owngpt chat OUT`). Returns the written checkpoint folder (OUT/best)."""
-    from owngpt.train.checkpoint import load_model, save_checkpoint
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise OwnGPTError(f"{out_dir} already exists and is not empty; choose a new folder for the merged model")
-    state, info = read_adapter(adapter_dir)  # a wrong adapter path fails before the (slow) base load
-    model, meta, tok = load_model(base_ckpt, device="cpu")
-    cfg = _apply_adapter(Path(adapter_dir), state, info, model, meta)
-    merge_lora(model)
-    # The base's own hashes and losses do not describe the merged weights; save_checkpoint writes new hashes.
-    dropped = ("sha256", "files", "tied", "format", "step", "val_loss", "best_val_loss")
-    kept = {k: v for k, v in meta.items() if k not in dropped}
-    merged_meta = dict(kept, weights_filtered=False, merged_adapter={
-        "adapter": str(adapter_dir), "adapter_sha256": info.get("sha256"), "lora": asdict(cfg),
-        "base": str(base_ckpt), "base_sha256": meta.get("sha256"),
-    })
-    save_checkpoint(out_dir, int(meta.get("step") or 0), model.state_dict(), merged_meta, None, tokenizer=tok,
-                    best=True, keep_last=1)
-    return out_dir / "best"

@@ -13,7 +13,6 @@ non-finite count follow one step behind, and evaluations and checkpoints first r
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
@@ -26,18 +25,17 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint, save_checkpoint
+from owngpt.checkpoint.meta import make_meta
 from owngpt.config import TrainConfig, parse_duration
 from owngpt.errors import OwnGPTError
-from owngpt.train.checkpoint import (
-    best_or_latest,
-    capture_rng_state,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from owngpt.io import atomic_write_text
+from owngpt.model.registry import arch_of, config_dict
+from owngpt.runtime import autocast, capture_rng_state, configure, restore_rng_state
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
+from owngpt.train.progress import StepValues, clock, progress_bar
+from owngpt.train.resume import load_fitting, resume_path
 
 
 @dataclass
@@ -59,62 +57,11 @@ class FitResult:
     val_history: list[tuple[int, float]] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available, else mps, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise OwnGPTError(f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
-
-
-def cpu_has_bf16_matmul() -> bool:
-    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN's bf16 matmuls run ~2.5-6x
-    faster than fp32. On AVX2-only CPUs bf16 is emulated and slower than fp32, so it is never the default there."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
-
-
-def _autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractContextManager, torch.dtype]:
-    """Mixed precision: bf16 autocast by default on CUDA GPUs that support it and on CPUs with AMX (no loss
-    scaling needed with bf16); fp32 elsewhere unless asked."""
-    if dtype == "auto":
-        fast_bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
-            device.type == "cpu" and cpu_has_bf16_matmul())
-        dtype = "bfloat16" if fast_bf16 else "float32"
-    if dtype == "float32":
-        return contextlib.nullcontext(), torch.float32
-    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=torch_dtype), torch_dtype
-
-
 def _next_fn(batches: Any) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(batches, "next_batch"):
         return batches.next_batch
     it = iter(batches)
     return lambda: next(it)
-
-
-def _resume_path(cfg: TrainConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to continue from, or None to start afresh. Starting afresh (or from another run's checkpoint)
-    in a folder that already holds checkpoints is refused: the two runs' checkpoints would mix, and a later
-    `--resume auto` would pick whichever has the higher step."""
-    if cfg.resume == "auto":
-        return latest_checkpoint(run_dir)
-    path = None if cfg.resume in ("", "none") else Path(cfg.resume)
-    if path is not None and not path.exists():
-        raise OwnGPTError(f"train.resume: {path} does not exist (use auto, none, or a checkpoint folder)")
-    held = latest_checkpoint(run_dir)
-    ours = path is not None and (path.resolve() == run_dir.resolve() or run_dir.resolve() in path.resolve().parents)
-    if held is not None and not ours:
-        raise OwnGPTError(f"{run_dir} already holds a run (checkpoints up to {held.name}); continue it with --resume auto, "
-                          f"or start the new run in another --out (or delete {run_dir} first)")
-    return None if path is None else latest_checkpoint(path) or best_or_latest(path)
 
 
 def _oom_error(cfg: TrainConfig) -> OwnGPTError:
@@ -126,40 +73,6 @@ def _oom_error(cfg: TrainConfig) -> OwnGPTError:
     )
 
 
-@dataclass
-class _StepValues:
-    """One optimizer step's loss and gradient norm on their way to the host. On a GPU they come back by a
-    non-blocking copy that the stream runs right after the step, so reading them while the next step is
-    queued waits for this step only, never for the queue to drain."""
-
-    step: int
-    lr: float
-    tokens: int  # tokens seen after this step
-    loss: float = float("nan")
-    norm: float = float("nan")
-    host: torch.Tensor | None = None  # [loss, norm] until read()
-    ready: Any = None  # CUDA event recorded after the copy
-
-    @classmethod
-    def queue(cls, step: int, lr: float, tokens: int, loss: torch.Tensor, norm: torch.Tensor) -> "_StepValues":
-        values = torch.stack([loss.float(), norm.float()])
-        out = cls(step, lr, tokens, host=values)
-        if values.is_cuda:
-            out.host = torch.empty(2, pin_memory=True)
-            out.host.copy_(values, non_blocking=True)
-            out.ready = torch.cuda.Event()
-            out.ready.record()
-        return out
-
-    def read(self) -> "_StepValues":
-        if self.host is not None:
-            if self.ready is not None:
-                self.ready.synchronize()
-            self.loss, self.norm = self.host.tolist()
-            self.host = self.ready = None
-        return self
-
-
 class _Trainer:
     """The state of one fit() call; split into methods only to keep each piece readable."""
 
@@ -169,13 +82,9 @@ class _Trainer:
         self.train_batches, self.val_batches = train_batches, val_batches
         self.run_config, self.tokenizer, self.weights_filter, self.quiet = run_config, tokenizer, weights_filter, quiet
         self.device = next(model.parameters()).device
-        self.autocast, self.amp_dtype = _autocast(self.device, cfg.dtype)
+        self.autocast, self.amp_dtype = autocast(self.device, cfg.dtype)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        if self.device.type == "cuda":  # TF32 matmuls: ~free speed on Ampere+, fp32 elsewhere
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        configure(self.device, cfg.threads)
         self.optimizer = make_optimizer(model, cfg)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         # fused AdamW skips a step by itself when told so on the device (its CPU and CUDA kernels read found_inf;
@@ -211,18 +120,18 @@ class _Trainer:
     # ------------------------------------------------------------------ resume / save
 
     def resume(self) -> None:
-        path = _resume_path(self.cfg, self.run_dir)
+        path = resume_path(self.cfg, self.run_dir)
         if path is None:
             return
         state, meta, ts = load_checkpoint(path)
         if ts is None:
             raise OwnGPTError(f"{path} has no train_state.pt, so it cannot be resumed; start a new run (another --out) "
                               f"with train.init_from={path}")
-        theirs, ours = meta.get("tokenizer_hash"), getattr(self.tokenizer, "hash", None)
+        theirs, ours = meta.tokenizer_hash, getattr(self.tokenizer, "hash", None)
         if theirs and ours and theirs != ours:
             raise OwnGPTError(f"{path} was trained with tokenizer {theirs}, but this data uses tokenizer {ours}: "
                               "resume with the data it was trained on, or start the new run in another --out")
-        self._load_weights(path, state)
+        load_fitting(self.raw_model, path, state, self.weights_filter)
         # the moments and step counts continue; the settings are this run's (a resume may change weight decay,
         # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
         settings = [{k: g[k] for k in ("weight_decay", "betas", "eps")} for g in self.optimizer.param_groups]
@@ -244,36 +153,14 @@ class _Trainer:
         self.last_saved_step = self.step
         self.resumed_from = str(path)
 
-    def _load_weights(self, path: Path, state: dict[str, torch.Tensor]) -> None:
-        """Load a checkpoint's weights into the model, or say in one line why they do not fit it."""
-        own = self.raw_model.state_dict()
-        selected = {k for k in own if self.weights_filter is None or self.weights_filter(k)}
-        missing = sorted(selected - set(state))
-        unexpected = sorted(set(state) - set(own))
-        resized = [f"{k} {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items()
-                   if k in own and v.shape != own[k].shape]
-        if missing or unexpected or resized:
-            found = "; ".join(part for part in (f"missing {missing[:3]}" if missing else "",
-                                                f"unexpected {unexpected[:3]}" if unexpected else "",
-                                                f"shapes differ: {', '.join(resized[:2])}" if resized else "") if part)
-            raise OwnGPTError(f"{path} does not fit this model ({found}); resume with the model settings that made it "
-                              f"(its run folder's config.yaml), or start the new model in another --out")
-        self.raw_model.load_state_dict(state, strict=False)
-
     def save(self, val_loss: float | None, best: bool, elapsed: float) -> Path:
         state = self.raw_model.state_dict()
         if self.weights_filter is not None:
             state = {k: v for k, v in state.items() if self.weights_filter(k)}
-        model_cfg = getattr(self.raw_model, "cfg", None)
-        meta = {
-            "model_config": asdict(model_cfg) if model_cfg is not None else self.run_config.get("model"),
-            "tokenizer_hash": getattr(self.tokenizer, "hash", None),
-            "tokens": self.tokens,
-            "val_loss": val_loss,
-            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "weights_filtered": self.weights_filter is not None,
-            "run_config": self.run_config,
-        }
+        meta = make_meta(arch=arch_of(self.raw_model), model_config=config_dict(self.raw_model), tokenizer=self.tokenizer,
+                         run_config=self.run_config, tokens=self.tokens, val_loss=val_loss,
+                         best_val_loss=self.best_val if math.isfinite(self.best_val) else None,
+                         weights_filtered=self.weights_filter is not None)
         train_state = {
             "optimizer": self.optimizer.state_dict(),
             "rng": capture_rng_state(),
@@ -307,7 +194,7 @@ class _Trainer:
         with self.autocast:
             return self.forward_loss(x, y, reduction)
 
-    def train_step(self, lr: float) -> _StepValues:
+    def train_step(self, lr: float) -> StepValues:
         """Queue one optimizer step; returns its loss and gradient norm, read by the host later (resolve()).
 
         A step whose loss (or, with clipping, gradient norm) is not finite leaves the weights and the optimizer
@@ -339,11 +226,11 @@ class _Trainer:
             del self.optimizer.found_inf
             self.optimizer.zero_grad(set_to_none=True)
             loss = torch.where(bad & torch.isfinite(loss), float("inf"), loss)  # skipped for its gradient: inf, as below
-            return _StepValues.queue(self.step + 1, lr, self.tokens, loss, norm)
+            return StepValues.queue(self.step + 1, lr, self.tokens, loss, norm)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
-            return _StepValues(self.step + 1, lr, self.tokens, loss_value, float("nan"))
+            return StepValues(self.step + 1, lr, self.tokens, loss_value, float("nan"))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)) if cfg.grad_clip > 0 else float("nan")
@@ -355,7 +242,7 @@ class _Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return _StepValues(self.step + 1, lr, self.tokens, loss_value, norm)
+        return StepValues(self.step + 1, lr, self.tokens, loss_value, norm)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -402,13 +289,13 @@ class _Trainer:
         tokens_per_step = self.tokens // self.step if self.step else None  # known again after a resume
         last_val = float("nan")
         reason = ""
-        pending: list[_StepValues] = []  # queued steps whose numbers the host has not read yet
+        pending: list[StepValues] = []  # queued steps whose numbers the host has not read yet
         self.raw_model.train()
-        progress = _progress(cfg, self.quiet, self.step)
+        progress = progress_bar(self.quiet)
         try:
             with progress:
                 task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0,
-                                         eta=_clock(None))
+                                         eta=clock(None))
                 report = functools.partial(self.resolve, pending, logger=logger, progress=progress, task=task)
                 while True:
                     elapsed = self.elapsed_before + time.perf_counter() - start
@@ -478,7 +365,7 @@ class _Trainer:
         self.finish(result, self.step - start_step)
         return result
 
-    def resolve(self, pending: list[_StepValues], *, keep: int, logger: MetricsLogger, progress, task) -> str:
+    def resolve(self, pending: list[StepValues], *, keep: int, logger: MetricsLogger, progress, task) -> str:
         """Read queued steps' numbers, oldest first, until `keep` remain — all of them during a run of non-finite
         steps, so that the max_nonfinite-th stops the run before another step is taken: count non-finite
         (skipped) steps, log every log_interval-th step and move the progress bar. Returns why to stop ("" to go
@@ -508,7 +395,7 @@ class _Trainer:
                 # under a token or time budget the total is the step that budget is expected to end at (see horizon)
                 total = self.expected_steps if self.expected_steps < 10**9 else None
                 progress.update(task, total=total, completed=v.step, loss=v.loss, tps=tps,
-                                eta=_clock(self.seconds_left(v.step, v.tokens, tps)))
+                                eta=clock(self.seconds_left(v.step, v.tokens, tps)))
         return ""
 
     def seconds_left(self, step: int, tokens: int, tokens_per_s: float) -> float | None:
@@ -550,25 +437,6 @@ class _Trainer:
         })
 
 
-def _clock(seconds: float | None) -> str:
-    """0:03:07 for the progress bar's ETA; -:--:-- while unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-:--:--"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def _progress(cfg: TrainConfig, quiet: bool, start_step: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
-        disable=quiet, transient=False, refresh_per_second=4,
-    )
-
-
 def fit(
     model: nn.Module,
     train_batches,
@@ -590,9 +458,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(
-        yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True))
     trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet)
     return trainer.run()
 

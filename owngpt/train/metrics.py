@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from owngpt.io import atomic_write_text
+
 
 # Dense bf16/fp16 tensor-core peaks (no sparsity), FLOP/s, by a substring of torch.cuda.get_device_name();
 # the first match wins, so the more specific names come first.
@@ -40,10 +42,10 @@ class MetricsLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
         if resume_step is None:
-            self.path.write_text("", encoding="utf-8")
+            atomic_write_text(self.path, "")
         elif self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
@@ -140,9 +142,9 @@ def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
         f"| device | {info.get('device', '')} ({info.get('dtype', '')}, compile: {info.get('compiled', False)}) |",
         "",
         "Files: `config.yaml` (resolved settings), `metrics.jsonl`, `tb/` (TensorBoard), `loss.png`, "
-        "`best/` and `checkpoints/` (load with `owngpt.train.checkpoint.load_model`).",
+        "`best/` and `checkpoints/` (load with `owngpt.checkpoint.format.load_model`).",
         "",
     ]
     out = run_dir / "summary.md"
-    out.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(out, "\n".join(lines))
     return out

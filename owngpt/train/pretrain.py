@@ -14,9 +14,11 @@ from typing import Callable
 import torch
 
 from owngpt.config import RunConfig, to_dict
-from owngpt.data.loader import TokenBatches, read_manifest_file
+from owngpt.data.loader import TokenBatches
+from owngpt.data.shards import read_manifest
 from owngpt.errors import OwnGPTError
-from owngpt.train.loop import FitResult, fit, resolve_device
+from owngpt.runtime import resolve_device
+from owngpt.train.loop import FitResult, fit
 
 VOCAB_MULTIPLE = 64  # matmuls over a vocab padded to a multiple of 64 run faster; extra rows are never targets
 
@@ -43,23 +45,23 @@ def setup(run_config: RunConfig):
     if not cfg.data:
         raise OwnGPTError("no training data: pass --data DIR (a folder written by `owngpt prepare`)")
     data_dir = Path(cfg.data)
-    manifest = read_manifest_file(data_dir)
+    manifest = read_manifest(data_dir)
     if not (data_dir / "tokenizer").is_dir():
         raise OwnGPTError(f"{data_dir}/tokenizer not found: run `owngpt prepare ... --out {data_dir}` with a tokenizer")
     tok = Tokenizer.load(data_dir / "tokenizer")
     model_cfg = dataclasses.replace(run_config.model, vocab_size=padded_vocab(tok.vocab_size))
     base_state = None
     if cfg.init_from:  # continued pretraining (domain adaptation): the base decides the architecture
+        from owngpt.checkpoint.format import best_or_latest, load_weights, read_meta, require_full_model
         from owngpt.config import ModelConfig
-        from owngpt.train.checkpoint import best_or_latest, load_weights, read_meta, require_full_model
 
         base = best_or_latest(cfg.init_from)
         base_meta = read_meta(base)
         require_full_model(base, base_meta)
-        if base_meta.get("tokenizer_hash") and base_meta["tokenizer_hash"] != tok.hash:
+        if base_meta.tokenizer_hash and base_meta.tokenizer_hash != tok.hash:
             raise OwnGPTError(f"{data_dir} was tokenized with a different tokenizer than {base}; re-run prepare "
                               f"with `--tokenizer {base}/tokenizer` so the data matches the base model")
-        model_cfg = ModelConfig(**{**base_meta["model_config"], "dropout": run_config.model.dropout})
+        model_cfg = ModelConfig(**{**base_meta.model_config, "dropout": run_config.model.dropout})
         base_state = load_weights(base, base_meta)
     run_config = RunConfig(model=model_cfg, train=cfg)
     device = resolve_device(cfg.device)

@@ -13,10 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from owngpt.checkpoint.format import latest_checkpoint, load_model, read_meta
+from owngpt.checkpoint.meta import CheckpointMeta
 from owngpt.config import TrainConfig
-from owngpt.data.conversations import ConversationSet, is_prepared, load_conversations
+from owngpt.data.conversations import ConversationSet, load_conversations, reverse_conversation
+from owngpt.data.corpus import is_prepared
 from owngpt.data.loader import PackedBatches
 from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write_text
+from owngpt.model.lora import LoRAConfig
+from owngpt.runtime import resolve_device
 
 
 @dataclass
@@ -31,11 +37,7 @@ class SFTConfig:
     system_prompt_prob: float = 0.5  # share of data conversations that get the persona's system prompt
     val_fraction: float = 0.05  # held out by hash when the sources have no val split
     max_conversations: int = 0  # 0 = all
-    lora: bool = False
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.05
-    lora_targets: list[str] = field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    lora: LoRAConfig | None = None  # None = full fine-tuning; else train only these adapters
     reverse: bool = False  # train the backward model for MMI reranking
 
 
@@ -102,8 +104,6 @@ def build_conversations(
         report["persona"] = {"name": persona.name, "identity_conversations": len(identity)}
         report["system_prompt"] = prompt
     if cfg.reverse:
-        from owngpt.chat import reverse_conversation
-
         train = [r for m in train if (r := reverse_conversation(m))]
         val = [r for m in val if (r := reverse_conversation(m))]
     random.Random(seed).shuffle(train)
@@ -155,8 +155,7 @@ def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> li
 
 def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir."""
-    from owngpt.train.checkpoint import load_model
-    from owngpt.train.loop import fit, resolve_device
+    from owngpt.train.loop import fit
 
     if not cfg.base:
         raise OwnGPTError("sft needs a base checkpoint: --base RUN_OR_CHECKPOINT (from `owngpt pretrain`)")
@@ -182,47 +181,35 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
         assistant_tokens_per_epoch=train_batches.tokens_per_epoch,
     )
     weights_filter = None
-    if cfg.lora:
-        from owngpt.model.lora import LoRAConfig, apply_lora
+    if cfg.lora is not None:
+        from owngpt.model.lora import apply_lora
 
-        lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets)
-        apply_lora(model, lcfg)
+        apply_lora(model, cfg.lora)
         weights_filter = lambda name: "lora_" in name  # noqa: E731 - only the adapters are saved
-        report["lora"] = asdict(lcfg)
+        report["lora"] = asdict(cfg.lora)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     report["trainable_parameters"] = n_train
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "sft_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic_write_text(run_dir / "sft_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     model.to(device)
     # `chat` is what `owngpt chat` reads to use the same system prompt the model was fine-tuned with.
     chat_defaults = {"system_prompt": report.get("system_prompt"), "reverse": cfg.reverse}
-    run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg), "base_meta": meta,
-                  "chat": chat_defaults}
+    run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg),
+                  "base_meta": meta.to_dict(), "chat": chat_defaults}
     result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
                  weights_filter=weights_filter, quiet=quiet)
-    if cfg.lora:
-        _export_adapter(run_dir, cfg, meta)
+    if cfg.lora is not None:
+        from owngpt.checkpoint.adapter import export_adapter
+
+        export_adapter(run_dir, cfg.lora, meta)
     return result, report
 
 
-def base_changed(run_dir: Path, base_meta: dict) -> bool:
-    """Whether the fine-tuning run in `run_dir` started from base weights other than these (sha256 differs)."""
-    import yaml
-
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
+def base_changed(run_dir: Path, base_meta: CheckpointMeta) -> bool:
+    """Whether the fine-tuning run in `run_dir` started from base weights other than these (sha256 differs), as its
+    latest checkpoint records."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
         return False
-    recorded = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("base_meta") or {}
-    return bool(recorded.get("sha256")) and recorded.get("sha256") != base_meta.get("sha256")
-
-
-def _export_adapter(run_dir: Path, cfg: SFTConfig, base_meta: dict) -> None:
-    """Turn the best (else latest) adapter checkpoint into a standalone adapter folder: run_dir/adapter."""
-    from owngpt.model.lora import LoRAConfig, write_adapter
-    from owngpt.train.checkpoint import best_or_latest, load_checkpoint
-
-    ckpt = best_or_latest(run_dir)
-    state, _meta, _ = load_checkpoint(ckpt)
-    lcfg = LoRAConfig(rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets)
-    write_adapter(run_dir / "adapter", state, lcfg, base_meta)
-
+    recorded = read_meta(latest).base_sha256
+    return bool(recorded) and recorded != base_meta.sha256

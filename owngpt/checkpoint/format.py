@@ -1,12 +1,13 @@
-"""Checkpoints that survive a crash at any moment: atomic folders of safetensors weights + JSON meta + train state.
+"""The checkpoint folder: layout, writing it so it survives a crash at any moment, finding, verifying and loading it.
 
 Layout: `RUN/checkpoints/step_0001000/` (the last K kept) and `RUN/best/`, each holding
   model.safetensors   the weights (only what `weights_filter` selected, e.g. LoRA adapters)
   train_state.pt      optimizer, RNG and loader states; plain tensors/dicts/lists/ints, so it loads with
                       torch.load(weights_only=True) — no pickled code ever runs
   tokenizer/          a copy of the run's tokenizer, so a checkpoint is self-contained
-  meta.json           model config, tokenizer hash, step, tokens, val loss, sha256 of every file — written
-                      LAST: a folder without meta.json is an unfinished write and is never used
+  meta.json           the typed CheckpointMeta (owngpt/checkpoint/meta.py): arch, model config, tokenizer hash,
+                      step, tokens, val loss, sha256 of every file — written LAST: a folder without meta.json is
+                      an unfinished write and is never used
 
 A checkpoint is written into a temp folder next to its final place, every file fsynced, then renamed
 (rename within one file system is atomic), then the parent folder is fsynced so the rename itself persists.
@@ -16,10 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,59 +27,20 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from owngpt.checkpoint.meta import FORMAT, CheckpointMeta
 from owngpt.errors import OwnGPTError
-from owngpt.io import file_sha256, fsync_dir, fsync_file
+from owngpt.io import atomic_write_text, file_sha256, fsync_dir, fsync_tree, publish_dir
+from owngpt.runtime import resolve_device
 
-FORMAT = 1
 _STEP_RE = re.compile(r"^step_(\d{7,})$")
 
 
 # ----------------------------------------------------------------------------- file helpers
 
 
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fsync_file(Path(dirpath) / name)
-        fsync_dir(Path(dirpath))
-
-
 def is_complete(folder: Path) -> bool:
     """A checkpoint counts only once its meta.json (the last file written) exists."""
     return (Path(folder) / "meta.json").is_file() and (Path(folder) / "model.safetensors").is_file()
-
-
-# ----------------------------------------------------------------------------- RNG states as plain tensors
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """torch / numpy / python / CUDA RNG states as tensors and ints (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
-                   "gauss_next": py_gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----------------------------------------------------------------------------- save
@@ -107,7 +68,8 @@ def _check_finite(state: dict[str, torch.Tensor]) -> None:
                               "lower train.lr or resume from the previous checkpoint)")
 
 
-def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: dict, train_state: dict | None, tokenizer) -> None:
+def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: CheckpointMeta, train_state: dict | None,
+                  tokenizer) -> None:
     tmp.mkdir(parents=True)
     weights, aliases = _dedup_shared(state)
     save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -117,13 +79,9 @@ def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: dict, train_s
         files["train_state.pt"] = file_sha256(tmp / "train_state.pt")
     if tokenizer is not None:
         tokenizer.save(tmp / "tokenizer")
-    meta = dict(meta, format=FORMAT, sha256=file_sha256(tmp / "model.safetensors"), files=files, tied=aliases)
-    _fsync_tree(tmp)  # everything but meta.json is durable before the marker appears
-    with open(tmp / "meta.json", "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2, ensure_ascii=False, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(tmp)
+    meta = replace(meta, format=FORMAT, sha256=file_sha256(tmp / "model.safetensors"), files=files, tied=aliases)
+    fsync_tree(tmp)  # everything but meta.json is durable before the marker appears
+    atomic_write_text(tmp / "meta.json", json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:
@@ -136,24 +94,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished temp folder into place; an existing folder of that name is replaced."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 _OLD_RE = re.compile(r"^\.old-(.+)-\d+$")
 
 
 def _clean_stale_temps(folder: Path) -> None:
     """Tidy what a killed process left: temp folders (never complete, never used) are removed; a folder that
-    _publish had moved aside but not yet replaced (killed between its two renames) is put back."""
+    publish_dir had moved aside but not yet replaced (killed between its two renames) is put back."""
     if folder.is_dir():
         for p in folder.iterdir():
             if not p.is_dir():
@@ -182,7 +128,7 @@ def save_checkpoint(
     run_dir: str | Path,
     step: int,
     model_state: dict[str, torch.Tensor],
-    meta: dict,
+    meta: CheckpointMeta,
     train_state: dict | None,
     tokenizer=None,
     best: bool = False,
@@ -198,13 +144,13 @@ def save_checkpoint(
     _clean_stale_temps(run_dir)
     final = ckpt_root / f"step_{step:07d}"
     tmp = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
-    _write_folder(tmp, model_state, dict(meta, step=step), train_state, tokenizer)
+    _write_folder(tmp, model_state, replace(meta, step=int(step)), train_state, tokenizer)
     if best:  # best/ first: a step folder, once published, says best/ holds its step (a resume trusts that)
         tmp_best = run_dir / f".tmp-best-{os.getpid()}"
         _link_or_copy_tree(tmp, tmp_best)
         fsync_dir(tmp_best)
-        _publish(tmp_best, run_dir / "best")
-    _publish(tmp, final)
+        publish_dir(tmp_best, run_dir / "best")
+    publish_dir(tmp, final)
     _prune(ckpt_root, max(1, keep_last))
     return final
 
@@ -267,14 +213,16 @@ def _previous_of(path: Path) -> str:
 # ----------------------------------------------------------------------------- load
 
 
-def read_meta(path: str | Path) -> dict:
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """The meta of a checkpoint folder (any written so far: those before `arch` existed hold a GPT)."""
     path = Path(path)
     if not is_complete(path):
         raise OwnGPTError(f"{path} is not a complete checkpoint (no meta.json or model.safetensors)")
     try:
-        return json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        data = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise OwnGPTError(f"checkpoint {path} is corrupt (unreadable meta.json); use the previous one {_previous_of(path)}") from None
+    return CheckpointMeta.from_dict(data, path / "meta.json")
 
 
 def _verify(path: Path, file: str, expected: str | None) -> None:
@@ -282,52 +230,52 @@ def _verify(path: Path, file: str, expected: str | None) -> None:
         raise OwnGPTError(f"checkpoint {path} is corrupt (sha256 mismatch in {file}); use the previous one {_previous_of(path)}")
 
 
-def load_weights(path: str | Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
+def load_weights(path: str | Path, meta: CheckpointMeta | None = None) -> dict[str, torch.Tensor]:
     """Verified weights of a checkpoint folder, tied aliases restored."""
     path = Path(path)
     meta = meta or read_meta(path)
-    _verify(path, "model.safetensors", meta.get("sha256"))
+    _verify(path, "model.safetensors", meta.sha256)
     state = load_file(str(path / "model.safetensors"))
-    for alias, name in meta.get("tied", {}).items():
+    for alias, name in meta.tied.items():
         state[alias] = state[name]
     return state
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta, dict | None]:
     """(weights, meta, train_state) of a checkpoint folder, after checking every sha256 in meta."""
     path = Path(path)
     meta = read_meta(path)
     state = load_weights(path, meta)
     train_state = None
     if (path / "train_state.pt").exists():
-        _verify(path, "train_state.pt", meta.get("files", {}).get("train_state.pt"))
+        _verify(path, "train_state.pt", meta.files.get("train_state.pt"))
         train_state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=True)
     return state, meta, train_state
 
 
-def require_full_model(ckpt: Path, meta: dict) -> None:
+def require_full_model(ckpt: Path, meta: CheckpointMeta) -> None:
     """Refuse a checkpoint that holds only part of a model (a LoRA run's adapters) where a whole one is needed."""
-    if meta.get("weights_filtered"):
+    if meta.weights_filtered:
         raise OwnGPTError(f"{ckpt} holds only part of a model (e.g. LoRA adapters); load its base model and apply "
                           "the adapter (see `owngpt chat BASE --adapter ADAPTER`)")
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer=None):
-    """(GPT, meta, Tokenizer | None) from a run folder (its best, else latest) or a checkpoint folder.
+def load_model(path: str | Path, device: str | torch.device = "auto", tokenizer=None):
+    """(model, meta, Tokenizer | None) from a run folder (its best, else latest) or a checkpoint folder, on
+    `device` ("auto": CUDA, else MPS, else CPU), in eval mode. The model is of the checkpoint's `arch`.
 
     `tokenizer`: a Tokenizer you want to use instead of the checkpoint's copy; it must be the same one
     the model was trained with (same hash)."""
-    from owngpt.config import ModelConfig
-    from owngpt.model.gpt import GPT
+    from owngpt.model.registry import build
 
     ckpt = best_or_latest(path)
     meta = read_meta(ckpt)
     require_full_model(ckpt, meta)
     state = load_weights(ckpt, meta)
-    model = GPT(ModelConfig(**meta["model_config"]))
+    model = build(meta.arch, meta.model_config)
     model.load_state_dict(state, strict=True)
-    model.to(device).eval()
-    expected = meta.get("tokenizer_hash")
+    model.to(resolve_device(device)).eval()
+    expected = meta.tokenizer_hash
     if tokenizer is not None:
         if expected and tokenizer.hash != expected:
             raise OwnGPTError(f"tokenizer mismatch: the given tokenizer has hash {tokenizer.hash} but {ckpt} was "

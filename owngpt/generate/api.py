@@ -1,0 +1,85 @@
+"""A loaded model ready to generate: `owngpt.load(path)` -> Generator with `.generate(prompt)` and `.stream(prompt)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Collection, Iterator
+
+import torch
+
+from owngpt.checkpoint.meta import CheckpointMeta
+from owngpt.errors import OwnGPTError
+from owngpt.generate.engine import device_of, generate_texts, stream_text
+from owngpt.generate.settings import GenerationConfig, make_config
+from owngpt.runtime import resolve_device
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """A text prompt's ids; an empty prompt starts from <|endoftext|> (documents begin after one in training)."""
+    return tokenizer.encode(prompt) or [tokenizer.eot_id]
+
+
+def generate(model, tokenizer, prompts: list[str], cfg: GenerationConfig, *, stop_ids: Collection[int] = (),
+             use_cache: bool = True) -> list[str]:
+    """The continuation text of each text prompt, cut before the first stop string."""
+    ids = [encode_prompt(tokenizer, p) for p in prompts]
+    return generate_texts(model, tokenizer, ids, cfg, stop_ids=stop_ids, use_cache=use_cache)
+
+
+class Generator:
+    """A model with its tokenizer, ready to generate: `owngpt.load(path).generate("Once upon a time")`.
+
+    Keyword arguments of generate/stream are GenerationConfig fields (plus stop_ids); they override `defaults`."""
+
+    def __init__(self, model, tokenizer, meta: CheckpointMeta | None = None,
+                 defaults: GenerationConfig | None = None) -> None:
+        self.model, self.tokenizer, self.meta = model, tokenizer, meta
+        self.defaults = defaults or GenerationConfig()
+
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.model)
+
+    def config(self, **overrides: Any) -> GenerationConfig:
+        return make_config(self.defaults, **overrides)
+
+    def _need_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise OwnGPTError("this checkpoint carries no tokenizer, so it cannot generate text; use generate_ids "
+                              "with token ids")
+
+    def generate(self, prompt: str | list[str], *, stop_ids: Collection[int] = (), **overrides: Any) -> str | list[str]:
+        """The continuation of one prompt (a str) or of each of a list of prompts (a list)."""
+        self._need_tokenizer()
+        single = isinstance(prompt, str)
+        outs = generate(self.model, self.tokenizer, [prompt] if single else list(prompt), self.config(**overrides),
+                        stop_ids=stop_ids)
+        return outs[0] if single else outs
+
+    def stream(self, prompt: str, *, stop_ids: Collection[int] = (), **overrides: Any) -> Iterator[str]:
+        """The continuation of one prompt, piece by piece as it decodes."""
+        self._need_tokenizer()
+        cfg = self.config(**overrides)
+        return stream_text(self.model, self.tokenizer, encode_prompt(self.tokenizer, prompt), cfg, stop_ids=stop_ids)
+
+    def __repr__(self) -> str:
+        return f"Generator({self.model.describe() if hasattr(self.model, 'describe') else type(self.model).__name__})"
+
+
+def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto") -> Generator:
+    """A checkpoint (run folder: its best, else latest; or a checkpoint folder) with its tokenizer, on `device`,
+    optionally with a LoRA adapter (RUN/adapter of `owngpt sft --lora`) applied to it."""
+    from owngpt.checkpoint.format import load_model
+
+    if not Path(path).exists():
+        raise OwnGPTError(f"checkpoint {path} does not exist: give a run folder (e.g. runs/pretrain) or a "
+                          "checkpoint folder (RUN/best, RUN/checkpoints/step_0001000)")
+    dev = resolve_device(device)
+    model, meta, tokenizer = load_model(path, device=dev)
+    if adapter is not None:
+        from owngpt.checkpoint.adapter import load_adapter
+
+        load_adapter(adapter, model, meta)
+        model.to(dev)
+    model.eval()
+    return Generator(model, tokenizer, meta)

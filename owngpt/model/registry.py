@@ -1,0 +1,64 @@
+"""The architectures a checkpoint can hold: `arch` name -> (config class, model class).
+
+A checkpoint's meta.json names its `arch`; `build` makes an empty model of it from the recorded config, so
+loading, chat, generation, scoring and evaluation work for every registered model alike. A model class has
+a `cfg` attribute (its config dataclass, with `block_size` and `vocab_size`), takes `(B, T)` ids and returns
+`(B, T, V)` logits. Checkpoints written before `arch` existed are GPTs.
+
+Adding a model: write its module under owngpt/model/, give the class an `arch` name, and `register` it below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any, Callable
+
+from torch import nn
+
+from owngpt.config import ModelConfig
+from owngpt.errors import OwnGPTError
+from owngpt.model.gpt import GPT
+
+DEFAULT_ARCH = "gpt"  # what a meta.json without an `arch` field holds
+
+_ARCHS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {}
+
+
+def register(arch: str, config_cls: type, model_cls: Callable[[Any], nn.Module]) -> None:
+    _ARCHS[arch] = (config_cls, model_cls)
+
+
+register(GPT.arch, ModelConfig, GPT)
+
+
+def archs() -> list[str]:
+    return sorted(_ARCHS)
+
+
+def arch_of(model: nn.Module) -> str:
+    """The name meta.json records for a model: its registered `arch`, else its class name (a model of your own
+    that `fit` trains; `build` then says it is not registered)."""
+    return getattr(model, "arch", None) or type(model).__name__
+
+
+def config_dict(model: nn.Module) -> dict[str, Any]:
+    """The model's config as plain data, as meta.json records it ({} for a model without a dataclass `cfg`)."""
+    cfg = getattr(model, "cfg", None)
+    return asdict(cfg) if cfg is not None and hasattr(cfg, "__dataclass_fields__") else {}
+
+
+def build(arch: str | None, model_config: dict[str, Any], **changes: Any) -> nn.Module:
+    """An untrained model of `arch` (None = the default) from a recorded config, with `changes` applied
+    (e.g. dropout). Unknown fields of the config or an unknown arch are one-line errors."""
+    arch = arch or DEFAULT_ARCH
+    if arch not in _ARCHS:
+        raise OwnGPTError(f"unknown model architecture {arch!r} in the checkpoint (this owngpt knows "
+                          f"{', '.join(archs())}); a newer owngpt may have written it")
+    config_cls, model_cls = _ARCHS[arch]
+    if not model_config:
+        raise OwnGPTError("the checkpoint records no model config, so its model cannot be rebuilt")
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(model_config) - known)
+    if unknown:
+        raise OwnGPTError(f"the checkpoint's model config has fields this owngpt does not know: {', '.join(unknown)}")
+    return model_cls(config_cls(**{**model_config, **changes}))

@@ -1,0 +1,38 @@
+"""Tokenizer stage: byte-level BPE / character tokenizers (bpe.py) and THE chat template (template.py)."""
+
+from owngpt.lang import language
+from owngpt.tokenizer.bpe import (
+    ASSISTANT_STOP,
+    BYTE_BASE,
+    EOT,
+    IM_END,
+    IM_START,
+    KINDS,
+    META_FORMAT,
+    MIN_BPE_VOCAB,
+    PAD,
+    PRETOKENIZE_REGEX,
+    SAMPLE_CHARS,
+    SPECIAL_TOKENS,
+    Tokenizer,
+    byte_decoder,
+    chars_per_token,
+    content_hash,
+    train_bpe,
+    train_char,
+)
+from owngpt.tokenizer.template import (
+    ROLES,
+    Message,
+    check_messages,
+    messages_problem,
+    render_conversation,
+    render_prompt,
+)
+
+__all__ = [
+    "ASSISTANT_STOP", "BYTE_BASE", "EOT", "IM_END", "IM_START", "KINDS", "META_FORMAT", "MIN_BPE_VOCAB", "Message",
+    "PAD", "PRETOKENIZE_REGEX", "ROLES", "SAMPLE_CHARS", "SPECIAL_TOKENS", "Tokenizer", "byte_decoder",
+    "chars_per_token", "check_messages", "content_hash", "language", "messages_problem", "render_conversation",
+    "render_prompt", "train_bpe", "train_char",
+]
