@@ -39,8 +39,10 @@ def run_one(mode: str, args: argparse.Namespace, out: Path) -> dict:
                  f"train.min_lr={spec['lr'] / 10}", f"train.eval_interval={args.steps}", "train.tensorboard=false",
                  f"train.batch_size={args.batch_size}", "train.device=cpu", f"train.threads={args.threads}"]
     train_cfg = load_run_config("sft", overrides).train
-    cfg = SFTConfig(base=args.base, data=[args.data], persona=args.persona, lora=spec["lora"], lora_rank=args.rank,
-                    lora_alpha=2.0 * args.rank)
+    from owngpt.model.lora import LoRAConfig
+
+    lora = LoRAConfig(rank=args.rank, alpha=2.0 * args.rank) if spec["lora"] else None
+    cfg = SFTConfig(base=args.base, data=[args.data], persona=args.persona, lora=lora)
     start = time.perf_counter()
     result, report = sft(cfg, train_cfg, quiet=True)
     seconds = time.perf_counter() - start

@@ -25,7 +25,7 @@ from nanogpt_ref import RefConfig, RefGPT  # noqa: E402
 
 from owngpt.config import load_run_config  # noqa: E402
 from owngpt.model.gpt import GPT  # noqa: E402
-from owngpt.train.loop import cpu_has_bf16_matmul  # noqa: E402
+from owngpt.runtime import cpu_has_bf16_matmul  # noqa: E402
 from owngpt.train.optim import make_optimizer  # noqa: E402
 
 SHAPES = {  # name: (preset, batch, context, vocab of the nanoGPT model, vocab of owngpt's)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from owngpt.data.records import Conversation, Document
-from owngpt.data.sources import read_sources
+from owngpt.data.corpus import corpus_texts
 from owngpt.tokenizer import PRETOKENIZE_REGEX, train_bpe, train_char
 
 GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -26,11 +25,9 @@ PATTERNS = {
 
 def texts(spec: str, limit: int) -> list[str]:
     out, n = [], 0
-    for r in read_sources([spec]):
-        parts = [r.text] if isinstance(r, Document) else [m["content"] for m in r.messages] \
-            if isinstance(r, Conversation) else []
-        out += parts
-        n += sum(map(len, parts))
+    for text in corpus_texts([spec]):
+        out.append(text)
+        n += len(text)
         if n >= limit:
             break
     return out

@@ -39,7 +39,7 @@ from owngpt.config import load_run_config
 from owngpt.data.loader import TokenBatches
 from owngpt.train.loop import fit
 from owngpt.train.metrics import read_metrics
-from owngpt.train.loop import cpu_has_bf16_matmul
+from owngpt.runtime import cpu_has_bf16_matmul
 
 from nanogpt_ref import RefConfig, RefTrain, train_reference
 

@@ -1,57 +1,17 @@
-"""MMI: the reversed dialogue, reranking on the same context tokens, a trained backward model."""
+"""MMI: reranking on the same context tokens, scores from the one scoring function, a trained backward model."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, replace
 
-import pytest
-import torch
-import torch.nn.functional as F
 
-from chat_fixtures import (  # noqa: F401 - fixtures
-    PAIRS, backward, history, invoke, json_lines, prompt_len, run, save_run, session_of, tiny_gpt, tok,
-)
+from chat_fixtures import PAIRS, backward, tiny_gpt, tok  # noqa: F401 - fixtures
 from owngpt.chat import (
-    ChatSession,
-    chat_generation_config,
-    fit_history,
-    handle_line,
     mmi_rerank,
-    resolve_system_prompt,
-    sample_conversation,
 )
-from owngpt.checkpoint.meta import CheckpointMeta
-from owngpt.config import ModelConfig
 from owngpt.data.conversations import reverse_conversation
-from owngpt.errors import OwnGPTError
 from owngpt.generate import sequence_logprob, sequence_logprobs
-from owngpt.model.gpt import GPT
-from owngpt.tokenizer import render_conversation, train_char
-
-
-def test_reverse_conversation_plays_the_dialogue_backwards_with_roles_swapped(tok):
-    conv = [{"role": "system", "content": "S"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
-            {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}]
-    assert reverse_conversation(conv) == [
-        {"role": "user", "content": "a2"}, {"role": "assistant", "content": "u2"},
-        {"role": "user", "content": "a1"}, {"role": "assistant", "content": "u1"},
-    ]
-    # messages after the last reply are ignored; a leading assistant message has nothing to predict after it
-    assert reverse_conversation(conv[1:] + [{"role": "user", "content": "u3"}]) == reverse_conversation(conv)
-    assert reverse_conversation([{"role": "assistant", "content": "a0"}, *conv[1:3]]) == [
-        {"role": "user", "content": "a1"}, {"role": "assistant", "content": "u1"}]
-    # consecutive messages of one role are joined (in reversed order)
-    assert reverse_conversation([{"role": "user", "content": "u1"}, {"role": "user", "content": "u2"},
-                                 {"role": "assistant", "content": "a"}]) == [
-        {"role": "user", "content": "a"}, {"role": "assistant", "content": "u2\nu1"}]
-    for no_context in ([], [{"role": "user", "content": "u"}], [conv[0], {"role": "assistant", "content": "a"}]):
-        assert reverse_conversation(no_context) is None
-    # the loss mask covers exactly the original user turns
-    ids, mask = render_conversation(tok, reverse_conversation(conv))
-    scored = tok.decode([i for i, m in zip(ids, mask) if m and i != tok.im_end_id])
-    assert "u2" in scored and "u1" in scored and "a1" not in scored and "a2" not in scored
+from owngpt.tokenizer import render_conversation
 
 
 def test_mmi_rerank_picks_the_best_backward_score(tok):

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 
-import pytest
-import torch
-import torch.nn.functional as F
 
-from chat_fixtures import (  # noqa: F401 - fixtures
-    PAIRS, backward, history, invoke, json_lines, prompt_len, run, save_run, session_of, tiny_gpt, tok,
-)
+from chat_fixtures import save_run, session_of, tiny_gpt, tok  # noqa: F401 - fixtures
 from owngpt.chat import (
-    ChatSession,
     chat_generation_config,
     fit_history,
-    handle_line,
-    mmi_rerank,
     resolve_system_prompt,
-    sample_conversation,
 )
 from owngpt.checkpoint.meta import CheckpointMeta
-from owngpt.config import ModelConfig
-from owngpt.data.conversations import reverse_conversation
-from owngpt.errors import OwnGPTError
-from owngpt.generate import sequence_logprob, sequence_logprobs
-from owngpt.model.gpt import GPT
-from owngpt.tokenizer import render_conversation, train_char
+from owngpt.tokenizer import render_conversation
 
 
 def test_reply_budget_is_capped_so_history_has_room(tok):

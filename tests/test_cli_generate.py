@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
-)
+from gen_fixtures import greedy, invoke, model, save_run, tok  # noqa: F401 - fixtures
 from owngpt.generate import (
     generate,
 )

@@ -2,13 +2,17 @@
 
 import json
 
+import pytest
+
 from owngpt.data.conversations import (
     ConversationSet,
     check_conversation,
     load_conversations,
     pack_examples,
     render_windows,
+    reverse_conversation,
 )
+from owngpt.tokenizer import render_conversation, train_char
 
 
 def msgs(*pairs):
@@ -142,3 +146,31 @@ def test_render_windows_leave_out_a_system_prompt_that_leaves_no_room():
     windows = render_windows(tok, conv, 80)
     assert all(len(ids) <= 80 for ids, _ in windows)
     assert sum(sum(m) for _, m in windows) == len("r" * 40) + len("fine") + 2  # both replies and their <|im_end|>
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_char(["abcdefghijklmnopqrstuvwxyz 0123456789 SU\n"])
+
+
+def test_reverse_conversation_plays_the_dialogue_backwards_with_roles_swapped(tok):
+    conv = [{"role": "system", "content": "S"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}]
+    assert reverse_conversation(conv) == [
+        {"role": "user", "content": "a2"}, {"role": "assistant", "content": "u2"},
+        {"role": "user", "content": "a1"}, {"role": "assistant", "content": "u1"},
+    ]
+    # messages after the last reply are ignored; a leading assistant message has nothing to predict after it
+    assert reverse_conversation(conv[1:] + [{"role": "user", "content": "u3"}]) == reverse_conversation(conv)
+    assert reverse_conversation([{"role": "assistant", "content": "a0"}, *conv[1:3]]) == [
+        {"role": "user", "content": "a1"}, {"role": "assistant", "content": "u1"}]
+    # consecutive messages of one role are joined (in reversed order)
+    assert reverse_conversation([{"role": "user", "content": "u1"}, {"role": "user", "content": "u2"},
+                                 {"role": "assistant", "content": "a"}]) == [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "u2\nu1"}]
+    for no_context in ([], [{"role": "user", "content": "u"}], [conv[0], {"role": "assistant", "content": "a"}]):
+        assert reverse_conversation(no_context) is None
+    # the loss mask covers exactly the original user turns
+    ids, mask = render_conversation(tok, reverse_conversation(conv))
+    scored = tok.decode([i for i, m in zip(ids, mask) if m and i != tok.im_end_id])
+    assert "u2" in scored and "u1" in scored and "a1" not in scored and "a2" not in scored

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from owngpt.data.records import Conversation, Document, Skip
+from owngpt.data.records import Document, Skip
 from owngpt.data.sources import (
     read_chitchat,
     read_csv,

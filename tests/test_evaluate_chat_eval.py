@@ -1,6 +1,5 @@
 """Chat evaluation: prompts cut before the first reply, the asked number of samples, replies sampled as chat samples them."""
 
-import pytest
 
 from owngpt.evaluate.chat_eval import reply_prompts
 from test_evaluate_metrics import _tiny_chat_model

@@ -7,10 +7,7 @@ import pytest
 import torch
 
 import owngpt
-from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
-)
+from gen_fixtures import greedy, model, save_run, tok  # noqa: F401 - fixtures
 from owngpt.errors import OwnGPTError
 from owngpt.generate import (
     generate,

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
+    TableLM, greedy, model, ngrams, random_gpt, random_table, stop_heavy_table, tok,
 )
 from owngpt.errors import OwnGPTError
 from owngpt.generate import (

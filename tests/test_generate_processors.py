@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
-)
 from owngpt.generate.processors import NGramBlocker, apply_repetition_penalty, apply_top_k, apply_top_p
 
 

@@ -9,10 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
-)
+from gen_fixtures import model, tok  # noqa: F401 - fixtures
 from owngpt.errors import OwnGPTError
 from owngpt.generate import (
     sequence_logprob,

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gen_fixtures import (  # noqa: F401 - fixtures
-    TEXT, ScriptedLM, TableLM, greedy, invoke, model, ngrams, random_gpt, random_table, save_run, scripted,
-    stop_heavy_table, tok,
-)
+from gen_fixtures import TEXT, ScriptedLM, model, scripted, tok  # noqa: F401 - fixtures
 from owngpt.generate import (
     GenerationConfig,
     generate,

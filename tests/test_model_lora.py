@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-from dataclasses import asdict, dataclass
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from owngpt.errors import OwnGPTError
 from owngpt.model.lora import LoRAConfig, LoRALinear, apply_lora, has_lora, load_lora, lora_state_dict, merge_lora
 
 
-from lora_fixtures import CFG, TinyConfig, perturb, tiny, tokens  # noqa: E402
+from lora_fixtures import CFG, perturb, tiny, tokens  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- apply
