@@ -10,8 +10,7 @@ The names below are imported on first use (the package itself imports no torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from owngpt.lazy import lazy_exports
 
 _EXPORTS = {
     "owngpt.chat.commands": ("COMMANDS", "CommandResult", "handle_command", "handle_line"),
@@ -22,11 +21,4 @@ _EXPORTS = {
     "owngpt.chat.session": ("ChatSession", "sample_conversation", "settings_summary"),
     "owngpt.chat.settings": ("CHAT_DEFAULTS", "chat_generation_config"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'owngpt.chat' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

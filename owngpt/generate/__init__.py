@@ -14,8 +14,7 @@ The names below are imported on first use, so `from owngpt.generate.settings imp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from owngpt.lazy import lazy_exports
 
 _EXPORTS = {
     "owngpt.generate.api": ("Generator", "encode_prompt", "generate", "load"),
@@ -23,11 +22,4 @@ _EXPORTS = {
     "owngpt.generate.scoring": ("sequence_logprob", "sequence_logprobs", "token_nll"),
     "owngpt.generate.settings": ("MIN_TEMPERATURE", "SEEDS", "GenerationConfig", "make_config"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'owngpt.generate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

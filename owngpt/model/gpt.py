@@ -1,4 +1,4 @@
-"""The decoder-only Transformer (GPT), one file top to bottom: norms, attention, MLP, block, KV cache, model.
+"""The decoder-only Transformer (GPT), one file top to bottom: norms, attention, MLP, block, model (KV cache: kv_cache.py).
 
 One class covers two families, picked by `ModelConfig.preset` and its per-feature switches:
   gpt2    learned positions, LayerNorm (eps 1e-5), tanh-GELU MLP, biases, tied embeddings: GPT-2's exact maths,
