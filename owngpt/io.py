@@ -4,6 +4,9 @@ A file is written to `NAME.tmp` (or a temp name of the caller's), flushed and fs
 `NAME`, and the folder is fsynced, so a reader (or a run resumed after a crash) sees the old content or the new
 one, never a part. Folders (checkpoints) are published the same way: every file in a temp folder is fsynced,
 then the folder is renamed into place (`publish_dir`).
+
+Every file written here gets the mode a plain open() would give it (0o666 less the process umask, so 0o644
+usually), whatever the writer did: safetensors' save_file, for one, creates its file 0o600.
 """
 
 from __future__ import annotations
@@ -54,9 +57,31 @@ def fsync_tree(root: str | Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def current_umask() -> int:
+    """The process umask. Linux shows it in /proc/self/status; elsewhere it is read by setting and restoring it
+    (os.umask has no read-only form)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the umask (0o644 under the usual umask 0o022)."""
+    return 0o666 & ~current_umask()
+
+
 def commit_file(tmp: str | Path, final: str | Path) -> None:
-    """Make a finished temp file durable and move it over `final` (atomic within one file system)."""
+    """Make a finished temp file durable and move it over `final` (atomic within one file system), with the
+    mode `file_mode()` gives, whatever mode the writer created it with."""
     tmp, final = Path(tmp), Path(final)
+    os.chmod(tmp, file_mode())
     fsync_file(tmp)
     os.replace(tmp, final)
     fsync_dir(final.parent)

@@ -9,28 +9,80 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from typing import Any
 
 import numpy as np
 import torch
 
+from owngpt.config import DEVICE_PATTERN
 from owngpt.errors import OwnGPTError
 
 
+CUDA_WHEELS = "pip install torch --index-url https://download.pytorch.org/whl/cu126"
+INSTALL_GUIDE = "https://pytorch.org/get-started/locally/"
+
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda if available, else mps, else cpu; anything else as torch names it."""
+    """'auto' -> cuda if available, else mps, else cpu; cpu, cuda, cuda:N or mps as asked, once it is there: a device
+    this PyTorch build or machine lacks is an OwnGPTError that says which build is installed and what to do."""
     if isinstance(name, torch.device):
-        return name
+        return _check_available(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if not DEVICE_PATTERN.fullmatch(str(name)):
+        raise OwnGPTError(f"device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise OwnGPTError(f"train.device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+        raise OwnGPTError(f"device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    return _check_available(device)
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def torch_build() -> str:
+    """This PyTorch in words: 'PyTorch 2.6.0+cpu (a CPU-only build)', 'PyTorch 2.6.0+cu126 (built with CUDA 12.6)'."""
+    if torch.version.cuda:
+        built = f"built with CUDA {torch.version.cuda}"
+    elif getattr(torch.version, "hip", None):
+        built = f"built with ROCm {torch.version.hip}"
+    else:
+        built = "a CPU-only build"
+    return f"PyTorch {torch.__version__} ({built})"
+
+
+def _check_available(device: torch.device) -> torch.device:
+    """`device` if this machine and PyTorch build can run on it, else an OwnGPTError in one line."""
+    use_cpu = "or use the CPU (--device cpu; to train: --set train.device=cpu)"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            if not (torch.version.cuda or getattr(torch.version, "hip", None)):
+                raise OwnGPTError(f"device {str(device)!r} needs a CUDA build of PyTorch, but {torch_build()} is "
+                                  f"installed: install one (e.g. `{CUDA_WHEELS}`; see {INSTALL_GUIDE}), {use_cpu}")
+            raise OwnGPTError(f"device {str(device)!r}: {torch_build()} finds no usable GPU; check the driver "
+                              f"(`nvidia-smi`) and CUDA_VISIBLE_DEVICES, {use_cpu}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise OwnGPTError(f"device {str(device)!r} does not exist: this machine has {count} CUDA GPU"
+                              f"{'s' if count != 1 else ''} ({visible}); use one of those, or auto")
+    elif device.type == "mps" and not _mps_available():
+        if sys.platform != "darwin":
+            raise OwnGPTError(f"device 'mps' (Apple's GPU backend) needs an Apple silicon Mac with macOS, and this is "
+                              f"{sys.platform}: use auto, cuda or cpu")
+        if not torch.backends.mps.is_built():
+            raise OwnGPTError(f"device 'mps': {torch_build()} was built without MPS; install the standard macOS wheel "
+                              f"(`pip install torch`, see {INSTALL_GUIDE}), {use_cpu}")
+        raise OwnGPTError(f"device 'mps' is not available: MPS needs an Apple silicon Mac (M1 or later) with macOS "
+                          f"12.3 or later ({torch_build()}); {use_cpu}")
+    return device
 
 
 def cpu_has_bf16_matmul() -> bool:

@@ -74,6 +74,23 @@ def test_regenerate_replaces_the_last_reply(tok):
     assert again.reply != first  # a new seed for each generation
 
 
+def test_save_refuses_a_folder_that_does_not_exist(tok, tmp_path):
+    """/save writes into an existing folder only: a mistyped path is an error, never a new tree of folders."""
+    session = session_of(tok)
+    run(session, "hi")
+    path = tmp_path / "no" / "such" / "c.json"
+    result = run(session, f"/save {path}")
+    assert result.error and result.message == (f"cannot save the chat to {path}: folder {path.parent} does not "
+                                               "exist; create it first or save elsewhere")
+    assert not (tmp_path / "no").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OwnGPTError, match="folder .*file is not a folder"):
+        session.save(tmp_path / "file" / "c.json")
+    saved = session.save(tmp_path / "c.json")  # an existing folder: written whole (owngpt.io), nothing left over
+    assert json.loads(saved.read_text(encoding="utf-8"))["messages"] == session.messages
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "file"]
+
+
 def test_save_then_load_round_trip(tok, tmp_path):
     session = session_of(tok)
     run(session, "/system be brief")
@@ -81,6 +98,7 @@ def test_save_then_load_round_trip(tok, tmp_path):
     run(session, "hi")
     run(session, "how are you?")
     path = tmp_path / "chats" / "c.json"
+    path.parent.mkdir()
     assert "saved 4 messages" in run(session, f"/save {path}").message
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["format"] == "owngpt-chat" and data["settings"]["temperature"] == 0.5

@@ -86,6 +86,20 @@ def test_corrupt_checkpoint_detected(tmp_path, damage):
     load_checkpoint(prev)
 
 
+def test_corrupt_only_checkpoint_says_there_is_no_earlier_one(tmp_path):
+    """A resume from a run's only checkpoint, damaged: the advice reads as a sentence, not 'the previous one none'."""
+    only = _save(tmp_path, 1)
+    weights = only / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(OwnGPTError) as err:
+        load_checkpoint(only)
+    assert str(err.value) == (f"checkpoint {only} is corrupt (sha256 mismatch in model.safetensors); there is no "
+                              "earlier checkpoint to fall back to: train again into a new --out")
+    (only / "meta.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(OwnGPTError, match=r"unreadable meta.json\); there is no earlier checkpoint to fall back to"):
+        load_checkpoint(only)
+
+
 def test_nonfinite_model_never_saved(tmp_path):
     state = _state()
     state["ln_f.weight"] = torch.tensor([1.0, float("nan"), 1.0, 1.0])

@@ -72,3 +72,50 @@ def test_cli_generate_out_of_gpu_memory_is_one_line(tok, model, tmp_path, capsys
     assert exit_info.value.code == 1
     assert err.startswith("error: the GPU ran out of memory") and err.count("\n") == 1
     assert "--max-new-tokens" in err and "--device cpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "needs a CUDA build of PyTorch"),
+    ("cuda:5", "needs a CUDA build of PyTorch"),
+    ("mps", "needs an Apple silicon Mac with macOS"),
+    ("tpu", "device 'tpu' is not a device: use auto, cpu, cuda, cuda:N or mps"),
+])
+def test_cli_generate_on_a_device_this_machine_lacks_is_one_line(tok, model, tmp_path, capsys, monkeypatch, device,
+                                                                  message):
+    """No GPU and a CPU-only PyTorch: --device cuda is refused up front (not an AssertionError from deep in torch)."""
+    import sys
+
+    from owngpt.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    run = save_run(tmp_path, tok, model)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", str(run), "hi", "--device", device])
+    out = capsys.readouterr()
+    assert exit_info.value.code == 1 and out.out == ""
+    assert out.err.startswith("error: device ") and out.err.count("\n") == 1 and message in out.err
+    assert "Traceback" not in out.err
+
+
+def test_cli_generate_beams_with_num_samples_prints_the_best_distinct_beams(tok, model, tmp_path, capsys):
+    """Beam search is deterministic: --num-samples N with --beams gives its N best distinct beams, best first, not
+    N copies of one text; more than --beams is refused in one line."""
+    from owngpt.cli import main
+
+    run = save_run(tmp_path, tok, model)
+    common = ["--max-new-tokens", "12", "--device", "cpu", "--no-echo", "--beams", "4"]
+    one = invoke(["generate", str(run), "the quick", *common, "--no-stream"])
+    three = invoke(["generate", str(run), "the quick", *common, "--num-samples", "3"])
+    assert one.exit_code == 0 and three.exit_code == 0, three.output
+    texts = [part.split("\n", 1)[1].rstrip("\n") for part in three.stdout.split("--- prompt 1, beam ")[1:]]
+    assert len(texts) == 3 and len(set(texts)) == 3
+    assert texts[0] == one.stdout.rstrip("\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", str(run), "the quick", *common, "--num-samples", "5"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert err == "error: --num-samples 5 with --beams 4: beam search keeps 4 beams, so at most 4 distinct results\n"

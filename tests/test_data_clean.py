@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from owngpt.data.clean import (
@@ -106,7 +108,8 @@ def test_cleaner_counts_and_examples():
     assert outs[0] == ("mail <EMAIL>", True) and outs[3] == (None, False) and outs[4] == ("fine text", False)
     rep = c.report()
     assert rep["pii_email"]["changed"] == 3 and len(rep["pii_email"]["examples"]) == 2
-    assert rep["pii_email"]["examples"][0] == {"loc": "f.txt:0", "before": "mail 0@example.com", "after": "mail <EMAIL>"}
+    # examples come from scrubbed text only: a pii_* example shows the text after scrubbing, never the value
+    assert rep["pii_email"]["examples"][0] == {"loc": "f.txt:0", "after": "mail <EMAIL>"}
     assert rep["empty"]["removed"] == 1
     assert c.message("好", "x")[0] == "好"  # messages are never removed as short or junk
 
@@ -120,3 +123,30 @@ def test_top_char_ratio_long_texts_counted_exactly():
     text = ("ab" * 200) + ("x" * 500) + ("\n \t" * 50)  # 900 non-space characters, 'x' 500 of them
     assert top_char_ratio(text) == pytest.approx(500 / 900)
     assert top_char_ratio("中文" * 300 + "😀" * 700) == pytest.approx(700 / 1300)
+
+
+def test_report_examples_never_quote_personal_data():
+    """Every filter's example (whitespace, junk, removed documents) shows the text scrubbed, and a value cut in
+    half by the snippet limit is scrubbed before the cut, not after."""
+    c = Cleaner(CleanConfig(min_chars=40), examples=3)
+    c("call  13812345678   now", "a.txt")  # whitespace + pii_phone
+    c("x@example.com", "b.txt")  # removed: too short after scrubbing
+    c("line\nline\nline\nline 192.168.77.123", "c.txt")  # junk_lines
+    c(("y" * 195) + " alice@example.com and more text after it", "d.txt")  # the e-mail straddles the 200-char cut
+    blob = json.dumps(c.report(), ensure_ascii=False)
+    for value in ("13812345678", "x@example.com", "192.168.77.123", "alice@", "alice"):
+        assert value not in blob
+    assert "<PHONE>" in blob and "whitespace" in c.report()
+
+
+@pytest.mark.parametrize("text, want", [
+    ("ref 0 4111 1111 1111 1111", "ref 0 <CARD>"),  # a stray digit group before the card used to hide it
+    ("0000 4111 1111 1111 1111", "0000 <CARD>"),
+    ("4111 1111 1111 1111 5555 5555 5555 4444", "<CARD> <CARD>"),  # two cards in one run of digit groups
+    ("12 3782 822463 10005", "12 <CARD>"),  # Amex grouping
+    ("1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0"),  # a digit list
+    ("IP 2001:db8:85a3::8a2e:370:7334: up", "IP <IP>: up"),  # a colon after the address
+    ("std::vector::push_back and 12:30:45", "std::vector::push_back and 12:30:45"),
+])
+def test_scrubbing_finds_values_beside_other_digits_and_colons(text, want):
+    assert scrub_pii(text)[0] == want

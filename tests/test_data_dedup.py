@@ -111,3 +111,17 @@ def test_batched_answers_equal_one_by_one_across_merges(monkeypatch):
     batched = NearDedup()
     got = [d for i in range(0, len(texts), 16) for d in batched.duplicates(texts[i : i + 16])]
     assert got == expected and any(expected) and not all(expected)
+
+
+def test_a_huge_text_is_minhashed_in_pieces_with_the_same_signature(monkeypatch):
+    """Texts over HUGE_CHARS are MinHashed alone in overlapping pieces (bounded memory); the signature must equal
+    the one computed over the whole text at once, and texts beside it in the batch are unaffected."""
+    import owngpt.data.dedup as dedup
+
+    rng = random.Random(3)
+    huge = "".join(rng.choice("abcdefgh 中文字") for _ in range(50_000))
+    texts = [huge, "a short text", huge[:3000]]
+    monkeypatch.setattr(dedup, "HUGE_CHARS", 7_000)
+    pieces = NearDedup().signatures(texts)
+    monkeypatch.setattr(dedup, "HUGE_CHARS", 10**9)
+    assert (pieces == NearDedup().signatures(texts)).all()

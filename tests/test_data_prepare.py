@@ -288,3 +288,25 @@ def test_worker_processes_give_the_same_output(corpus, tmp_path, monkeypatch):
     assert files
     for f in files:
         assert (tmp_path / "pooled" / f).read_bytes() == (tmp_path / "serial" / f).read_bytes(), f
+
+
+def test_skip_reasons_group_by_cause_without_mangling(tmp_path):
+    """The grouping key used to replace every digit and cut at the first colon: "invalid UTF-N at byte N; re-save
+    it as UTF-N", "not a readable file type (readable", and "'messages' message N" (the cause lost)."""
+    from owngpt.data.records import reason_kind
+
+    src = tmp_path / "in"
+    write(src / "good.txt", "A perfectly good note about the garden.\n")
+    write(src / "bad1.txt", b"caf\xe9 au lait, and then more text after it to make it long enough")
+    write(src / "bad2.txt", b"na\xefve text with one latin-1 byte, and more words after it as well")
+    write(src / "x.pdf", b"%PDF-1.4 fake")
+    write(src / "c.jsonl", "\n".join(json.dumps({"messages": [{"role": r, "content": "hi"}]}) for r in ("narrator", "narrator"))
+          + "\n{broken\n")
+    rep = prepare([str(src)], tmp_path / "out", PrepareConfig(vocab_size=300), progress=False)
+    kinds = rep["skips"]["by_reason"]
+    assert kinds["invalid UTF-8 at byte N; re-save it as UTF-8 (e.g. iconv -f ENCODING -t UTF-8)"] == 2
+    assert any(k.startswith("not a readable file type (readable: .txt") for k in kinds)
+    assert sum(v for k, v in kinds.items() if "unknown role 'narrator'" in k) == 2
+    assert any(k.startswith("invalid JSON: ") for k in kinds)
+    assert reason_kind("x.jsonl:17: invalid JSON: Expecting value at column 5") == \
+        "invalid JSON: Expecting value at column N"

@@ -37,6 +37,15 @@ def test_ratios():
             parse_ratios(bad)
 
 
+def test_fewer_than_three_ratios_must_add_up_to_one():
+    """'0.8,0.1' used to become 0.889/0.111/0 without a word: no test split. Now it is refused with the fix."""
+    assert parse_ratios("0.9,0.1") == (0.9, 0.1, 0.0)  # says so: the missing test split is empty
+    with pytest.raises(OwnGPTError, match=r"add up to 0.9, not 1.*0\.8,0\.1,0\.1"):
+        parse_ratios("0.8,0.1")
+    with pytest.raises(OwnGPTError, match="add up to 0.5"):
+        parse_ratios("0.5")
+
+
 def test_tail_split():
     text = "".join(f"line {i}\n" for i in range(100))
     head, tail = tail_split(text, 0.1)

@@ -30,6 +30,16 @@ def test_owngpt_load_generate_and_stream(tok, model, tmp_path):
         owngpt.load(tmp_path / "missing")
 
 
+def test_generate_with_num_return_gives_a_list_and_stream_refuses_it(tok, model, tmp_path):
+    g = owngpt.load(save_run(tmp_path, tok, model), device="cpu")
+    beams = g.generate("the quick", max_new_tokens=12, num_beams=3, num_return=3)
+    assert isinstance(beams, list) and len(set(beams)) == 3
+    assert beams[0] == g.generate("the quick", max_new_tokens=12, num_beams=3)
+    assert len(g.generate(["the quick", "hello"], max_new_tokens=5, seed=1, num_return=2)) == 4
+    with pytest.raises(OwnGPTError, match="a stream is one text, but num_return is 2"):
+        g.stream("hello", num_return=2)
+
+
 def test_owngpt_load_applies_a_lora_adapter(tok, model, tmp_path):
     import copy
 

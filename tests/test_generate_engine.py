@@ -138,9 +138,9 @@ def test_beam_search_with_one_beam_equals_greedy(tok, model):
 
     with torch.no_grad():
         for p, w in zip(prompts, want):
-            assert _beam_search(model, p, greedy(30), (), None, True, None) == w
+            assert _beam_search(model, p, greedy(30), (), None, True, None) == [w]
             stop = w[7]
-            assert _beam_search(model, p, greedy(30), (stop,), None, True, None) == w[: w.index(stop)]
+            assert _beam_search(model, p, greedy(30), (stop,), None, True, None) == [w[: w.index(stop)]]
 
 
 def test_beam_search_finds_a_likelier_sequence_than_greedy(tok, model):
@@ -186,6 +186,38 @@ def test_beam_search_keeps_num_beams_running_past_stop_ids():
     last = generate_ids(TableLM(random_table(22)), [[7]], GenerationConfig(max_new_tokens=6, num_beams=3),
                         stop_ids=[0, 1])[0]
     assert last == [4] * 6
+
+
+def test_beam_search_returns_the_best_distinct_beams(tok, model):
+    """num_return > 1 with beams: the num_return best distinct finished beams, best first, per prompt in prompt
+    order; the first is the one num_return=1 gives (beam search is deterministic: repeating it gives one text)."""
+    prompts = [tok.encode("the quick"), tok.encode("hello")]
+    for stops in ((), (tok.encode(" ")[0],)):
+        best = generate_ids(model, prompts, greedy(12, num_beams=4), stop_ids=stops)
+        three = generate_ids(model, prompts, greedy(12, num_beams=4, num_return=3), stop_ids=stops)
+        assert len(three) == 6
+        for i, prompt in enumerate(prompts):
+            mine = three[3 * i:3 * i + 3]
+            assert mine[0] == best[i] and len({tuple(o) for o in mine}) == 3
+
+            def score(out):  # the beam score: sum log p / length ** length_penalty (1), the stop token included
+                ended = len(out) < 12
+                ids, mask = prompt + out + list(stops[:1] if ended else []), [0] * len(prompt)
+                mask += [1] * (len(ids) - len(prompt))
+                return sequence_logprob(model, ids, mask) / (len(ids) - len(prompt))
+
+            scores = [score(o) for o in mine]
+            assert all(a >= b - 1e-4 for a, b in zip(scores, scores[1:])), scores  # best first
+        assert generate_ids(model, prompts, greedy(12, num_beams=4, num_return=3), stop_ids=stops,
+                            use_cache=False) == three
+
+
+def test_sampling_num_return_repeats_each_prompt_in_the_batch(tok, model):
+    prompts = [tok.encode("the quick"), tok.encode("hello")]
+    cfg = GenerationConfig(max_new_tokens=10, seed=7, top_k=5)
+    repeated = [p for p in prompts for _ in range(3)]
+    assert generate_ids(model, prompts, GenerationConfig(**{**asdict(cfg), "num_return": 3})) == \
+        generate_ids(model, repeated, cfg)
 
 
 def test_best_first_yields_everything_in_order_when_asked_for_more():
@@ -273,4 +305,4 @@ def test_beam_search_runs_the_same_logits_chain_as_sampling(tok, model):
     from owngpt.generate.engine import _beam_search
 
     assert _beam_search(model, prompt, greedy(30, no_repeat_ngram=2, repetition_penalty=1.3), (), None, True,
-                        None) == single
+                        None) == [single]

@@ -23,6 +23,17 @@ def test_bad_settings_are_clear_errors():
     assert GenerationConfig(stop="\n").stop == ["\n"]
 
 
+def test_num_return_is_at_most_num_beams_with_beam_search():
+    for bad in (dict(num_return=0), dict(num_return=1.5), dict(num_return=True), dict(num_return="3", num_beams=4)):
+        with pytest.raises(OwnGPTError, match="generation setting: num_return must be an integer >= 1"):
+            GenerationConfig(**bad)
+    with pytest.raises(OwnGPTError, match="num_return 5 with num_beams 4: beam search keeps 4 beams, so at most 4 "
+                                          "distinct results"):
+        GenerationConfig(num_beams=4, num_return=5)
+    assert GenerationConfig(num_beams=4, num_return=4).num_return == 4
+    assert GenerationConfig(num_return=8).num_return == 8  # sampling: as many samples as asked
+
+
 def test_temperatures_that_would_overflow_are_refused_and_the_smallest_allowed_works(tok, model):
     # logits / 1e-45 overflow to inf (NaN probabilities, a RuntimeError in torch.multinomial); inf flattens to NaN
     for bad in (math.inf, math.nan, 1e-45, 1e-5):

@@ -31,6 +31,56 @@ def test_devices_resolve():
         resolve_device("tpu")
 
 
+def test_a_bad_device_name_is_refused_without_naming_a_config_field():
+    """--device in generate and chat reaches resolve_device too: the message names the device, not train.device."""
+    for bad in ("tpu", "meta", "cuda:x", ""):
+        with pytest.raises(OwnGPTError) as info:
+            resolve_device(bad)
+        assert str(info.value) == f"device {bad!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
+
+
+def test_cuda_on_a_cpu_only_build_says_which_build_and_how_to_get_a_cuda_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    for name in ("cuda", "cuda:1", torch.device("cuda")):
+        with pytest.raises(OwnGPTError) as info:
+            resolve_device(name)
+        message = str(info.value)
+        assert "\n" not in message and f"PyTorch {torch.__version__} (a CPU-only build)" in message
+        assert "pip install torch --index-url https://download.pytorch.org/whl/cu126" in message
+        assert "https://pytorch.org/get-started/locally/" in message and "--device cpu" in message
+    assert resolve_device("auto") in (torch.device("cpu"), torch.device("mps"))
+
+
+def test_cuda_build_without_a_gpu_and_a_gpu_index_that_does_not_exist(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.6")
+    with pytest.raises(OwnGPTError, match=r"built with CUDA 12.6\) finds no usable GPU.*nvidia-smi"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(OwnGPTError, match=r"'cuda:5' does not exist: this machine has 1 CUDA GPU \(cuda:0\)"):
+        resolve_device("cuda:5")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(OwnGPTError, match=r"has 2 CUDA GPUs \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
+    assert resolve_device("cuda:1") == torch.device("cuda:1") and resolve_device("cuda") == torch.device("cuda")
+
+
+def test_mps_off_a_mac_says_it_needs_apple_silicon_and_macos(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(OwnGPTError, match=r"'mps' \(Apple's GPU backend\) needs an Apple silicon Mac with macOS"):
+        resolve_device("mps")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
+    with pytest.raises(OwnGPTError, match="Apple silicon Mac .* macOS 12.3 or later"):
+        resolve_device("mps")
+
+
 def test_autocast_choices_on_cpu():
     assert autocast(torch.device("cpu"), "float32")[1] == torch.float32
     assert autocast(torch.device("cpu"), "bfloat16")[1] == torch.bfloat16

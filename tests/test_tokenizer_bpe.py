@@ -4,13 +4,15 @@ the chars/token report, the pre-tokenizer regex, and `owngpt tokenizer train|enc
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from typer.testing import CliRunner
 
 from owngpt.errors import OwnGPTError
 from owngpt.tokenizer import SPECIAL_TOKENS, Tokenizer, language, train_bpe, train_char
-from tokenizer_corpus import bpe, char, corpus  # noqa: F401  (bpe and char are fixtures)
+from owngpt.tokenizer.bpe import chunks
+from tokenizer_corpus import EN, ZH, bpe, char, corpus  # noqa: F401  (bpe and char are fixtures)
 
 SAMPLES = [
     "你好，世界！今天天气很好。", "Hello, world! It's a test.", "emoji 😀👍🏽 and ZWJ 👨‍👩‍👧 ok",
@@ -164,3 +166,41 @@ def test_pretokenizer_regex_equals_the_class_intersection_form():
         for i in range(0, len(cps), 8192):
             text = "|".join(ctx.replace("{}", chr(c)) for c in cps[i : i + 8192])
             assert ours.pre_tokenize_str(text) == ref.pre_tokenize_str(text), (ctx, hex(cps[i]))
+
+
+def _long_mixed_text(n: int = 30_000) -> str:
+    """Chinese, English, digits, punctuation, contractions, runs of spaces and newlines, emoji: every kind of
+    pre-token boundary the chunker must respect."""
+    rng = random.Random(1)
+    parts = ZH + EN + ["  double  spaces ", "\n\n", "tabs\there", "it's", "3.14159", "🙂👍", "AI模型", "—", "'quoted'"]
+    return "".join(rng.choice(parts) + rng.choice(["", " ", "\n"]) for _ in range(n))
+
+
+def test_long_texts_are_encoded_in_pieces_with_the_same_ids(bpe, char, monkeypatch):
+    """A 20 MB one-line file took 2-3 GB inside `tokenizers`: long texts are now encoded in pieces cut at
+    pre-token boundaries, which must give exactly the ids of the whole text, at any piece size."""
+    import owngpt.tokenizer.bpe as bpe_module
+
+    text = _long_mixed_text()
+    monkeypatch.setattr(bpe_module, "LONG_CHARS", 10_000)  # so this text (~300K characters) is cut
+    monkeypatch.setattr(bpe_module, "BATCH_CHARS", 100_000)  # and its pieces take several batch calls
+    for tok in (bpe, char):
+        whole = tok._encoder.encode(text, add_special_tokens=False).ids
+        assert tok.encode(text) == whole and tok.encode_batch(["short", text]) == [tok.encode("short"), whole]
+        for size in (50, 997, 8192):
+            ids = [i for piece in chunks(text, size) for i in tok._encoder.encode(piece, add_special_tokens=False).ids]
+            assert ids == whole, size
+    assert "".join(chunks(text, 100)) == text and max(map(len, chunks(text, 100))) <= 100
+
+
+def test_training_on_pieces_learns_the_same_tokenizer(monkeypatch):
+    import owngpt.tokenizer.bpe as bpe_module
+
+    text = _long_mixed_text(6000)
+    cut = []
+    monkeypatch.setattr(bpe_module, "LONG_CHARS", 1000)
+    monkeypatch.setattr(bpe_module, "chunks", lambda t, size=0: cut.append(t) or chunks(t, 997))
+    chunked = train_bpe([text], 600)
+    assert len(cut) >= 1 and all(c == text for c in cut)  # the long text went through the cutter
+    monkeypatch.setattr(bpe_module, "LONG_CHARS", len(text))
+    assert train_bpe([text], 600).hash == chunked.hash

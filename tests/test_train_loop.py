@@ -382,16 +382,12 @@ def test_sigkill_mid_run_then_resume(tmp_path, data):
         assert abs(a[step] - b[step]) <= 1e-5, step
 
 
-def test_cli_pretrain_end_to_end(tmp_path):
-    """`owngpt pretrain` on tiny shards made with the real char tokenizer; then load_model() reads the run."""
-    pytest.importorskip("owngpt.model.gpt")
-    tokmod = pytest.importorskip("owngpt.tokenizer")
-    from owngpt.cli import main
-    from owngpt.checkpoint.format import load_model
+def write_prepared(data: Path):
+    """A folder as `owngpt prepare` writes it: tiny shards made with the real char tokenizer (returned)."""
+    from owngpt.tokenizer import train_char
 
     texts = [f"hello world number {i}, the quick brown fox." for i in range(200)]
-    tok = tokmod.train_char(texts)
-    data = tmp_path / "data"
+    tok = train_char(texts)
     tok.save(data / "tokenizer")
     (data / "tokens").mkdir(parents=True)
     manifest = {"format": 1, "dtype": "uint16", "tokenizer_hash": tok.hash, "vocab_size": tok.vocab_size, "splits": {}}
@@ -401,17 +397,31 @@ def test_cli_pretrain_end_to_end(tmp_path):
         manifest["splits"][split] = {"documents": len(docs), "tokens": len(ids),
                                      "shards": [{"file": f"tokens/{split}_0000.bin", "tokens": len(ids), "sha256": ""}]}
     (data / "manifest.json").write_text(json.dumps(manifest))
-    run = tmp_path / "run"
-    def cli(args: list[str]) -> int:
-        try:
-            main(args)
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
+    return tok
 
-    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "6", "--quiet",
-              "--set", "train.batch_size=4", "--set", "train.eval_interval=3", "--set", "train.eval_batches=2",
-              "--set", "model.block_size=32", "--set", "model.n_layer=1", "--set", "train.tensorboard=false"]) == 0
+
+def cli(args: list[str]) -> int:
+    from owngpt.cli import main
+
+    try:
+        main(args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+TINY = ["--set", "train.batch_size=4", "--set", "train.eval_interval=3", "--set", "train.eval_batches=2",
+        "--set", "model.block_size=32", "--set", "model.n_layer=1", "--set", "train.tensorboard=false"]
+
+
+def test_cli_pretrain_end_to_end(tmp_path):
+    """`owngpt pretrain` on tiny shards made with the real char tokenizer; then load_model() reads the run."""
+    from owngpt.checkpoint.format import load_model
+
+    data = tmp_path / "data"
+    tok = write_prepared(data)
+    run = tmp_path / "run"
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "6", "--quiet", *TINY]) == 0
     assert (run / "summary.md").exists() and (run / "best" / "tokenizer").is_dir()
     model, meta, tok2 = load_model(run)
     assert meta.tokenizer_hash == tok.hash and tok2.hash == tok.hash
@@ -426,6 +436,33 @@ def test_cli_pretrain_end_to_end(tmp_path):
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "weights_filtered": True}))
     assert cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "again"), "--init-from", str(adapter),
                 "--steps", "2", "--quiet"]) == 1
+
+
+def test_cli_pretrain_says_where_it_resumes_from(tmp_path, capsys):
+    """A resumed pretrain names the checkpoint it continues from, its step and tokens, before training (with
+    --quiet too, like the model and data lines); a fresh run says nothing of the kind."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_prepared(data)
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "4", "--quiet", *TINY]) == 0
+    assert "resuming" not in capsys.readouterr().out
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "6", "--quiet", *TINY]) == 0
+    out = capsys.readouterr().out
+    line = f"resuming from {run / 'checkpoints' / 'step_0000004'} (step 4, {4 * 4 * 32:,} tokens seen)"
+    assert line in out.splitlines()
+    assert out.index(line) < out.index("stopped: reached max_steps=6")
+
+
+def test_cli_pretrain_on_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    data = tmp_path / "data"
+    write_prepared(data)
+    assert cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--quiet", *TINY,
+                "--set", "train.device=cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' needs a CUDA build of PyTorch") and err.count("\n") == 1
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_resume_applies_changed_optimizer_settings(tmp_path, data):

@@ -35,8 +35,10 @@ def reply_stop_ids(tokenizer) -> tuple[int, ...]:
 
 def reply_config(gen: GenerationConfig, block_size: int) -> GenerationConfig:
     """`gen` for one reply: max_new_tokens as asked but at most half the context, so the system prompt and history
-    always have room; the prompt is never truncated by the sampler (`reply_prompt` makes it fit)."""
-    return replace(gen, max_new_tokens=max(1, min(gen.max_new_tokens, block_size // 2)), truncate="error")
+    always have room; the prompt is never truncated by the sampler (`reply_prompt` makes it fit); one text per
+    prompt (num_return 1)."""
+    return replace(gen, max_new_tokens=max(1, min(gen.max_new_tokens, block_size // 2)), truncate="error",
+                   num_return=1)
 
 
 def reply_prompt(tokenizer, system: str | None, messages: list[Message], block_size: int,

@@ -164,12 +164,16 @@ class ChatSession:
         return {**{k: getattr(self.gen, k) for k in SETTINGS}, "mmi": self.mmi}
 
     def save(self, path: str | Path) -> Path:
-        """Write the conversation, system prompt and sampling settings as JSON (never pickle)."""
+        """Write the conversation, system prompt and sampling settings as JSON (never pickle), atomically. The
+        folder must exist: a mistyped path is refused rather than created."""
         path = Path(path)
+        if not path.parent.is_dir():
+            problem = "is not a folder" if path.parent.exists() else "does not exist"
+            raise OwnGPTError(f"cannot save the chat to {path}: folder {path.parent} {problem}; create it first or "
+                              "save elsewhere")
         data = {"format": SAVE_FORMAT, "version": SAVE_VERSION, "system": self.system,
                 "messages": self.messages, "settings": self.settings()}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
         except OSError as e:
             raise OwnGPTError(f"cannot save the chat to {path}: {e.strerror or e}") from None

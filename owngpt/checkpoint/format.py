@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from owngpt.checkpoint.meta import FORMAT, CheckpointMeta
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write_text, file_sha256, fsync_dir, fsync_tree, publish_dir
+from owngpt.io import atomic_write, atomic_write_text, file_sha256, fsync_dir, fsync_tree, publish_dir
 from owngpt.runtime import resolve_device
 
 _STEP_RE = re.compile(r"^step_(\d{7,})$")
@@ -72,10 +72,10 @@ def _write_folder(tmp: Path, state: dict[str, torch.Tensor], meta: CheckpointMet
                   tokenizer) -> None:
     tmp.mkdir(parents=True)
     weights, aliases = _dedup_shared(state)
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    atomic_write(tmp / "model.safetensors", lambda t: save_file(weights, str(t), metadata={"format": "pt"}))
     files = {}
     if train_state is not None:
-        torch.save(train_state, tmp / "train_state.pt")
+        atomic_write(tmp / "train_state.pt", lambda t: torch.save(train_state, t))
         files["train_state.pt"] = file_sha256(tmp / "train_state.pt")
     if tokenizer is not None:
         tokenizer.save(tmp / "tokenizer")
@@ -201,13 +201,16 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 
 def _previous_of(path: Path) -> str:
-    """The checkpoint to fall back to when `path` is corrupt, for the error message."""
+    """What to do when `path` is corrupt, for the error message: use the previous checkpoint (named), or, where
+    there is none, train again."""
     run_dir = path.parent.parent if _STEP_RE.match(path.name) else path.parent
     step = int(_STEP_RE.match(path.name).group(1)) if _STEP_RE.match(path.name) else None
     others = [p for p in list_checkpoints(run_dir) if p.resolve() != path.resolve() and not _same_weights(p, path)]
     if step is not None:
         others = [p for p in others if int(_STEP_RE.match(p.name).group(1)) < step]
-    return str(others[-1]) if others else "none (train again into a new --out)"
+    if not others:
+        return "there is no earlier checkpoint to fall back to: train again into a new --out"
+    return f"use the previous one: {others[-1]}"
 
 
 # ----------------------------------------------------------------------------- load
@@ -221,13 +224,13 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     try:
         data = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise OwnGPTError(f"checkpoint {path} is corrupt (unreadable meta.json); use the previous one {_previous_of(path)}") from None
+        raise OwnGPTError(f"checkpoint {path} is corrupt (unreadable meta.json); {_previous_of(path)}") from None
     return CheckpointMeta.from_dict(data, path / "meta.json")
 
 
 def _verify(path: Path, file: str, expected: str | None) -> None:
     if expected and file_sha256(path / file) != expected:
-        raise OwnGPTError(f"checkpoint {path} is corrupt (sha256 mismatch in {file}); use the previous one {_previous_of(path)}")
+        raise OwnGPTError(f"checkpoint {path} is corrupt (sha256 mismatch in {file}); {_previous_of(path)}")
 
 
 def load_weights(path: str | Path, meta: CheckpointMeta | None = None) -> dict[str, torch.Tensor]:
@@ -288,5 +291,5 @@ def load_model(path: str | Path, device: str | torch.device = "auto", tokenizer=
         tok = Tokenizer.load(ckpt / "tokenizer")
         if expected and tok.hash != expected:
             raise OwnGPTError(f"{ckpt}/tokenizer (hash {tok.hash}) is not the tokenizer the model was trained with "
-                              f"({expected}): the checkpoint was changed or damaged; use the previous one {_previous_of(ckpt)}")
+                              f"({expected}): the checkpoint was changed or damaged; {_previous_of(ckpt)}")
     return model, meta, tok

@@ -79,22 +79,22 @@ def _script(session, lines: Iterable[str], as_json: bool) -> bool:
 
 
 def run_interactive(session) -> None:
-    from rich.console import Console
     from rich.text import Text
 
     from owngpt.chat import handle_line, settings_summary
+    from owngpt.console import console as make_console, styled
     from owngpt.errors import OwnGPTError
 
     try:
         import readline  # noqa: F401 - line editing and history for the prompt
     except ImportError:
         pass
-    console = Console()
-    console.print(Text.assemble(("owngpt chat", "bold"), " — ", settings_summary(session)))
+    console = make_console()
+    console.print(styled(("owngpt chat", "bold"), " — ", settings_summary(session)))
     console.print(Text("type /help for commands; /quit or Ctrl-D leaves; Ctrl-C stops a reply", style="dim"))
     while True:
         try:
-            line = console.input("[bold green]you ›[/] ")
+            line = console.input(styled(("you › ", "bold green")))
         except (EOFError, KeyboardInterrupt):
             console.print()
             return

@@ -59,19 +59,21 @@ def prepare(
 
 
 def print_report(report: dict, out: str) -> None:
-    """The report as rich tables: per source, per filter, per split."""
-    from rich.console import Console
+    """The report as rich tables: per source, per filter, per split (every string printed as it is, never as markup)."""
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
+    from owngpt.console import console as make_console, styled
+
+    console = make_console()
     if report.get("cached"):
-        console.print(f"[green]{out} is up to date[/green]: inputs and settings unchanged, nothing redone "
-                      "(use --force to redo)")
+        console.print(styled((f"{out} is up to date", "green"), ": inputs and settings unchanged, nothing redone "
+                             "(use --force to redo)"))
     src = Table(title="sources: records = documents + conversations + skipped")
     src.add_column("source", overflow="fold")
     for col in ("records", "skip", "docs", "kept", "chg", "rm", "convs", "kept", "rm"):
         src.add_column(col, justify="right", no_wrap=True)
-    rows = list(report["sources"].items()) + [("[bold]total[/bold]", report["total"])]
+    rows = list(report["sources"].items()) + [(Text("total", style="bold"), report["total"])]
     for name, s in rows:
         d, c = s["documents"], s["conversations"]
         src.add_row(name, *map(str, (s["records"], s["skipped"], d["in"], d["kept"], d["changed"], d["removed"],
@@ -85,14 +87,15 @@ def print_report(report: dict, out: str) -> None:
         filt.add_column(col, justify="right" if col in ("changed", "removed") else "left", overflow="fold")
     for name, f in report["filters"].items():
         ex = f["examples"][0] if f["examples"] else {}
-        shown = f"{ex.get('loc', '')}: {ex.get('before', '')[:60]!r}" + (f" → {ex['after'][:60]!r}" if "after" in ex else "")
+        texts = [repr(ex[k][:60]) for k in ("before", "after") if k in ex]
+        shown = f"{ex['loc']}: {' → '.join(texts)}" if ex else ""
         filt.add_row(name, str(f["changed"]), str(f["removed"]), shown)
     console.print(filt)
     skips = report["skips"]
     if skips["count"]:
         console.print(f"skipped {skips['count']} records: " + ", ".join(f"{k} ({v})" for k, v in skips["by_reason"].items()))
         for line in skips["listed"][:5]:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}")
     sp = Table(title="splits")
     for col in ("split", "documents", "tokens", "conversations"):
         sp.add_column(col, justify="left" if col == "split" else "right")
@@ -108,9 +111,9 @@ def print_report(report: dict, out: str) -> None:
 
 @data_app.command("builtins", help="List the built-in corpora (builtin:NAME) and what they contain.")
 def builtins() -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from owngpt.console import console
     from owngpt.data.builtin import BUILTINS, list_builtins
 
     table = Table(title="built-in corpora")
@@ -118,4 +121,4 @@ def builtins() -> None:
         table.add_column(col)
     for name, desc in list_builtins().items():
         table.add_row(f"builtin:{name}", desc, f"pip install {BUILTINS[name].pip}")
-    Console().print(table)
+    console().print(table)

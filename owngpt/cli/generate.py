@@ -33,7 +33,7 @@ def generate(
     stop: List[str] = typer.Option([], "--stop", help="Stop when the text contains this string (cut before it); repeatable. '\\n' means a newline."),
     stop_eot: bool = typer.Option(True, "--stop-eot/--no-stop-eot", help="Stop at <|endoftext|> and <|im_end|> (end of a document / of a reply)."),
     seed: Optional[int] = options.seed("Random seed (0 to 2**64 - 1): the same seed, settings and prompts (the whole batch, in order) give the same text."),
-    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt; with --beams, the N best distinct beams (N <= --beams), best first."),
     truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens, leaving room for --max-new-tokens but giving up at most half the context). A prompt that fits is never cut."),
     adapter: Optional[str] = options.adapter(),
     device: str = options.device(),
@@ -48,13 +48,17 @@ def generate(
         texts = [""]
     if num_samples < 1:
         raise OwnGPTError(f"--num-samples must be at least 1, not {num_samples}")
+    if beams > 1 and num_samples > beams:  # beam search is deterministic: repeating it would only repeat its text
+        raise OwnGPTError(f"--num-samples {num_samples} with --beams {beams}: beam search keeps {beams} beams, so at "
+                          f"most {beams} distinct results")
     loaded = owngpt.load(checkpoint, adapter=adapter, device=device)
     tok = loaded.tokenizer
     if tok is None:
         raise OwnGPTError(f"checkpoint {checkpoint} carries no tokenizer folder; it cannot turn text into tokens")
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                     repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, num_beams=beams,
-                    length_penalty=length_penalty, stop=[_unescape(s) for s in stop], seed=seed, truncate=truncate)
+                    length_penalty=length_penalty, stop=[_unescape(s) for s in stop], seed=seed, truncate=truncate,
+                    num_return=num_samples)
     stop_ids = (tok.eot_id, tok.im_end_id) if stop_eot else ()
     started = time.perf_counter()
     if len(texts) == 1 and num_samples == 1 and not no_stream:
@@ -66,11 +70,12 @@ def generate(
             sys.stdout.flush()
         typer.echo()
     else:
+        outs = loaded.generate(texts, stop_ids=stop_ids, **settings)  # num_samples per prompt, in prompt order
         batch = [t for t in texts for _ in range(num_samples)]
-        outs = loaded.generate(batch, stop_ids=stop_ids, **settings)
+        kind = "beam" if beams > 1 else "sample"  # beams: the best distinct finished ones, best first
         for i, (prompt, out) in enumerate(zip(batch, outs)):
             if len(batch) > 1:
-                label = f"prompt {i // num_samples + 1}" + (f", sample {i % num_samples + 1}" if num_samples > 1 else "")
+                label = f"prompt {i // num_samples + 1}" + (f", {kind} {i % num_samples + 1}" if num_samples > 1 else "")
                 typer.secho(f"--- {label} ---", dim=True)
             typer.echo((prompt if echo else "") + out)
     typer.secho(f"({time.perf_counter() - started:.1f}s, {loaded.model.describe()})", dim=True, err=True)

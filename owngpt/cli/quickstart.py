@@ -44,8 +44,9 @@ def quickstart(
 
 def print_report(report: dict) -> None:
     """The figures of the run as one table, then the sample conversation."""
-    from rich.console import Console
     from rich.table import Table
+
+    from owngpt.console import console as make_console, styled
 
     ev, persona = report["eval"], report["eval"]["persona"]
     table = Table(title="owngpt quickstart", show_header=True)
@@ -65,9 +66,9 @@ def print_report(report: dict) -> None:
     ]
     for name, value in rows:
         table.add_row(name, value)
-    console = Console()
+    console = make_console()
     console.print(table)
-    console.print("[bold]A sample conversation[/]")
-    for user, bot in report["sample"]:
-        console.print(f"[green]you ›[/] {user}", highlight=False)
-        console.print(f"[cyan]bot ›[/] {bot}", highlight=False)
+    console.print(styled(("A sample conversation", "bold")))
+    for user, bot in report["sample"]:  # model and user text: printed as it is, never as markup
+        console.print(styled(("you › ", "green"), user))
+        console.print(styled(("bot › ", "cyan"), bot))

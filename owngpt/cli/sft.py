@@ -50,7 +50,7 @@ def sft(
         base=base, data=list(data), persona=persona or "", identity_conversations=identity,
         identity_share=identity_share, lora=adapters, reverse=reverse, max_conversations=max_conversations,
     )
-    result, report = run_sft(cfg, train_cfg, quiet=quiet)
+    result, report = run_sft(cfg, train_cfg, quiet=quiet, echo=typer.echo)
     data_report = report["data"]
     typer.echo(
         f"conversations: {report['train_conversations']} train, {report['val_conversations']} val; "

@@ -26,18 +26,23 @@ def train(
     min_frequency: int = typer.Option(0, "--min-frequency", help="BPE: merge only pairs seen this often (0 = 2); "
                                       "char: give an id only to characters seen this often (0 = 1)."),
 ) -> None:
-    from owngpt.data.corpus import corpus_texts
+    from owngpt.data.clean import CleanConfig, Cleaner
+    from owngpt.data.corpus import corpus_texts, is_prepared
+    from owngpt.data.raw import cleaning_summary, describe
     from owngpt.errors import OwnGPTError
     from owngpt.tokenizer import train_bpe, train_char
 
-    texts = corpus_texts(list(sources))
+    if kind not in ("bpe", "char"):
+        raise OwnGPTError(f"--kind must be bpe or char, not {kind!r}")
+    cleaner = Cleaner(CleanConfig())  # raw sources are cleaned and scrubbed as prepare does (owngpt/data/raw.py)
+    texts = corpus_texts(list(sources), cleaner=cleaner, exclude=[out])
     if kind == "bpe":
         tok = train_bpe(texts, vocab_size, min_frequency=min_frequency or 2)
-    elif kind == "char":
-        tok = train_char(texts, min_frequency=min_frequency or 1)
     else:
-        raise OwnGPTError(f"--kind must be bpe or char, not {kind!r}")
+        tok = train_char(texts, min_frequency=min_frequency or 1)
     tok.save(out)
+    if not (len(sources) == 1 and is_prepared(sources[0])):
+        typer.echo(describe(cleaning_summary(cleaner)))
     print_info(tok, out)
 
 
@@ -52,7 +57,19 @@ def encode(
     ids = tok.encode(text)
     typer.echo(f"{len(ids)} tokens for {len(text)} characters ({len(text) / max(len(ids), 1):.2f} chars/token)")
     typer.echo(f"ids: {ids}")
-    typer.echo("pieces: " + " ".join(repr(tok.piece(i)) for i in ids))
+    typer.echo("pieces: " + " ".join(show_piece(tok.token_bytes(i)) for i in ids))
+
+
+def show_piece(data: bytes) -> str:
+    """A token's bytes as a quoted Python-style literal: text as repr() shows it ('\\n', a real backslash '\\\\'),
+    each byte that is not part of a whole UTF-8 character escaped once, as '\\xe4'."""
+    out = []
+    for ch in data.decode("utf-8", errors="surrogateescape"):
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # a lone byte, carried by surrogateescape
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append("\\'" if ch == "'" else repr(ch)[1:-1])
+    return "'" + "".join(out) + "'"
 
 
 @tokenizer_app.command(help="Show a tokenizer's kind, vocabulary size, special ids, hash and training report.")

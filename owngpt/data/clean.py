@@ -173,7 +173,8 @@ _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0
 # 6-digit region, birth date 18xx-20xx, 3-digit sequence, check character; validated by _id_ok.
 _CN_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
                     r"\d{3}[0-9Xx](?![0-9A-Za-z])")
-_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d]|[.,]\d)")
+# A whole run of digit groups (13 digits or more); a run longer than a card is searched for one (_passing_span).
+_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,}(?![\d]|[.,]\d)")
 _PHONE = re.compile(
     r"(?<![0-9A-Za-z_+])(?:"
     r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}"  # Chinese mobile
@@ -184,7 +185,9 @@ _PHONE = re.compile(
 )
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
                    r"(?!\.?\d)")
-_IPV6 = re.compile(r"(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z_:])")
+# Ends in a hex group or "::", so a colon after the address ("IP 2001:db8::1: up") is not taken as part of it.
+_IPV6 = re.compile(r"(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?<=::))"
+                   r"(?![0-9A-Za-z_]|:[0-9A-Za-z_:])")
 # One cheap scan decides whether the number patterns need to run at all: IDs, cards and phones have 7+ digits close
 # together, IPv4 addresses have a digit-dot-digits-dot-digit run.
 _NUMBER_GATE = re.compile(r"\d(?:[ ().+-]{0,2}\d){6}|\d\.\d{1,3}\.\d")
@@ -237,18 +240,52 @@ def _ipv6_ok(s: str) -> bool:
     return True
 
 
-def _sub(pattern: re.Pattern, text: str, placeholder: str, check=None) -> tuple[str, int]:
+def _sub(pattern: re.Pattern, text: str, placeholder: str, check=None, spans: bool = False) -> tuple[str, int]:
+    """Replace the matches of `pattern` that pass `check`. spans=True: a match that fails is searched for a run of
+    its separator-delimited groups that passes ("ref 0 4111 1111 1111 1111": the card after the stray digit)."""
     count = 0
 
     def repl(m: re.Match) -> str:
         nonlocal count
-        if check is not None and not check(m.group(0)):
-            return m.group(0)
+        s = m.group(0)
+        if check is not None and not check(s):
+            if spans:
+                out, n = _replace_spans(s, check, placeholder)
+                count += n
+                return out
+            return s
         count += 1
         return placeholder
 
     out = pattern.sub(repl, text)
     return out, count
+
+
+def _passing_span(s: str, check, max_digits: int = 19) -> tuple[int, int] | None:
+    """The longest run of whole separator-delimited groups of `s` (groups of 3 or more digits, at most `max_digits`
+    digits in all) that passes `check`, as (start, end); None when there is none."""
+    bounds = [0] + [i + 1 for i, c in enumerate(s) if c in " -"]
+    groups = [(a, (b - 1) if b else len(s)) for a, b in zip(bounds, bounds[1:] + [0])]  # (start, end) per group
+    best = None
+    for i, (a, _) in enumerate(groups):
+        for start, b in groups[i:]:
+            if b - start < 3:  # card numbers are written in groups of 3-6 digits, not "1 2 3 4 ..."
+                break
+            if sum(ch.isdigit() for ch in s[a:b]) > max_digits:
+                break
+            if (best is None or b - a > best[1] - best[0]) and check(s[a:b]):
+                best = (a, b)
+    return best
+
+
+def _replace_spans(s: str, check, placeholder: str) -> tuple[str, int]:
+    """Every passing span of `s` (see _passing_span) replaced, longest first, and how many."""
+    span = _passing_span(s, check)
+    if span is None:
+        return s, 0
+    left, n_left = _replace_spans(s[:span[0]], check, placeholder)
+    right, n_right = _replace_spans(s[span[1]:], check, placeholder)
+    return left + placeholder + right, 1 + n_left + n_right
 
 
 def scrub_pii(text: str) -> tuple[str, list[str]]:
@@ -265,7 +302,7 @@ def scrub_pii(text: str) -> tuple[str, list[str]]:
             ("pii_card", _CARD, "<CARD>", _card_ok),
             ("pii_phone", _PHONE, "<PHONE>", _phone_ok),
         ):
-            text, n = _sub(pattern, text, placeholder, check)
+            text, n = _sub(pattern, text, placeholder, check, spans=kind == "pii_card")
             if n:
                 found.append(kind)
         text, n4 = _sub(_IPV4, text, "<IP>")
@@ -396,17 +433,26 @@ class Cleaner:
             self.filters[name] = FilterStats()
         return self.filters[name]
 
+    def shown(self, text: str) -> str:
+        """`text` as a report may quote it: scrubbed first (when scrubbing is on), then cut to a snippet, so a
+        report never holds a personal value the cleaned data does not (nor half of one)."""
+        return _snippet(scrub_pii(text)[0] if self.cfg.scrub_pii else text)
+
     def note(self, name: str, loc: str, before: str, after: str | None) -> None:
-        """Count one change (after is a string) or removal (after is None) by filter `name`."""
+        """Count one change (after is a string) or removal (after is None) by filter `name`. Examples are built
+        from scrubbed text only: "before" is the input with its personal data replaced, and a pii_* example shows
+        only "after" (its "before" would be the value it removed)."""
         s = self.stats(name)
         if after is None:
             s.removed += 1
         else:
             s.changed += 1
         if len(s.examples) < self.max_examples:
-            ex = {"loc": loc, "before": _snippet(before)}
+            ex = {"loc": loc}
+            if not name.startswith("pii_"):
+                ex["before"] = self.shown(before)
             if after is not None:
-                ex["after"] = _snippet(after)
+                ex["after"] = self.shown(after)
             s.examples.append(ex)
 
     def __call__(self, text: str, loc: str = "") -> tuple[str | None, bool]:

@@ -8,13 +8,14 @@ else is counted and reported with where it came from; nothing is silently used o
 from __future__ import annotations
 
 import bisect
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from owngpt.data.clean import CleanConfig, Cleaner, scrub_pii
 from owngpt.data.corpus import is_prepared, read_split, refuse_unfinished
-from owngpt.data.records import Conversation, Skip
+from owngpt.data.raw import cleaned, cleaning_summary
+from owngpt.data.records import Conversation, Skip, reason_kind
 from owngpt.data.sources import read_sources
 from owngpt.tokenizer import Message, Tokenizer, messages_problem, render_conversation
 
@@ -53,6 +54,7 @@ class ConversationSet:
     locs: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (loc, reason)
     documents_ignored: int = 0  # plain documents met among the sources (not conversations)
+    cleaning: dict[str, dict[str, int]] | None = None  # raw sources: what cleaning changed, per filter
 
     def add(self, messages: object, loc: str) -> None:
         ok, reason = check_conversation(messages)
@@ -63,20 +65,23 @@ class ConversationSet:
             self.locs.append(loc)
 
     def summary(self) -> dict:
-        reasons = Counter(re.sub(r"\d+", "N", r) for _, r in self.problems)
+        problems = [(loc, scrub_pii(r)[0]) for loc, r in self.problems]  # a reason may quote a value
+        reasons = Counter(reason_kind(r) for _, r in problems)
         return {
             "conversations": len(self.conversations),
             "rejected": len(self.problems),
             "rejected_by_reason": dict(reasons),
-            "rejected_examples": [f"{loc}: {r}" for loc, r in self.problems[:10]],
+            "rejected_examples": [f"{loc}: {r}" for loc, r in problems[:10]],
             "documents_ignored": self.documents_ignored,
+            **({"cleaning": self.cleaning} if self.cleaning is not None else {}),
         }
 
 
 def load_conversations(specs: Iterable[str], split: str = "train") -> ConversationSet:
     """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec.
-    Raw sources have no splits: they are returned whole whatever `split` says. An unfinished prepare folder
-    raises OwnGPTError (owngpt/data/corpus.py)."""
+    Raw sources have no splits: they are returned whole whatever `split` says, with every message cleaned and
+    scrubbed as `prepare` does (owngpt/data/raw.py; counted in the summary's "cleaning"). An unfinished prepare
+    folder raises OwnGPTError (owngpt/data/corpus.py)."""
     out = ConversationSet()
     raw_specs = []
     for spec in specs:
@@ -90,13 +95,15 @@ def load_conversations(specs: Iterable[str], split: str = "train") -> Conversati
             refuse_unfinished(spec)
             raw_specs.append(spec)
     if raw_specs:
-        for rec in read_sources(raw_specs):
+        cleaner = Cleaner(CleanConfig())
+        for rec in cleaned(read_sources(raw_specs), cleaner):
             if isinstance(rec, Conversation):
                 out.add(rec.messages, rec.loc)
             elif isinstance(rec, Skip):
                 out.problems.append((rec.loc, rec.reason))
             else:
                 out.documents_ignored += 1
+        out.cleaning = cleaning_summary(cleaner)
     return out
 
 

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
+from owngpt.data.clean import Cleaner
+from owngpt.data.raw import cleaned
 from owngpt.data.records import Conversation, Document
 from owngpt.data.sources import read_sources
 from owngpt.errors import OwnGPTError
@@ -109,16 +111,19 @@ def _line_texts(kind: str, record: dict[str, Any] | None) -> list[str] | None:
         return None
 
 
-def corpus_texts(spec_or_prepared_dir: str | Path | Sequence[str | Path], *, split: str = "train") -> Iterator[str]:
+def corpus_texts(spec_or_prepared_dir: str | Path | Sequence[str | Path], *, split: str = "train",
+                 cleaner: Cleaner | None = None, exclude: Sequence[str | Path] = ()) -> Iterator[str]:
     """Training text for a tokenizer: from a folder written by `owngpt prepare` (its `split`: documents' text and
-    the message contents of its conversations), or else from raw sources via owngpt.data.sources.read_sources
-    (documents' text and conversations' message contents; skipped records are left out)."""
+    the message contents of its conversations), or else from raw sources via owngpt.data.sources.read_sources,
+    cleaned and scrubbed as prepare does (owngpt/data/raw.py; counted in `cleaner`): documents' text and
+    conversations' message contents; skipped records are left out. `exclude`: folders never read (the output)."""
     specs = [spec_or_prepared_dir] if isinstance(spec_or_prepared_dir, (str, Path)) else list(spec_or_prepared_dir)
     if len(specs) == 1 and is_prepared(specs[0]):
         return split_texts(specs[0], split)  # a generator: files are checked when the first text is asked for
     for spec in specs:
         refuse_unfinished(spec)
-    return _record_texts(read_sources([str(s) for s in specs]))  # raises now for a missing path or unknown builtin
+    records = read_sources([str(s) for s in specs], exclude=exclude)  # raises now for a missing path or builtin
+    return _record_texts(cleaned(records, cleaner))
 
 
 def _record_texts(records: Iterable[Any]) -> Iterator[str]:

@@ -27,6 +27,10 @@ import numpy as np
 
 
 
+# A normalised text longer than this is MinHashed alone, in pieces of this many characters (bounded memory).
+HUGE_CHARS = 1 << 20
+_EMPTY = np.iinfo(np.uint32).max  # a one-permutation bin no k-gram fell into
+
 def normalise_for_dedup(text: str) -> str:
     """Case-folded, whitespace collapsed to single spaces: 'Hello  World\\n' and 'hello world' are the same."""
     return " ".join(text.casefold().split())
@@ -208,7 +212,17 @@ class NearDedup:
         get classic MinHash (num_perm hash functions a*x + b mod 2**32), which costs little at their size. A pair
         with one text on each side of the boundary is rarely found (a missed near duplicate, never a false one).
         """
-        x, starts = self.shingles(texts, normalised)
+        norm = texts if normalised else [normalise_for_dedup(t) for t in texts]
+        huge = [i for i, t in enumerate(norm) if len(t) > HUGE_CHARS]
+        if huge:  # one at a time, in pieces: the k-gram arrays of a 20 MB text alone would take ~0.5 GB
+            sig = np.empty((len(norm), self.cfg.num_perm), dtype=np.uint32)
+            rest = [i for i in range(len(norm)) if len(norm[i]) <= HUGE_CHARS]
+            if rest:
+                sig[rest] = self.signatures([norm[i] for i in rest], normalised=True)
+            for i in huge:
+                sig[i] = self._huge_signature(norm[i])
+            return sig
+        x, starts = self.shingles(norm, normalised=True)
         n, P = len(texts), self.cfg.num_perm
         counts = np.diff(starts)
         sig = np.empty((n, P), dtype=np.uint32)
@@ -219,18 +233,37 @@ class NearDedup:
             sig[~long] = self._classic(x, starts, np.flatnonzero(~long))
         return sig
 
+    def _huge_signature(self, text: str) -> np.ndarray:
+        """The one-permutation signature of one normalised text longer than HUGE_CHARS, built from pieces that
+        overlap by k - 1 characters (so they hold exactly the text's k-grams): bin minima combine by min."""
+        k, P = self.cfg.shingle, self.cfg.num_perm
+        bins = np.full(P, _EMPTY, dtype=np.uint32)
+        for i in range(0, len(text) - k + 1, HUGE_CHARS):
+            x, _ = self.shingles([text[i : i + HUGE_CHARS + k - 1]], normalised=True)
+            v = self._permuted(x)
+            np.minimum.at(bins, v % np.uint32(P), v // np.uint32(P))
+        return self._densify(bins[None, :])[0]
+
+    def _permuted(self, x: np.ndarray) -> np.ndarray:
+        v = x ^ self._salt
+        v *= self._mult  # a seeded bijection of the 32-bit hashes
+        v ^= v >> np.uint32(15)
+        return v
+
     def _one_permutation(self, x: np.ndarray, starts: np.ndarray, docs: np.ndarray) -> np.ndarray:
         P = self.cfg.num_perm
         parts = [x[starts[i] : starts[i + 1]] for i in docs]
-        v = np.concatenate(parts) ^ self._salt
-        v *= self._mult  # a seeded bijection of the 32-bit hashes
-        v ^= v >> np.uint32(15)
+        v = self._permuted(np.concatenate(parts))
         doc = np.repeat(np.arange(len(docs), dtype=np.int64), [len(p) for p in parts])
-        empty = np.iinfo(np.uint32).max
-        sig = np.full(len(docs) * P, empty, dtype=np.uint32)
+        sig = np.full(len(docs) * P, _EMPTY, dtype=np.uint32)
         np.minimum.at(sig, doc * P + (v % np.uint32(P)), v // np.uint32(P))
-        sig = sig.reshape(len(docs), P)
-        filled = sig != empty
+        return self._densify(sig.reshape(len(docs), P))
+
+    @staticmethod
+    def _densify(sig: np.ndarray) -> np.ndarray:
+        """Empty bins borrow the next filled bin's value (circularly), salted by the distance."""
+        P = sig.shape[1]
+        filled = sig != _EMPTY
         if not filled.all():
             cols = np.arange(2 * P)
             idx = np.where(np.concatenate([filled, filled], axis=1), cols, 2 * P)  # (n, 2P)

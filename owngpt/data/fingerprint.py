@@ -11,14 +11,14 @@ import hashlib
 import json
 import os
 from dataclasses import asdict
-from glob import glob
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from owngpt.data.builtin import BUILTINS
 from owngpt.data.shards import FORMAT, read_manifest
 from owngpt.data.sources import BUILTIN_PREFIX, DIALOGUE_PREFIXES
+from owngpt.data.walk import expand
 from owngpt.errors import OwnGPTError
 
 if TYPE_CHECKING:
@@ -37,8 +37,10 @@ def _stat_entry(path: Path) -> list:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def input_fingerprint_data(specs: list[str]) -> list:
-    """What identifies the inputs without reading them: file paths, sizes and mtimes; builtin package versions."""
+def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ()) -> list:
+    """What identifies the inputs without reading them: the paths, sizes and mtimes of the files read_sources
+    would read (the same walker: owngpt/data/walk.py), and the names of the paths it leaves out; builtin
+    package versions."""
     out: list = []
     for spec in specs:
         if spec.startswith(BUILTIN_PREFIX):
@@ -49,15 +51,22 @@ def input_fingerprint_data(specs: list[str]) -> list:
                 out.append([spec, None])
             continue
         target = spec.split(":", 1)[1] if spec.startswith(DIALOGUE_PREFIXES) else spec
-        paths = [Path(target)] if os.path.exists(target) else [Path(p) for p in sorted(glob(target, recursive=True))]
         entry: list = [spec]
-        for p in paths:
-            if p.is_dir():
-                for root, dirs, files in os.walk(p):
-                    dirs.sort()
-                    entry.extend(_stat_entry(Path(root) / f) for f in sorted(files))
-            elif p.exists():
-                entry.append(_stat_entry(p))
+        try:
+            found = expand(target, exclude=exclude)[0]
+        except OwnGPTError:
+            found = []  # read_sources reports it
+        out_dirs = {os.path.realpath(x) for x in exclude}
+        for e in found:
+            if os.path.realpath(e.path) in out_dirs:
+                continue  # the run's own output folder: absent on the first run, present on the next
+            if e.reason is None:
+                try:
+                    entry.append(_stat_entry(e.path))
+                except OSError:
+                    entry.append([str(e.path), None])
+            else:
+                entry.append([str(e.path), e.reason])
         out.append(entry)
     return out
 
@@ -69,7 +78,7 @@ PIPELINE_VERSION = 2
 
 def input_bytes(inputs: list) -> int:
     """Bytes in the input files of input_fingerprint_data (builtin corpora count 0): is cleaning worth a pool?"""
-    return sum(e[1] for entry in inputs for e in entry[1:] if isinstance(e, list))
+    return sum(e[1] for entry in inputs for e in entry[1:] if isinstance(e, list) and isinstance(e[1], int))
 
 
 def fingerprint(inputs: list, cfg: PrepareConfig, tokenizer_hash: str | None) -> str:

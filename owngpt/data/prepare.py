@@ -104,15 +104,18 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     if not sources:
         raise OwnGPTError("no sources given: name files, folders, globs or builtin:NAME corpora")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OwnGPTError(f"--out {out} is a file, not a folder: name a new or existing folder for the prepared data")
     given_tok = Tokenizer.load(cfg.tokenizer) if cfg.tokenizer else None
+    # The output folder may lie inside an input folder (`owngpt prepare . --out data`): it is never read as input.
     records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
-                           split_blocks=cfg.split_blocks)  # user errors in the specs are raised here
-    inputs = input_fingerprint_data(sources)  # stats every input file: done once, for the cache and the pool
+                           split_blocks=cfg.split_blocks, exclude=[out])  # user errors in the specs are raised here
+    inputs = input_fingerprint_data(sources, exclude=[out])  # stats every input once, for the cache and the pool
     fp = fingerprint(inputs, cfg, given_tok.hash if given_tok is not None else None)
     ui = Progress(progress)
     cached = None if force else cached_report(out, fp)
     if cached is not None:
-        ui.print(f"[green]{out} is up to date[/green] (same inputs and settings): nothing to do")
+        ui.print(f"{out} is up to date (same inputs and settings): nothing to do")
         return cached
 
     _start_rewrite(out)
@@ -265,6 +268,12 @@ def _train_tokenizer(out: Path, cfg: PrepareConfig, stats: dict[str, Any]) -> To
     """
     if cfg.tokenizer_kind == "char":
         return train_char(t for s in SPLITS for t in split_texts(out, s))
+    if not stats["doc_chars"].get("train") and not stats["convs"].get("train"):
+        kept = sum(stats["doc_chars"].values()) > 0 or sum(stats["convs"].values()) > 0
+        raise OwnGPTError("the train split is empty, so there is no text to train the tokenizer on: " + (
+            "every kept document and conversation fell into val or test (the split follows a hash of each text; "
+            "with this little text add more, or give --split 1,0,0 or --tokenizer PATH)" if kept else
+            f"nothing was kept (see {out / 'report.json'} for what was skipped or removed)"))
     total = stats["doc_chars"]["train"] + stats["convs"]["train"] * 200  # conversations: a rough size
     rate = min(1.0, cfg.tokenizer_sample_chars / max(total, 1))
     sample = (t for t in split_texts(out, "train") if rate >= 1.0 or unit_hash("tokenizer:" + t) < rate)

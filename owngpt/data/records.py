@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -33,3 +34,16 @@ class Skip:
 
 
 Record = Document | Conversation | Skip
+
+
+def reason_kind(reason: str) -> str:
+    """What went wrong, without where: the reason with its leading "file:line: " / "line N: " and the numbers that
+    differ from record to record (byte offsets, columns, message indices) replaced by N, so that skips group by
+    cause. Names that carry digits stay whole ("UTF-8", "GB18030"), and nothing after a colon is cut off:
+    'x.jsonl:17: invalid JSON: Expecting value at column 5' -> 'invalid JSON: Expecting value at column N';
+    "'messages' message 3: unknown role 'narrator' (...)" -> "'messages' message N: unknown role 'narrator' (...)"."""
+    r = reason
+    while (m := re.match(r"(?:\S+?:\d+|line \d+): ", r)) is not None:
+        r = r[m.end():]
+    r = re.sub(r"(?<![\w.\-])\d+(?![\w.\-])", "N", r)
+    return r.strip()[:160]

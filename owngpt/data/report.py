@@ -6,11 +6,11 @@ in = kept + removed (check_accounting).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from owngpt.console import console
 from owngpt.data.clean import Cleaner
-from owngpt.data.records import Skip
+from owngpt.data.records import Skip, reason_kind
 
 
 def _counts() -> dict[str, int]:
@@ -39,10 +39,11 @@ class Report:
         s = self.source(rec.source)
         s["records"] += 1
         s["skipped"] += 1
+        reason = self.cleaner.shown(rec.reason)  # a reason may quote a value (a role, a field): scrubbed too
         if len(self.skips) < self.MAX_SKIPS_LISTED:  # readers' reasons may already start with file:line
             where = rec.loc.split(" [")[0]
-            self.skips.append(rec.reason if rec.reason.startswith(where + ":") else f"{rec.loc}: {rec.reason}")
-        key = _reason_kind(rec.reason)
+            self.skips.append(reason if reason.startswith(where + ":") else f"{rec.loc}: {reason}")
+        key = reason_kind(reason)
         self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,13 +65,6 @@ class Report:
         }
 
 
-def _reason_kind(reason: str) -> str:
-    """'x.jsonl:17: invalid JSON: Expecting ...' -> 'invalid JSON'; groups skips by what went wrong."""
-    r = re.sub(r"^\S+:\d+: ", "", reason)
-    r = re.sub(r"\d+", "N", r.split(":")[0])
-    return r.strip()[:80]
-
-
 def check_accounting(report: dict[str, Any]) -> None:
     """Raise AssertionError unless every record is accounted for (used by tests and at the end of prepare)."""
     for name, s in list(report["sources"].items()) + [("total", report["total"])]:
@@ -90,14 +84,14 @@ class Progress:
         self.enabled = enabled
         self._p = None
         if enabled:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
             from rich.progress import TimeRemainingColumn
 
-            self.console = Console(stderr=True)
-            self._p = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            self.console = console(stderr=True)
+            self._p = RichProgress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                               MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                               TimeElapsedColumn(), TimeRemainingColumn(),
                                console=self.console, transient=False)
 
     def __enter__(self) -> "Progress":

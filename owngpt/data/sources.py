@@ -2,7 +2,8 @@
 
 `read_sources(specs)` is the one entry point used by `owngpt prepare`. A spec is one of
   - a file: .txt .text .md .markdown (plain text), .jsonl, .json, .csv, .tsv (any other suffix: plain text)
-  - a folder (read recursively in sorted order; hidden files and folders are left out) or a glob (`data/**/*.md`)
+  - a folder (read recursively in sorted order; hidden files and folders are left out; what else is left out and
+    reported, and how linked folders are followed: owngpt/data/walk.py) or a glob (`data/**/*.md`)
   - `chitchat:PATH` or `dialog:PATH`: GPT2-chitchat text, one utterance per line, dialogues split by a blank line
   - `builtin:NAME`: a corpus shipped inside an installed package (see owngpt/data/builtin.py)
 
@@ -23,16 +24,16 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import os
+import re
 from functools import partial
-from glob import glob
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from owngpt.data.builtin import read_builtin
 from owngpt.data.dialogue import alternating_messages, instruction_pair, normalise_messages
 from owngpt.data.encoding import Line, file_encoding, iter_lines, read_whole
 from owngpt.data.records import Conversation, Document, Record, Skip
+from owngpt.data.walk import expand
 from owngpt.errors import OwnGPTError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
@@ -125,8 +126,24 @@ def read_chitchat(path: str | Path, source: str | None = None) -> Iterator[Recor
 # ----------------------------------------------------------------------------- JSON and JSONL
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _record_from_obj(obj: Any, source: str, loc: str, text_field: str) -> Record:
-    """One parsed JSON value -> Conversation (messages / ShareGPT / instruction pairs), Document, or Skip."""
+    """One parsed JSON value -> Conversation (messages / ShareGPT / instruction pairs), Document, or Skip. A text
+    holding a lone UTF-16 surrogate (JSON lets "\\ud83d" stand alone; it is not a character) is a Skip, as invalid
+    UTF-8 in a text file is: it cannot be written as UTF-8, and guessing the missing half is not ours to do."""
+    rec = _parsed_record(obj, source, loc, text_field)
+    texts = [rec.text] if isinstance(rec, Document) else \
+        [m["content"] for m in rec.messages] if isinstance(rec, Conversation) else []
+    bad = next((m for t in texts if (m := _SURROGATE.search(t))), None)
+    if bad is not None:
+        return Skip(source, loc, f"lone UTF-16 surrogate \\u{ord(bad.group()):04x} escaped in the JSON (half of a "
+                                 "character, not text); fix the program that wrote the file")
+    return rec
+
+
+def _parsed_record(obj: Any, source: str, loc: str, text_field: str) -> Record:
     if isinstance(obj, str):
         return Document(obj, source, loc) if obj.strip() else Skip(source, loc, "empty text")
     if not isinstance(obj, dict):
@@ -283,15 +300,6 @@ def _csv_rows(path: Path, source: str, text_column: str, tsv: bool, delimiter: s
 # ----------------------------------------------------------------------------- specs
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Files under `folder`, depth first in sorted order, leaving out hidden files and folders."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
-
-
 def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any]) -> Callable[..., Iterator[Record]]:
     if dialogue:
         return read_chitchat
@@ -312,51 +320,52 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
         return [lambda: records]
     dialogue = spec.startswith(DIALOGUE_PREFIXES)
     target = spec.split(":", 1)[1] if dialogue else spec
-    if os.path.exists(target):  # first, so that a real name such as "notes[1].txt" is not taken for a glob
-        paths = [Path(target)]
-    elif any(c in target for c in "*?["):
-        paths = [Path(p) for p in sorted(glob(target, recursive=True))]
-        if not paths:
-            raise OwnGPTError(f"{spec}: no files match this pattern")
-    else:
-        raise OwnGPTError(f"{spec}: no such file or folder")
     suffixes = TEXT_SUFFIXES if dialogue else READABLE_SUFFIXES  # dialogue text is plain text
     wanted = " ".join(suffixes)
     tasks: list[Callable[[], Iterator[Record]]] = []
-    for path in paths:
-        if path.is_dir():
-            found, others = [], []
-            for f in _walk(path):
-                (found if f.suffix.lower() in suffixes else others).append(f)
-            if not found:
-                seen = f"; found {len(others)} other files, e.g. {others[0].name}" if others else ""
-                raise OwnGPTError(f"no readable files in {path} (looked for {wanted}){seen}")
-            reason = f"not a readable file type (readable: {wanted})"
-            tasks.append(partial(iter, [Skip(spec, str(f), reason) for f in others]))
+    skips: list[Skip] = []
+    entries, walked = expand(target, exclude=opts.get("exclude", ()))
+    folders: dict[Path, list[Path]] = {f: [] for f in walked}  # folder -> its files that are not of a readable type
+    found: list[Path] = []
+    for entry in entries:
+        if entry.reason is not None:
+            skips.append(Skip(spec, str(entry.path), entry.reason))
+        elif entry.folder is not None and entry.path.suffix.lower() not in suffixes:
+            folders[entry.folder].append(entry.path)
+            skips.append(Skip(spec, str(entry.path), f"not a readable file type (readable: {wanted})"))
         else:
-            found = [path]
-        for f in found:
-            read = _reader_for(f, dialogue, opts)
-            if not dialogue and f.suffix.lower() in (".csv", ".tsv"):
-                # Reading the header now makes a wrong --text-column fail at once, not after an hour of work.
-                rows = read(f, spec)
-                next(rows, None)
-                rows.close()
-            tasks.append(partial(read, f, spec))
+            found.append(entry.path)
+    for folder, others in folders.items():
+        if not any(f.is_relative_to(folder) for f in found):
+            seen = f"; found {len(others)} other files, e.g. {others[0].name}" if others else ""
+            raise OwnGPTError(f"no readable files in {folder} (looked for {wanted}){seen}")
+    if skips:
+        tasks.append(partial(iter, skips))
+    for f in found:
+        read = _reader_for(f, dialogue, opts)
+        if not dialogue and f.suffix.lower() in (".csv", ".tsv"):
+            # Reading the header now makes a wrong --text-column fail at once, not after an hour of work.
+            rows = read(f, spec)
+            next(rows, None)
+            rows.close()
+        tasks.append(partial(read, f, spec))
     return tasks
 
 
 def read_sources(
-    specs: list[str], *, text_field: str = "text", text_column: str = "text", split_blocks: bool = False
+    specs: list[str], *, text_field: str = "text", text_column: str = "text", split_blocks: bool = False,
+    exclude: Sequence[str | Path] = (),
 ) -> Iterator[Record]:
-    """Records from every spec in order (see the module docstring for what a spec can be).
+    """Records from every spec in order (see the module docstring for what a spec can be). Folders are listed by
+    owngpt/data/walk.py: hidden files are left out; special files, broken links, folders in `exclude` (the run's
+    output folder) and earlier `prepare` outputs are Skips; linked folders are followed, each read once.
 
     Specs are checked now: a missing path, empty folder, unknown builtin, missing package or CSV without
     `text_column` raises OwnGPTError before any record is read; the records themselves are streamed.
     """
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
-    opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks)
+    opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks, exclude=tuple(exclude))
     tasks = [task for spec in specs for task in _plan(str(spec), opts)]
     return _chain(tasks)
 

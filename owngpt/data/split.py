@@ -16,7 +16,9 @@ SPLITS = ("train", "val", "test")
 
 
 def parse_ratios(spec: str | tuple[float, ...] | list[float]) -> tuple[float, float, float]:
-    """'0.9,0.05,0.05' (or a sequence of 1-3 numbers; missing ones are 0) -> ratios normalised to sum 1."""
+    """'0.9,0.05,0.05' -> (train, val, test) ratios summing to 1. Three numbers are weights ('8,1,1' is 0.8/0.1/0.1);
+    with one or two the missing splits are empty, so those must already add up to 1 ('0.9,0.1': no test split).
+    '0.8,0.1' is refused rather than silently rescaled to 0.889/0.111/0."""
     from owngpt.errors import OwnGPTError
 
     try:
@@ -25,6 +27,12 @@ def parse_ratios(spec: str | tuple[float, ...] | list[float]) -> tuple[float, fl
         raise OwnGPTError(f"split ratios must be numbers like 0.9,0.05,0.05, not {spec!r}") from None
     if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or sum(parts) <= 0 or parts[0] <= 0:
         raise OwnGPTError(f"split ratios must be 1-3 non-negative numbers with train > 0, like 0.9,0.05,0.05; got {spec!r}")
+    if len(parts) < 3 and abs(sum(parts) - 1.0) > 1e-6:
+        shown = ",".join(f"{p:g}" for p in parts)
+        rest = 1.0 - sum(parts)
+        hint = f"; for a test split of the rest, write {shown},{rest:g}" if rest > 0 else ""
+        raise OwnGPTError(f"split ratios {spec!r} add up to {sum(parts):g}, not 1: give train,val,test, e.g. "
+                          f"0.9,0.05,0.05 (with fewer than three numbers the missing splits are empty){hint}")
     parts += [0.0] * (3 - len(parts))
     total = sum(parts)
     return (parts[0] / total, parts[1] / total, parts[2] / total)

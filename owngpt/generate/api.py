@@ -49,12 +49,14 @@ class Generator:
                               "with token ids")
 
     def generate(self, prompt: str | list[str], *, stop_ids: Collection[int] = (), **overrides: Any) -> str | list[str]:
-        """The continuation of one prompt (a str) or of each of a list of prompts (a list)."""
+        """The continuation of one prompt (a str) or of each of a list of prompts (a list). With num_return > 1 it
+        is always a list: num_return continuations per prompt, in prompt order (samples, or the best distinct
+        beams, best first)."""
         self._need_tokenizer()
         single = isinstance(prompt, str)
-        outs = generate(self.model, self.tokenizer, [prompt] if single else list(prompt), self.config(**overrides),
-                        stop_ids=stop_ids)
-        return outs[0] if single else outs
+        cfg = self.config(**overrides)
+        outs = generate(self.model, self.tokenizer, [prompt] if single else list(prompt), cfg, stop_ids=stop_ids)
+        return outs[0] if single and cfg.num_return == 1 else outs
 
     def stream(self, prompt: str, *, stop_ids: Collection[int] = (), **overrides: Any) -> Iterator[str]:
         """The continuation of one prompt, piece by piece as it decodes."""

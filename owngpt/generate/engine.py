@@ -6,7 +6,8 @@ rows of a batch draw from that one generator in turn, so a prompt's text also de
 its batch (and their order): alone, or in another batch, it gets other draws.
 Beam search (num_beams > 1) keeps the num_beams best partial sequences by summed log-probability, scores a
 finished one as sum / length ** length_penalty (as Hugging Face), and stops as soon as num_beams sequences
-have finished ("early stopping"); it is deterministic: temperature, top-k, top-p and seed do not apply. Each step
+have finished ("early stopping"); it is deterministic: temperature, top-k, top-p and seed do not apply. It
+returns the num_return best distinct finished sequences, best first (Hugging Face's num_return_sequences). Each step
 looks at candidates best first until num_beams of them continue (a stop among the num_beams best finishes a
 sequence, one ranked lower is skipped, as in Hugging Face), so stop ids never leave fewer beams running. Unlike
 Hugging Face, which applies the repetition penalty and the n-gram ban to log-probabilities without renormalising,
@@ -204,15 +205,18 @@ class _SampleRun:
 
 
 def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Collection[int], tokenizer,
-                 use_cache: bool, never: torch.Tensor | None) -> list[int]:
-    """The best of num_beams beams by sum(log p) / length ** length_penalty (length: generated tokens, the stop
-    token included). Finishes as soon as num_beams sequences ended (stop id or stop string), or at the limit."""
+                 use_cache: bool, never: torch.Tensor | None) -> list[list[int]]:
+    """The cfg.num_return best distinct finished beams, best first, by sum(log p) / length ** length_penalty
+    (length: generated tokens, the stop token included); ties keep the one that finished first. Finishes as soon
+    as num_beams sequences ended (stop id or stop string), or at the limit. Always cfg.num_return lists: should
+    fewer sequences have finished (no room for a new token, or fewer allowed tokens than beams), empty ones
+    fill the rest."""
     nb, stops = cfg.num_beams, {int(s) for s in stop_ids}
     runner = _Runner(model, [prompt], use_cache, cfg.max_new_tokens)
     device = runner.seq.device
     limit = _step_limit(model, runner.prompt_len, cfg)
     if limit == 0:
-        return []
+        return [[] for _ in range(cfg.num_return)]
     logits = runner.prefill()  # (1, V)
     beams: list[list[int]] = [[]]
     scores = torch.zeros(1, device=device)  # (beams,) summed log-probabilities
@@ -255,9 +259,13 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
         chain.advance(tokens)
         runner.keep(index)
         logits = runner.step(tokens)
-    if not finished:
-        return []
-    return max(finished, key=lambda x: x[0])[1]  # first of equals
+    ranked: list[list[int]] = []
+    for _, seq in sorted(finished, key=lambda x: x[0], reverse=True):  # stable: the first of equals first
+        if seq not in ranked:
+            ranked.append(seq)
+        if len(ranked) == cfg.num_return:
+            break
+    return ranked + [[] for _ in range(cfg.num_return - len(ranked))]
 
 
 def _best_first(values: torch.Tensor, k: int) -> Iterator[tuple[float, int]]:
@@ -274,7 +282,10 @@ def _best_first(values: torch.Tensor, k: int) -> Iterator[tuple[float, int]]:
 
 def generate_ids(model, prompts: list[list[int]], cfg: GenerationConfig, *, stop_ids: Collection[int] = (),
                  tokenizer=None, use_cache: bool = True) -> list[list[int]]:
-    """The new tokens of each prompt (the prompt itself not included, the stop id not included).
+    """The new tokens of each prompt (the prompt itself not included, the stop id not included): cfg.num_return
+    lists per prompt, in prompt order (len(prompts) * num_return rows; one per prompt by default). Sampling draws
+    num_return samples of each prompt (the prompt repeated in the batch); beam search gives its num_return best
+    distinct finished beams, best first.
 
     A row ends at a stop id, at max_new_tokens, when the sequence fills the context, or (when `tokenizer`
     is given) once its text contains one of cfg.stop; its ids then run up to and including the token that
@@ -288,7 +299,8 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerationConfig, *, stop
     never = never_sampled(model.cfg.vocab_size, tokenizer, device_of(model))
     with inference(model):
         if cfg.num_beams > 1:
-            return [_beam_search(model, p, cfg, stop_ids, tokenizer, use_cache, never) for p in prompts]
+            return [out for p in prompts for out in _beam_search(model, p, cfg, stop_ids, tokenizer, use_cache, never)]
+        prompts = [p for p in prompts for _ in range(cfg.num_return)]
         outs: list[list[int]] = [[] for _ in prompts]
         trackers = [TextTracker(tokenizer, cfg.stop) for _ in prompts] if tokenizer is not None and cfg.stop else None
         run = _SampleRun(model, prompts, cfg, stop_ids, use_cache, never)
@@ -306,7 +318,11 @@ def stream_text(model, tokenizer, prompt_ids: list[int], cfg: GenerationConfig, 
                 use_cache: bool = True) -> Iterator[str]:
     """Yield the generated text as it decodes: only complete UTF-8 characters, never a stop string or the
     start of one; the pieces join to exactly what `generate_texts` returns. Beam search yields once, at the end.
-    A bad prompt (empty, too long, ids outside the vocabulary) raises here, before anything is yielded."""
+    A bad prompt (empty, too long, ids outside the vocabulary) raises here, before anything is yielded; so does
+    num_return > 1 (one stream is one text: use generate_texts for several)."""
+    if cfg.num_return != 1:
+        raise OwnGPTError(f"a stream is one text, but num_return is {cfg.num_return}: use generate_texts (or "
+                          "Generator.generate) for several results of one prompt")
     prompt = _prepare(model, [prompt_ids], cfg, tokenizer)[0]
     return _stream(model, tokenizer, prompt, cfg, stop_ids, use_cache)
 
@@ -342,6 +358,7 @@ def _stream(model, tokenizer, prompt: list[int], cfg: GenerationConfig, stop_ids
 def generate_texts(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig, *,
                    stop_ids: Collection[int] = (), use_cache: bool = True) -> list[str]:
     """The text each prompt's new tokens decode to, cut before the first stop string: exactly the pieces
-    `stream_text` would yield for that prompt alone, joined (with the same seed, for a batch of one)."""
+    `stream_text` would yield for that prompt alone, joined (with the same seed, for a batch of one). As
+    generate_ids: cfg.num_return texts per prompt, in prompt order."""
     outs = generate_ids(model, prompts, cfg, stop_ids=stop_ids, tokenizer=tokenizer, use_cache=use_cache)
     return [text_of(tokenizer, out, cfg.stop) for out in outs]

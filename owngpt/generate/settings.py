@@ -26,6 +26,7 @@ class GenerationConfig:
     repetition_penalty: float = 1.0  # 1 = off; divides positive logits, multiplies negative ones
     no_repeat_ngram: int = 0
     num_beams: int = 1
+    num_return: int = 1  # results per prompt: samples, or the best distinct finished beams (at most num_beams)
     length_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None  # 0 <= seed < 2**64; same seed, settings and batch -> same text (see the module docstring)
@@ -45,6 +46,11 @@ class GenerationConfig:
              "repetition_penalty must be a finite number > 0 (1 = off, 1.1-1.3 is typical)"),
             (_is_int(self.no_repeat_ngram) and self.no_repeat_ngram >= 0, "no_repeat_ngram must be an integer >= 0"),
             (_is_int(self.num_beams) and self.num_beams >= 1, "num_beams must be an integer >= 1"),
+            (_is_int(self.num_return) and self.num_return >= 1, "num_return must be an integer >= 1"),
+            (not (_is_int(self.num_beams) and _is_int(self.num_return)) or self.num_beams == 1
+             or self.num_return <= self.num_beams,
+             f"num_return {self.num_return} with num_beams {self.num_beams}: beam search keeps {self.num_beams} "
+             f"beams, so at most {self.num_beams} distinct results"),
             (_is_num(self.length_penalty) and math.isfinite(self.length_penalty), "length_penalty must be a finite number"),
             (all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty strings"),
             (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < SEEDS),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from functools import lru_cache
@@ -64,6 +65,43 @@ PRETOKENIZE_REGEX = (
     r"""| ?[^\s\p{L}\p{M}\p{N}]+|\s+(?!\S)|\s+"""
 )
 BYTE_BASE = len(SPECIAL_TOKENS)  # ids 8..263 are the 256 bytes in both kinds
+
+# Texts longer than LONG_CHARS are encoded and trained on in pieces of at most CHUNK_CHARS characters: Hugging
+# Face `tokenizers` holds ~100 bytes per token of a text it works on (offsets, strings), so a 20 MB one-line file
+# took 2-3 GB. Shorter texts (nearly every document) go whole: cutting them would only cost time.
+# A piece ends where the pre-tokenizer splits anyway (_SAFE_CUT: before a space that starts a word, between
+# punctuation and a letter, ...), so the pieces give exactly the ids of the whole text and
+# BPE training sees exactly the same pre-tokens. Only a window of CHUNK_CHARS / 2 with no such place (one
+# unbroken word or Han run that long) is cut hard, which may change the tokens at that one cut.
+CHUNK_CHARS = 1 << 16
+LONG_CHARS = 1 << 20
+BATCH_CHARS = 1 << 22  # characters per call of the batch encoder when long texts are encoded in pieces
+_SAFE_CUT = re.compile(
+    r"(?= \S)"  # before a space that starts a word: the space belongs to the word after it
+    r"|(?<=\S[^\S ])(?=\S)"  # after a lone tab or newline between two non-spaces: it is a pre-token of its own
+    r"|(?<=[^\s\w'])(?=[^\W\d_])"  # between punctuation (not an apostrophe: "it's") and a letter
+    r"|(?<=[A-Za-z0-9])(?=[\u4e00-\u9fff])|(?<=[\u4e00-\u9fff])(?=[A-Za-z0-9])"  # Han against Latin or digits
+    r"|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])"  # letters against digits
+)
+
+
+def chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    """`text` in pieces of at most `size` characters, cut at pre-token boundaries (see CHUNK_CHARS)."""
+    if len(text) <= size:
+        return [text]
+    out, start, n = [], 0, len(text)
+    while n - start > size:
+        lo, hi = start + size // 2, start + size
+        cut = None
+        for m in _SAFE_CUT.finditer(text, lo, hi + 1):
+            cut = m.start()
+        if cut is None or cut <= start:
+            cut = hi
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
 MIN_BPE_VOCAB = BYTE_BASE + 256
 META_FORMAT = 1
 _UNREACHABLE = "\x00"  # prefix that makes a vocabulary entry impossible to produce from text
@@ -153,7 +191,9 @@ class Tokenizer:
         """Token ids of plain text; never a special id."""
         if not isinstance(text, str):
             raise OwnGPTError(f"encode() takes a str, not {type(text).__name__}")
-        return self._encoder.encode(text, add_special_tokens=False).ids
+        if len(text) <= LONG_CHARS:
+            return self._encoder.encode(text, add_special_tokens=False).ids
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """encode() of many texts at once, in parallel on all cores (the Rust batch encoder)."""
@@ -162,7 +202,31 @@ class Tokenizer:
         if bad is not None:
             raise OwnGPTError(f"encode_batch(): item {bad} is a {type(texts[bad]).__name__}, not a str")
         fast = getattr(self._encoder, "encode_batch_fast", self._encoder.encode_batch)  # no offsets: faster
-        return [e.ids for e in fast(texts, add_special_tokens=False)]
+        if all(len(t) <= LONG_CHARS for t in texts):
+            return [e.ids for e in fast(texts, add_special_tokens=False)]
+        # Long texts in pieces (see CHUNK_CHARS); the pieces of all texts go to the batch encoder together, at most
+        # BATCH_CHARS characters per call: as parallel as one call, with memory bounded by the call.
+        out: list[list[int]] = [[] for _ in texts]
+        owners: list[int] = []
+        pieces: list[str] = []
+        size = 0
+
+        def flush() -> None:
+            for owner, e in zip(owners, fast(pieces, add_special_tokens=False)):
+                out[owner].extend(e.ids)
+            owners.clear()
+            pieces.clear()
+
+        for i, t in enumerate(texts):
+            for piece in chunks(t) if len(t) > LONG_CHARS else (t,):
+                owners.append(i)
+                pieces.append(piece)
+                size += len(piece)
+                if size >= BATCH_CHARS:
+                    flush()
+                    size = 0
+        flush()
+        return out
 
     def token_bytes(self, id: int) -> bytes:
         """The raw bytes of one token (a special id gives its name's bytes)."""
@@ -274,7 +338,10 @@ class _Tap:
                 piece = t[: SAMPLE_CHARS - self.sample_chars[lang]]  # a whole book would not add much
                 self.samples[lang].append(piece)
                 self.sample_chars[lang] += len(piece)
-            yield t
+            if len(t) > LONG_CHARS:
+                yield from chunks(t)  # the trainer sees the same pre-tokens, in pieces of bounded size
+            else:
+                yield t
 
     def check(self) -> None:
         if not self.n_texts:

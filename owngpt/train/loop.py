@@ -77,8 +77,10 @@ class _Trainer:
     """The state of one fit() call; split into methods only to keep each piece readable."""
 
     def __init__(self, model: nn.Module, train_batches, val_batches, cfg: TrainConfig, run_dir: Path,
-                 run_config: dict, tokenizer, weights_filter, quiet: bool) -> None:
+                 run_config: dict, tokenizer, weights_filter, quiet: bool,
+                 echo: Callable[[str], None] | None = None) -> None:
         self.raw_model, self.cfg, self.run_dir = model, cfg, run_dir
+        self.echo = echo
         self.train_batches, self.val_batches = train_batches, val_batches
         self.run_config, self.tokenizer, self.weights_filter, self.quiet = run_config, tokenizer, weights_filter, quiet
         self.device = next(model.parameters()).device
@@ -152,6 +154,8 @@ class _Trainer:
         self.val_history = [(int(s), float(v)) for s, v in ts.get("val_history", [])]
         self.last_saved_step = self.step
         self.resumed_from = str(path)
+        if self.echo is not None:
+            self.echo(f"resuming from {path} (step {self.step}, {self.tokens:,} tokens seen)")
 
     def save(self, val_loss: float | None, best: bool, elapsed: float) -> Path:
         state = self.raw_model.state_dict()
@@ -448,6 +452,7 @@ def fit(
     tokenizer=None,
     weights_filter: Callable[[str], bool] | None = None,
     quiet: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train `model` (already on its device) on `train_batches` until a budget ends; see the module docstring.
 
@@ -455,11 +460,13 @@ def fit(
     `state_dict()` / `load_state_dict()`; y == -1 marks positions without loss. Writes into run_dir:
     config.yaml, metrics.jsonl, tb/, checkpoints/, best/, summary.md, loss.png.
     weights_filter(name) selects which parameters checkpoints hold (LoRA: only the adapters).
+    echo(line), when given, is told what the run does before its first step: which checkpoint it resumes from.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True))
-    trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet)
+    trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet,
+                       echo)
     return trainer.run()
 
 

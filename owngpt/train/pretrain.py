@@ -87,6 +87,7 @@ def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str]
          + f"; tokenizer {tok.kind}, vocab {tok.vocab_size} (padded to {run_config.model.vocab_size})")
     if val is None:
         echo("warning: no validation split, so no best checkpoint and no early stopping")
-    result = fit(model, train, val, cfg, cfg.out_dir, run_config=to_dict(run_config), tokenizer=tok, quiet=quiet)
+    result = fit(model, train, val, cfg, cfg.out_dir, run_config=to_dict(run_config), tokenizer=tok, quiet=quiet,
+                 echo=echo)
     echo((Path(cfg.out_dir) / "summary.md").read_text(encoding="utf-8"))
     return result

@@ -11,7 +11,7 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from owngpt.checkpoint.format import latest_checkpoint, load_model, read_meta
 from owngpt.checkpoint.meta import CheckpointMeta
@@ -19,6 +19,7 @@ from owngpt.config import TrainConfig
 from owngpt.data.conversations import ConversationSet, load_conversations, reverse_conversation
 from owngpt.data.corpus import is_prepared
 from owngpt.data.loader import PackedBatches
+from owngpt.data.raw import describe
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text
 from owngpt.model.lora import LoRAConfig
@@ -64,6 +65,7 @@ def split_conversations(cfg: SFTConfig) -> tuple[ConversationSet, list[list[dict
                 train.locs.append(loc)
         train.problems += whole.problems
         train.documents_ignored += whole.documents_ignored
+        train.cleaning = whole.cleaning
     if not train.conversations:
         detail = f"; rejected: {train.summary()['rejected_examples'][:3]}" if train.problems else ""
         raise OwnGPTError(f"no usable conversations in {', '.join(cfg.data)}{detail}")
@@ -153,8 +155,10 @@ def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> li
     return [w for m in conversations for w in render_windows(tok, m, limit)]
 
 
-def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
-    """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir."""
+def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Callable[[str], None] | None = None):
+    """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir.
+    echo(line), when given, hears which checkpoint a resumed run continues from and what cleaning changed in raw
+    dialogue sources."""
     from owngpt.train.loop import fit
 
     if not cfg.base:
@@ -168,6 +172,8 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
         raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
                           f"more pretraining); resuming would mix the two: fine-tune into another --out (or delete {run_dir} first)")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
+    if echo is not None and "cleaning" in report["data"]:
+        echo(f"raw dialogue sources {describe(report['data']['cleaning'])}")
     block = model.cfg.block_size
     train_batches = PackedBatches(render_all(tok, train, block + 1), block, train_cfg.batch_size, tok.pad_id,
                                   seed=train_cfg.seed, device=device)
@@ -197,7 +203,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False):
     run_config = {"sft": asdict(cfg), "train": asdict(train_cfg), "model": asdict(model.cfg),
                   "base_meta": meta.to_dict(), "chat": chat_defaults}
     result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
-                 weights_filter=weights_filter, quiet=quiet)
+                 weights_filter=weights_filter, quiet=quiet, echo=echo)
     if cfg.lora is not None:
         from owngpt.checkpoint.adapter import export_adapter
 
