@@ -133,7 +133,7 @@ def test_session_with_mmi_keeps_the_best_of_n_candidates(tok, backward):
 
 
 def test_mmi_candidates_never_hold_ids_past_the_tokenizer(tok, monkeypatch):
-    import owngpt.generate.engine as chat  # the engine behind both reply paths
+    import owngpt.generate.engine as engine  # the engine behind both reply paths
 
     V = tok.vocab_size + 40  # an embedding padded past the tokenizer's vocabulary
     torch.manual_seed(0)
@@ -147,11 +147,12 @@ def test_mmi_candidates_never_hold_ids_past_the_tokenizer(tok, monkeypatch):
     outs = []
 
     def spy(*args, **kwargs):
-        outs.extend(chat_generate_ids(*args, **kwargs))
-        return outs[-len(args[1]):]
+        rows = engine_run(*args, **kwargs)
+        outs.extend(row.ids for row in rows)
+        return rows
 
-    chat_generate_ids = chat.generate_ids
-    monkeypatch.setattr(chat, "generate_ids", spy)
+    engine_run = engine._run
+    monkeypatch.setattr(engine, "_run", spy)
     session = ChatSession(model, tok, chat_generation_config(max_new_tokens=10, temperature=1.0, top_k=0, top_p=1.0,
                                                              seed=0), mmi=3, backward=(tiny_gpt(tok, seed=3), tok))
     session.reply("hi")

@@ -40,12 +40,12 @@ def test_eval_prompts_are_fitted_as_chat_fits_them_keeping_the_system_prompt(mon
     system = "You are Bob."
     prompts = []
 
-    def spy(model, batch, cfg, **kwargs):
+    def spy(model, tokenizer, batch, cfg, stop_ids, *args, **kwargs):
         prompts.extend(batch)
-        assert cfg.max_new_tokens == 48 and set(kwargs["stop_ids"]) == {tok.im_start_id, tok.im_end_id, tok.eot_id}
-        return [[] for _ in batch]
+        assert cfg.max_new_tokens == 48 and set(stop_ids) == {tok.im_start_id, tok.im_end_id, tok.eot_id}
+        return [SimpleNamespace(ids=[], text="") for _ in batch]
 
-    monkeypatch.setattr(chat, "generate_ids", spy)
+    monkeypatch.setattr(chat, "_run", spy)
     result = persona_recall(model, tok, SimpleNamespace(name="Bob"), "en", n=3, system=system,
                             cfg=ChatEvalConfig(generation=chat_generation_config(max_new_tokens=1000), batch_size=2))
     assert len(prompts) == result["questions"] == 3

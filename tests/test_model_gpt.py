@@ -122,6 +122,30 @@ def test_cache_reorder_and_reset():
         assert_close(model(x[index, :5], cache=cache), model(x[index, :5]), rtol=1e-5, atol=1e-5)
 
 
+def test_cache_append_aligns_rows_on_their_last_token():
+    """Rows prefilled in a cache of their own and appended to another (continuous batching) compute what they
+    would alone, whichever side is longer; grow() keeps what is stored."""
+    model = tiny("modern", n_kv_head=2)
+    x = ids(3, 12)
+    with torch.no_grad():
+        shared = model.new_cache(1, max_len=8)
+        model(x[:1, :3], cache=shared)  # a row 3 tokens in
+        joining = model.new_cache(2, max_len=12)
+        valid = torch.tensor([[True] * 7, [False, False] + [True] * 5])
+        model(x[1:, :7], cache=joining, valid=valid)  # two rows of 7 and 5 tokens, left-padded among themselves
+        shared.append(joining)  # grows to hold 7 columns; the first row moves right behind 4 padding columns
+        assert shared.batch_size == 3 and shared.pos == 7 and shared.max_len >= 7 and shared.padded
+        shared.grow(12)
+        assert shared.max_len == 12
+        nxt = torch.stack([x[0, 3], x[1, 7], x[2, 7]])[:, None]  # each row's next token
+        out = model(nxt, cache=shared)[:, 0]
+        lengths = [3, 7, 5]
+        seqs = [x[0, :3], x[1, :7], x[2, 2:7]]
+        for i, (s, n) in enumerate(zip(seqs, lengths)):
+            alone = model(torch.cat([s, nxt[i]])[None])[0, -1]
+            assert_close(out[i], alone, rtol=1e-5, atol=1e-5)
+
+
 def test_context_errors():
     model = tiny()
     with pytest.raises(OwnGPTError, match="longer than the model's context of 32 tokens"):

@@ -7,23 +7,26 @@ what is measured is what a person chatting gets:
                   was fine-tuned with (`resolve_system_prompt`)
   budget          max_new_tokens as asked but at most half the context (`reply_config`), so the system prompt and
                   history always have room; the history is fitted to the rest (oldest turns dropped first)
-  ends            at <|im_end|>, <|endoftext|> or <|im_start|> (`reply_stop_ids`), or before a stop string
+  ends            at <|im_end|>, <|endoftext|> or <|im_start|> (`reply_stop_ids`), or before a stop string, or
+                  before the first match of a content filter (`content_filter`, owngpt/generate/moderation.py)
   text            decoded incrementally and cut before a stop string (owngpt/generate/text.py): a batched reply
                   and a streamed one of the same seed are the same text; both are stripped of outer whitespace
+                  (`Stripped` does it to a stream as it goes)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from owngpt.chat.history import Message, fit_history
 from owngpt.chat.mmi import mmi_rerank
 from owngpt.chat.settings import CHAT_DEFAULTS, chat_generation_config  # noqa: F401 - the reply's defaults
 from owngpt.checkpoint.meta import CheckpointMeta
 from owngpt.errors import OwnGPTError
-from owngpt.generate.engine import generate_texts, stream_text
+from owngpt.generate.engine import TextStream, generate_texts, stream_text
+from owngpt.generate.moderation import ContentFilter
 from owngpt.generate.settings import GenerationConfig
 from owngpt.tokenizer import render_conversation
 
@@ -96,19 +99,50 @@ def prepare_reply(model, tokenizer, messages: list[Message], gen: GenerationConf
     return Prepared(cfg, context, ids)
 
 
-def _sample(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig) -> list[str]:
+def whole_prompt_length(tokenizer, messages: Sequence[Message], system: str | None = None) -> int:
+    """Tokens of the whole conversation as the model would read it (its system prompt, every turn, the generation
+    prompt), before `reply_prompt` drops old turns to fit: what an API without truncation compares with the
+    context."""
+    own = system_of(messages, system)
+    turns = [m for m in messages if m["role"] != "system"]
+    context = ([{"role": "system", "content": own}] if own else []) + turns
+    return len(render_conversation(tokenizer, context, add_generation_prompt=True)[0])
+
+
+def _sample(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig,
+            content_filter: ContentFilter | None = None) -> list[str]:
     """One reply text per prompt, sampled as one batch: THE batched decoding path."""
-    texts = generate_texts(model, tokenizer, prompts, cfg, stop_ids=reply_stop_ids(tokenizer))
+    texts = generate_texts(model, tokenizer, prompts, cfg, stop_ids=reply_stop_ids(tokenizer),
+                           content_filter=content_filter)
     return [t.strip() for t in texts]
 
 
 def stream_reply(model, tokenizer, messages: list[Message], gen: GenerationConfig, *,
-                 system: str | None = None) -> Iterator[str]:
+                 system: str | None = None, content_filter: ContentFilter | None = None) -> TextStream:
     """The reply to `messages`, piece by piece as it decodes (THE streamed path: the same text as `replies` gives
-    for this conversation alone with the same seed, before stripping). A bad conversation or setting raises here,
-    before anything is yielded."""
+    for this conversation alone with the same seed, before stripping; its `end` says how it ended). A bad
+    conversation or setting raises here, before anything is yielded."""
     p = prepare_reply(model, tokenizer, messages, gen, system)
-    return stream_text(model, tokenizer, p.ids, p.cfg, stop_ids=reply_stop_ids(tokenizer))
+    return stream_text(model, tokenizer, p.ids, p.cfg, stop_ids=reply_stop_ids(tokenizer),
+                       content_filter=content_filter)
+
+
+class Stripped:
+    """A reply's pieces as they come, stripped as `replies` strips the whole text: leading whitespace dropped, and
+    whitespace held back until more text follows it (at the end it is dropped), so the pieces join to the stripped
+    reply."""
+
+    def __init__(self) -> None:
+        self.started, self.pending = False, ""
+
+    def feed(self, piece: str) -> str:
+        if not self.started:
+            piece = piece.lstrip()
+            self.started = bool(piece)
+        piece = self.pending + piece
+        kept = piece.rstrip()
+        self.pending = piece[len(kept):]
+        return kept
 
 
 @dataclass
@@ -122,28 +156,30 @@ class MMI:
 
 
 def mmi_reply(model, tokenizer, messages: list[Message], gen: GenerationConfig, mmi: MMI, *,
-              system: str | None = None) -> tuple[str, list[tuple[str, float]]]:
+              system: str | None = None, content_filter: ContentFilter | None = None) -> tuple[str, list[tuple[str, float]]]:
     """(best reply, [(candidate, score), ...]): mmi.candidates replies sampled as one batch, reranked."""
     p = prepare_reply(model, tokenizer, messages, gen, system)
     if p.cfg.temperature <= 0:
         raise OwnGPTError("MMI reranking samples several different candidates: set a temperature above 0 "
                           "(/temperature 0.8 or --temperature 0.8)")
-    candidates = _sample(model, tokenizer, [list(p.ids) for _ in range(mmi.candidates)], p.cfg)
+    candidates = _sample(model, tokenizer, [list(p.ids) for _ in range(mmi.candidates)], p.cfg, content_filter)
     best, scores = mmi_rerank(mmi.model, mmi.tokenizer, p.context, candidates)
     return best, list(zip(candidates, scores))
 
 
 def replies(model, tokenizer, conversations: Sequence[list[Message]], gen: GenerationConfig, *,
-            system: str | None = None, mmi: MMI | None = None) -> list[str]:
+            system: str | None = None, mmi: MMI | None = None,
+            content_filter: ContentFilter | None = None) -> list[str]:
     """One reply to each conversation, sampled as one batch (with `mmi`, the best of mmi.candidates samples for
     each, conversation by conversation). A leading system message is that conversation's system prompt, else
     `system` (e.g. the checkpoint's, from `resolve_system_prompt`)."""
     if mmi is not None:
-        return [mmi_reply(model, tokenizer, list(m), gen, mmi, system=system)[0] for m in conversations]
+        return [mmi_reply(model, tokenizer, list(m), gen, mmi, system=system, content_filter=content_filter)[0]
+                for m in conversations]
     prepared = [prepare_reply(model, tokenizer, list(m), gen, system) for m in conversations]
     if not prepared:
         return []
-    return _sample(model, tokenizer, [p.ids for p in prepared], prepared[0].cfg)
+    return _sample(model, tokenizer, [p.ids for p in prepared], prepared[0].cfg, content_filter)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 from owngpt.chat.settings import CHAT_DEFAULTS
 from owngpt.chat.reply import (
     MMI,
+    Stripped,
     load_reply_model,
     mmi_reply,
     prepare_reply,
@@ -26,6 +27,7 @@ from owngpt.chat.reply import (
 )
 from owngpt.config import coerce_fields
 from owngpt.errors import OwnGPTError
+from owngpt.generate.moderation import ContentFilter
 from owngpt.generate.settings import SEEDS, GenerationConfig
 from owngpt.io import atomic_write_text
 from owngpt.tokenizer import Message, check_messages
@@ -39,7 +41,8 @@ SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penal
 @dataclass
 class ChatSession:
     """A conversation with one model. `mmi` > 1 samples that many candidates per reply and keeps the one the
-    `backward` (model, tokenizer) pair scores best; `last_candidates` then holds (text, score) of each."""
+    `backward` (model, tokenizer) pair scores best; `last_candidates` then holds (text, score) of each. With a
+    `content_filter` a reply ends before the filter's first match; `filtered` says whether the last one did."""
 
     model: Any
     tokenizer: Any
@@ -50,6 +53,8 @@ class ChatSession:
     backward: tuple[Any, Any] | None = None
     last_candidates: list[tuple[str, float]] = field(default_factory=list, repr=False)
     draws: int = field(default=0, repr=False)  # generations so far: varies the seed between replies
+    content_filter: ContentFilter | None = None
+    filtered: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mmi > 1 and self.backward is None:
@@ -62,7 +67,8 @@ class ChatSession:
     @classmethod
     def from_checkpoint(cls, path: str, *, adapter: str | None = None, device: str = "auto", system: str | None = None,
                         persona: str | None = None, gen: GenerationConfig | None = None, seed: int | None = None,
-                        mmi: int = 0, backward: str | None = None) -> "ChatSession":
+                        mmi: int = 0, backward: str | None = None,
+                        content_filter: ContentFilter | None = None) -> "ChatSession":
         """Load a chat model (and optionally its LoRA adapter and an MMI backward model) and start a session.
 
         System prompt: `system`, else the persona file's, else the one the checkpoint was fine-tuned with."""
@@ -76,7 +82,8 @@ class ChatSession:
             back = (b.model, b.tokenizer)
         elif mmi > 1:
             raise OwnGPTError("--mmi N needs a backward model: --backward CKPT (trained with `owngpt sft --reverse`)")
-        return cls(loaded.model, loaded.tokenizer, gen, loaded.system, mmi=mmi, backward=back)
+        return cls(loaded.model, loaded.tokenizer, gen, loaded.system, mmi=mmi, backward=back,
+                   content_filter=content_filter)
 
     # ------------------------------------------------------------------ limits
 
@@ -141,22 +148,29 @@ class ChatSession:
         gen = self.gen
         if gen.seed is not None:
             gen = replace(gen, seed=(gen.seed + self.draws) % SEEDS)
+        self.filtered = False
+        stream = None
         if self.mmi > 1:
             best, self.last_candidates = mmi_reply(self.model, self.tokenizer, self.messages, gen,
-                                                   MMI(*self.backward, self.mmi), system=self.system)
+                                                   MMI(*self.backward, self.mmi), system=self.system,
+                                                   content_filter=self.content_filter)
             pieces: Iterable[str] = [best]
         else:
-            pieces = stream_reply(self.model, self.tokenizer, self.messages, gen, system=self.system)
+            pieces = stream = stream_reply(self.model, self.tokenizer, self.messages, gen, system=self.system,
+                                           content_filter=self.content_filter)
         self.draws += 1
         parts: list[str] = []
+        strip = Stripped()  # what is shown is what is kept: the reply without outer whitespace
         try:
             for piece in pieces:
-                parts.append(piece)
-                yield piece
+                if shown := strip.feed(piece):
+                    parts.append(shown)
+                    yield shown
         except (GeneratorExit, KeyboardInterrupt):  # the reader stopped the reply: keep what was said
-            self.messages.append({"role": "assistant", "content": "".join(parts).strip()})
+            self.messages.append({"role": "assistant", "content": "".join(parts)})
             raise
-        self.messages.append({"role": "assistant", "content": "".join(parts).strip()})
+        self.filtered = stream is not None and stream.end is not None and stream.end.reason == "content_filter"
+        self.messages.append({"role": "assistant", "content": "".join(parts)})
 
     # ------------------------------------------------------------------ save / load
 

@@ -39,6 +39,7 @@ def _register() -> None:
     import owngpt.cli.chat  # noqa: F401
     import owngpt.cli.lora  # noqa: F401
     import owngpt.cli.evaluate  # noqa: F401
+    import owngpt.cli.serve  # noqa: F401
     import owngpt.cli.quickstart  # noqa: F401
 
 

@@ -11,6 +11,8 @@ import typer
 from owngpt.chat.settings import CHAT_DEFAULTS
 from owngpt.cli import app, options
 
+FILTERED_NOTE = "(the reply was cut by the content filter)"
+
 
 @app.command(help="Chat with a model: interactive with streaming replies and /commands (type /help), or "
              "non-interactive with --message (repeatable) or lines on stdin, one reply printed per turn.")
@@ -29,14 +31,17 @@ def chat(
     backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`)."),
     message: List[str] = typer.Option([], "--message", "-m", help="Send this line (a message or a /command) without the interactive prompt; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Non-interactive mode: print one JSON object per input line (input, reply, message, error)."),
+    moderation: Optional[str] = options.moderation(),
     device: str = options.device(),
 ) -> None:
     from owngpt.chat import ChatSession, chat_generation_config
+    from owngpt.generate.moderation import load_content_filter
 
     gen = chat_generation_config(temperature=temperature, top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed)
+    content_filter = load_content_filter(moderation) if moderation else None
     session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
-                                          gen=gen, mmi=mmi, backward=backward)
+                                          gen=gen, mmi=mmi, backward=backward, content_filter=content_filter)
     if message:
         ok = _script(session, message, as_json)
     elif not sys.stdin.isatty():
@@ -66,13 +71,17 @@ def _script(session, lines: Iterable[str], as_json: bool) -> bool:
             except OwnGPTError as e:
                 text, error = str(e), True
         ok = ok and not error
+        filtered = reply is not None and session.filtered
         if as_json:
-            typer.echo(json.dumps({"input": line, "reply": reply, "message": text, "error": error}, ensure_ascii=False))
+            typer.echo(json.dumps({"input": line, "reply": reply, "message": text, "error": error,
+                                   **({"filtered": True} if filtered else {})}, ensure_ascii=False))
         else:
             if text:
                 typer.echo(("error: " if error else "") + text, err=True)
             if reply is not None:
                 typer.echo(reply)
+            if filtered:
+                typer.echo(FILTERED_NOTE, err=True)
         if result.quit:
             break
     return ok
@@ -112,6 +121,8 @@ def run_interactive(session) -> None:
                 console.print(Text(" [stopped]", style="dim"))
             except OwnGPTError as e:
                 console.print(Text(f"\nerror: {e}", style="red"))
+            if session.filtered:
+                console.print(Text(FILTERED_NOTE, style="dim"))
             if session.last_candidates and session.mmi > 1:
                 scores = ", ".join(f"{s:.1f}" for _, s in session.last_candidates)
                 console.print(Text(f"(MMI: best of {len(session.last_candidates)} candidates, scores {scores})", style="dim"))

@@ -20,6 +20,12 @@ def adapter() -> Any:
                         "to CHECKPOINT.")
 
 
+def moderation() -> Any:
+    return typer.Option(None, "--moderation", help="Content filter for replies: 'default' (a small list of strong "
+                        "profanity and insults, English and Chinese) or a YAML file of words/patterns; a reply ends "
+                        "before the first match. Off unless given.")
+
+
 def resume() -> Any:
     return typer.Option(None, "--resume", help="auto (continue the run folder's latest checkpoint; the default), none, "
                         "or a checkpoint path.")

@@ -14,194 +14,36 @@ Hugging Face, which applies the repetition penalty and the n-gram ban to log-pro
 beam scores here are the log-softmax of the penalised logits (renormalised after the ban), so with those settings
 the chosen sequence can differ from Hugging Face's.
 
-KV cache: the prompt is run once (prefill) and each step then feeds one token. Batches of prompts of unequal
-length are left-padded and described by a `valid` mask, so every row computes what it would alone; a row
-that finishes (stop id, stop string, its own token budget) is dropped from the batch and the cache
-(`KVCache.reorder`), and padding that no remaining row needs is dropped when the context fills, so a short
-prompt in a batch gets as many new tokens as it would alone.
-`use_cache=False` reruns the whole sequence every step: the reference for tests and the benchmark.
-
-Context window: a prompt that fits the context is used whole; a longer one is an error (truncate="error") or
-keeps its last tokens, leaving room for max_new_tokens but at most half the context (truncate="left").
-Generation never slides the window: it stops cleanly when the sequence fills the context (the last token is
-sampled from a full window), because a model trained on windows of block_size has never seen positions past
-it. So new tokens fit only in what the prompt leaves free: a prompt of P tokens gets at most block_size - P + 1.
+Both run on owngpt/generate/runner.py (prompts fitted to the context, the KV cache, left padding); sampling is
+THE sampling loop of owngpt/generate/batch.py, run here for one group of rows from start to end. A row that
+finishes (stop id, stop string, its own token budget) leaves the batch and the cache, so a short prompt in a batch
+gets as many new tokens as it would alone. `use_cache=False` reruns the whole sequence every step: the reference
+for tests and the benchmark.
 
 Not handled: sampling inside beam search, speculative decoding, sliding-window (StreamingLLM) generation.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Collection, Iterator, Sequence
+from typing import Callable, Collection, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from owngpt.errors import OwnGPTError
-from owngpt.generate.processors import LogitsChain, never_sampled, sample_next
+from owngpt.generate.batch import DecodeBatch, RowEnd
+from owngpt.generate.moderation import ContentFilter
+from owngpt.generate.processors import LogitsChain, never_sampled
+from owngpt.generate.runner import (  # noqa: F401 - fit_prompt, device_of and inference are this module's API too
+    Runner,
+    device_of,
+    fit_prompt,
+    inference,
+    prepare_prompts,
+    step_limit,
+)
 from owngpt.generate.settings import GenerationConfig
-from owngpt.generate.text import TextTracker, has_stop, text_of
-
-
-def fit_prompt(ids: Sequence[int], block_size: int, cfg: GenerationConfig, *, which: str = "the prompt") -> list[int]:
-    """The prompt as the model will see it. A prompt that fits the context (at most block_size tokens) is kept
-    whole, whatever max_new_tokens is: generation then stops when the context is full. A longer one is an
-    OwnGPTError naming both lengths (truncate="error"), or keeps its last tokens (truncate="left"): as many as
-    leave room for max_new_tokens new ones, but at most half the context is given up for them."""
-    ids = [int(i) for i in ids]
-    if not ids:
-        raise OwnGPTError(f"{which} is empty: give at least one token (generate() starts an empty text prompt "
-                          "with <|endoftext|>)")
-    if len(ids) <= block_size:
-        return ids
-    keep = block_size - min(cfg.max_new_tokens, block_size // 2)  # room for new tokens: up to half the context
-    if cfg.truncate == "left":
-        return ids[-max(1, keep):]
-    raise OwnGPTError(
-        f"{which} is {len(ids)} tokens long but the model's context is {block_size} tokens; shorten it (new tokens "
-        f"fill only what the prompt leaves of the context), or pass truncate='left' (CLI: --truncate left) to keep "
-        f"its last {max(1, keep)} tokens")
-
-
-def device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@contextlib.contextmanager
-def inference(model: torch.nn.Module) -> Iterator[None]:
-    """eval mode (no dropout) and no autograd for the duration; the previous mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-class _Runner:
-    """Feeds a left-padded batch to the model, with a KV cache (prefill, then one token per step) or
-    without one (the whole sequence every step). `keep(index)` selects rows, e.g. finished rows leave."""
-
-    def __init__(self, model, prompts: list[list[int]], use_cache: bool, max_new_tokens: int) -> None:
-        self.model, self.use_cache = model, use_cache
-        device = device_of(model)
-        B, L = len(prompts), max(len(p) for p in prompts)
-        self.seq = torch.zeros(B, L, dtype=torch.long, device=device)  # (B, L): pads are id 0, masked out
-        self.valid = torch.zeros(B, L, dtype=torch.bool, device=device)
-        for i, p in enumerate(prompts):
-            self.seq[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
-            self.valid[i, L - len(p):] = True
-        self.padded = not bool(self.valid.all())
-        self.prompt_len = L  # padded: the length every row has in the cache
-        self.width = L  # tokens fed so far, padding included (the cache's pos)
-        block = model.cfg.block_size
-        self.cache = model.new_cache(B, max_len=min(block, L + max_new_tokens)) if use_cache else None
-
-    def prefill(self) -> torch.Tensor:
-        valid = self.valid if self.padded else None
-        return self.model(self.seq, cache=self.cache, valid=valid)[:, -1].float()  # (B, V)
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Append tokens (B,) and return the next logits (B, V)."""
-        if self.width == self.model.cfg.block_size:
-            self._drop_shared_padding()
-        self.width += 1
-        if self.cache is not None:  # the cache remembers the tokens and the padding mask
-            return self.model(tokens[:, None], cache=self.cache)[:, -1].float()
-        self.seq = torch.cat([self.seq, tokens[:, None]], dim=1)  # (B, T+1)
-        self.valid = torch.cat([self.valid, torch.ones_like(tokens, dtype=torch.bool)[:, None]], dim=1)
-        valid = self.valid if self.padded else None
-        return self.model(self.seq, valid=valid)[:, -1].float()
-
-    def keep(self, index: torch.Tensor) -> None:
-        self.seq, self.valid = self.seq[index], self.valid[index]
-        if self.cache is not None:
-            self.cache.reorder(index)
-
-    def _drop_shared_padding(self) -> None:
-        """Drop the leading columns that are padding in every row left. Once the rows with the longest prompts
-        have finished, this frees context for the shorter ones; positions count real tokens only and padding
-        is never attended to, so no row's result changes."""
-        valid = self.valid if self.cache is None else self.cache.valid[:, : self.width]  # (b, T)
-        n = int(valid.any(dim=0).long().argmax())  # the first column some row uses
-        if self.cache is None:
-            self.seq, self.valid = self.seq[:, n:], self.valid[:, n:]
-        else:
-            self.cache.drop_front(n)
-        self.width -= n
-
-
-def _step_limit(model, prompt_len: int, cfg: GenerationConfig) -> int:
-    """New tokens possible: max_new_tokens, but the sequence fed to the model never exceeds the context."""
-    return max(0, min(cfg.max_new_tokens, model.cfg.block_size - prompt_len + 1))
-
-
-def _prepare(model, prompts: Sequence[Sequence[int]], cfg: GenerationConfig, tokenizer) -> list[list[int]]:
-    block, V = model.cfg.block_size, model.cfg.vocab_size
-    many = len(prompts) > 1
-    fitted = [fit_prompt(p, block, cfg, which=f"prompt {i}" if many else "the prompt") for i, p in enumerate(prompts)]
-    limit = min(V, tokenizer.vocab_size) if tokenizer is not None else V
-    for i, p in enumerate(fitted):
-        bad = next((t for t in p if not 0 <= t < limit), None)
-        if bad is not None:
-            raise OwnGPTError(f"prompt {i} holds token id {bad}, outside the vocabulary (0..{limit - 1})")
-    return fitted
-
-
-def _generator(cfg: GenerationConfig, device: torch.device) -> torch.Generator | None:
-    if cfg.seed is None:
-        return None  # the global RNG
-    return torch.Generator(device=device).manual_seed(cfg.seed)
-
-
-class _SampleRun:
-    """Iterating yields, per step, the (row, token) pairs of the rows still running; a stop id ends its row
-    without being yielded. Between steps the consumer may `end(row)` (e.g. a stop string was completed)."""
-
-    def __init__(self, model, prompts: list[list[int]], cfg: GenerationConfig, stop_ids: Collection[int],
-                 use_cache: bool, never: torch.Tensor | None) -> None:
-        self.model, self.prompts, self.cfg = model, prompts, cfg
-        self.stop_ids = {int(s) for s in stop_ids}
-        self.use_cache, self.never = use_cache, never
-        self.ended: set[int] = set()
-
-    def end(self, row: int) -> None:
-        self.ended.add(row)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        cfg, prompts = self.cfg, self.prompts
-        runner = _Runner(self.model, prompts, self.use_cache, cfg.max_new_tokens)
-        device = runner.seq.device
-        limits = [_step_limit(self.model, len(p), cfg) for p in prompts]  # each row's own budget
-        generator = _generator(cfg, device)
-        active = list(range(len(prompts)))  # batch position -> original row
-        chain = LogitsChain(cfg, prompts, self.model.cfg.vocab_size, self.never, device)
-        logits = runner.prefill()  # (B, V)
-        for step in range(max(limits)):
-            tokens = sample_next(chain(logits), cfg, generator)  # (b,)
-            chain.advance(tokens)
-            emitted = []
-            for j, t in enumerate(tokens.tolist()):
-                r = active[j]
-                if t in self.stop_ids:
-                    self.ended.add(r)
-                    continue
-                emitted.append((r, t))
-                if step + 1 == limits[r]:  # its budget is spent
-                    self.ended.add(r)
-            yield emitted
-            keep = [j for j, r in enumerate(active) if r not in self.ended]
-            if not keep:
-                break
-            if len(keep) < len(active):  # finished rows leave the batch (and the cache)
-                index = torch.tensor(keep, device=device)
-                runner.keep(index)
-                chain.select(keep)
-                tokens = tokens[index]
-                active = [active[j] for j in keep]
-            logits = runner.step(tokens)
+from owngpt.generate.text import has_stop, text_of
 
 
 def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Collection[int], tokenizer,
@@ -212,12 +54,13 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
     fewer sequences have finished (no room for a new token, or fewer allowed tokens than beams), empty ones
     fill the rest."""
     nb, stops = cfg.num_beams, {int(s) for s in stop_ids}
-    runner = _Runner(model, [prompt], use_cache, cfg.max_new_tokens)
-    device = runner.seq.device
-    limit = _step_limit(model, runner.prompt_len, cfg)
+    runner = Runner(model, use_cache, capacity=len(prompt) + cfg.max_new_tokens)
+    device = runner.device
+    limit = step_limit(model, len(prompt), cfg)
     if limit == 0:
         return [[] for _ in range(cfg.num_return)]
-    logits = runner.prefill()  # (1, V)
+    runner.join([prompt])
+    logits = runner.step(torch.tensor(prompt[-1:], device=device))  # (1, V)
     beams: list[list[int]] = [[]]
     scores = torch.zeros(1, device=device)  # (beams,) summed log-probabilities
     chain = LogitsChain(cfg, [prompt], model.cfg.vocab_size, never, device)
@@ -257,7 +100,7 @@ def _beam_search(model, prompt: list[int], cfg: GenerationConfig, stop_ids: Coll
         scores = torch.tensor([s for s, _, _ in chosen], device=device)
         chain.select([p for _, p, _ in chosen])
         chain.advance(tokens)
-        runner.keep(index)
+        runner.keep(index.tolist())
         logits = runner.step(tokens)
     ranked: list[list[int]] = []
     for _, seq in sorted(finished, key=lambda x: x[0], reverse=True):  # stable: the first of equals first
@@ -293,72 +136,100 @@ def generate_ids(model, prompts: list[list[int]], cfg: GenerationConfig, *, stop
     vocabulary, <|pad|> and <|reserved_*|> are never sampled. `use_cache=False` recomputes every step
     without the KV cache. With cfg.seed, the same batch (the same prompts in the same order) and settings give
     the same ids; the rows share one generator, so a prompt sampled alone or in another batch may differ."""
+    return [row.ids for row in _run(model, tokenizer, prompts, cfg, stop_ids, use_cache)]
+
+
+def _run(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig, stop_ids: Collection[int],
+         use_cache: bool, content_filter: ContentFilter | None = None) -> list:
+    """The finished rows (owngpt.generate.batch.Row: .ids, .text, .end) of `prompts`, cfg.num_return per prompt."""
     if not prompts:
         return []
-    prompts = _prepare(model, prompts, cfg, tokenizer)
+    if cfg.num_beams > 1:
+        return _beam_rows(model, tokenizer, prompts, cfg, stop_ids, use_cache, content_filter)
+    rows = [list(p) for p in prompts for _ in range(cfg.num_return)]
+    longest = max(len(p) for p in rows)
+    batch = DecodeBatch(model, tokenizer, use_cache=use_cache, capacity=longest + cfg.max_new_tokens)
+    group = batch.add(rows, cfg, stop_ids=stop_ids, content_filter=content_filter)
+    while len(batch):
+        batch.step()
+    return group.rows
+
+
+class _BeamRow:
+    """A finished beam, shaped like a batch Row: its ids, text and end."""
+
+    def __init__(self, ids: list[int], text: str, end: RowEnd) -> None:
+        self.ids, self.text, self.end = ids, text, end
+
+
+def _beam_rows(model, tokenizer, prompts, cfg, stop_ids, use_cache, content_filter) -> list[_BeamRow]:
+    prompts = prepare_prompts(model, prompts, cfg, tokenizer)
     never = never_sampled(model.cfg.vocab_size, tokenizer, device_of(model))
+    rows = []
     with inference(model):
-        if cfg.num_beams > 1:
-            return [out for p in prompts for out in _beam_search(model, p, cfg, stop_ids, tokenizer, use_cache, never)]
-        prompts = [p for p in prompts for _ in range(cfg.num_return)]
-        outs: list[list[int]] = [[] for _ in prompts]
-        trackers = [TextTracker(tokenizer, cfg.stop) for _ in prompts] if tokenizer is not None and cfg.stop else None
-        run = _SampleRun(model, prompts, cfg, stop_ids, use_cache, never)
-        for emitted in run:
-            for row, t in emitted:
-                outs[row].append(t)
-                if trackers is not None:
-                    trackers[row].feed(t)
-                    if trackers[row].stopped:
-                        run.end(row)
-        return outs
+        for p in prompts:
+            limit = step_limit(model, len(p), cfg)
+            for ids in _beam_search(model, p, cfg, stop_ids, tokenizer, use_cache, never):
+                text = text_of(tokenizer, ids, cfg.stop) if tokenizer is not None else ""
+                reason = "length" if len(ids) >= limit else "stop"  # a beam that used its whole budget ran out of room
+                if content_filter is not None and (cut := content_filter.find(text)) is not None:
+                    text, reason = text[:cut], "content_filter"
+                rows.append(_BeamRow(ids, text, RowEnd(reason, len(ids))))
+    return rows
+
+
+class TextStream:
+    """The pieces of one streamed text (an iterator of str); `end` (RowEnd: reason, tokens) once it is exhausted."""
+
+    def __init__(self, pieces: Iterator[str], end: Callable[[], RowEnd | None]) -> None:
+        self._pieces, self._end = pieces, end
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def end(self) -> RowEnd | None:
+        return self._end()
 
 
 def stream_text(model, tokenizer, prompt_ids: list[int], cfg: GenerationConfig, *, stop_ids: Collection[int] = (),
-                use_cache: bool = True) -> Iterator[str]:
-    """Yield the generated text as it decodes: only complete UTF-8 characters, never a stop string or the
-    start of one; the pieces join to exactly what `generate_texts` returns. Beam search yields once, at the end.
-    A bad prompt (empty, too long, ids outside the vocabulary) raises here, before anything is yielded; so does
-    num_return > 1 (one stream is one text: use generate_texts for several)."""
+                use_cache: bool = True, content_filter: ContentFilter | None = None) -> TextStream:
+    """Yield the generated text as it decodes: only complete UTF-8 characters, never a stop string (or a content-
+    filter match) or the start of one; the pieces join to exactly what `generate_texts` returns. Beam search yields
+    once, at the end. A bad prompt (empty, too long, ids outside the vocabulary) raises here, before anything is
+    yielded; so does num_return > 1 (one stream is one text: use generate_texts for several). The stream's `end`
+    says how the text ended once it is exhausted."""
     if cfg.num_return != 1:
         raise OwnGPTError(f"a stream is one text, but num_return is {cfg.num_return}: use generate_texts (or "
                           "Generator.generate) for several results of one prompt")
-    prompt = _prepare(model, [prompt_ids], cfg, tokenizer)[0]
-    return _stream(model, tokenizer, prompt, cfg, stop_ids, use_cache)
-
-
-def _stream(model, tokenizer, prompt: list[int], cfg: GenerationConfig, stop_ids: Collection[int],
-            use_cache: bool) -> Iterator[str]:
     if cfg.num_beams > 1:
-        ids = generate_ids(model, [prompt], cfg, stop_ids=stop_ids, tokenizer=tokenizer, use_cache=use_cache)[0]
-        text = text_of(tokenizer, ids, cfg.stop)
-        if text:
-            yield text
-        return
-    never = never_sampled(model.cfg.vocab_size, tokenizer, device_of(model))
-    tracker = TextTracker(tokenizer, cfg.stop)
-    shown = 0
-    with inference(model):
-        run = _SampleRun(model, [prompt], cfg, stop_ids, use_cache, never)
-        for emitted in run:
-            for row, t in emitted:
-                tracker.feed(t)
-                if tracker.stopped:
-                    run.end(row)
-            end = tracker.safe_end()
-            if end > shown:
-                yield tracker.text[shown:end]
-                shown = end
-    tracker.finish()
-    text = tracker.result()
-    if len(text) > shown:
-        yield text[shown:]
+        row = _run(model, tokenizer, [prompt_ids], cfg, stop_ids, use_cache, content_filter)[0]
+        return TextStream(iter([row.text] if row.text else []), lambda: row.end)
+    prompt = [list(prompt_ids)]
+    batch = DecodeBatch(model, tokenizer, use_cache=use_cache, capacity=len(prompt[0]) + cfg.max_new_tokens)
+    row = batch.add(prompt, cfg, stop_ids=stop_ids, content_filter=content_filter).rows[0]
+
+    def pieces() -> Iterator[str]:
+        while row.end is None:
+            for piece in batch.step():
+                if piece.text:
+                    yield piece.text
+
+    return TextStream(pieces(), lambda: row.end)
 
 
 def generate_texts(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig, *,
-                   stop_ids: Collection[int] = (), use_cache: bool = True) -> list[str]:
-    """The text each prompt's new tokens decode to, cut before the first stop string: exactly the pieces
-    `stream_text` would yield for that prompt alone, joined (with the same seed, for a batch of one). As
-    generate_ids: cfg.num_return texts per prompt, in prompt order."""
-    outs = generate_ids(model, prompts, cfg, stop_ids=stop_ids, tokenizer=tokenizer, use_cache=use_cache)
-    return [text_of(tokenizer, out, cfg.stop) for out in outs]
+                   stop_ids: Collection[int] = (), use_cache: bool = True,
+                   content_filter: ContentFilter | None = None) -> list[str]:
+    """The text each prompt's new tokens decode to, cut before the first stop string (or content-filter match):
+    exactly the pieces `stream_text` would yield for that prompt alone, joined (with the same seed, for a batch of
+    one). As generate_ids: cfg.num_return texts per prompt, in prompt order."""
+    return [row.text for row in _run(model, tokenizer, prompts, cfg, stop_ids, use_cache, content_filter)]

@@ -8,6 +8,8 @@ Per row:
      and multiplied by it when negative, so the token always becomes less likely (dividing a negative logit,
      as GPT2-chitchat does, would make it *more* likely)
   -> no-repeat-n-gram: tokens that would complete an n-gram already in the row (prompt included) are banned
+  -> OpenAI's additive penalties on the tokens generated so far (not the prompt's): logit - frequency_penalty *
+     count - presence_penalty * (count > 0); then logit_bias added (-100 bans a token, +100 all but forces it)
   -> greedy argmax (temperature 0), or temperature, top-k, top-p (nucleus) and a draw from a torch.Generator.
 """
 
@@ -132,6 +134,16 @@ class LogitsChain:
             for i, p in enumerate(prompts):
                 self.seen[i, torch.tensor(list(p), device=device)] = True
         self.blockers = [NGramBlocker(cfg.no_repeat_ngram, p) for p in prompts] if cfg.no_repeat_ngram else None
+        self.frequency, self.presence = float(cfg.frequency_penalty), float(cfg.presence_penalty)
+        self.counts: torch.Tensor | None = None  # (B, V) how often each row generated each token
+        if self.frequency or self.presence:
+            self.counts = torch.zeros(len(prompts), vocab_size, device=device)
+        self.bias: torch.Tensor | None = None  # (V,) logit_bias, ids past the vocabulary ignored
+        if cfg.logit_bias:
+            self.bias = torch.zeros(vocab_size, device=device)
+            for i, b in cfg.logit_bias.items():
+                if i < vocab_size:
+                    self.bias[i] = float(b)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         if self.never is not None:
@@ -140,6 +152,10 @@ class LogitsChain:
             logits = apply_repetition_penalty(logits, self.seen, self.penalty)
         if self.blockers is not None:
             logits = _ban_ngrams(logits, self.blockers)
+        if self.counts is not None:
+            logits = logits - self.frequency * self.counts - self.presence * (self.counts > 0).float()
+        if self.bias is not None:
+            logits = logits + self.bias
         return logits
 
     def advance(self, tokens: torch.Tensor) -> None:
@@ -149,6 +165,8 @@ class LogitsChain:
         if self.blockers is not None:
             for b, t in zip(self.blockers, tokens.tolist()):
                 b.append(t)
+        if self.counts is not None:
+            self.counts[torch.arange(len(tokens), device=self.device), tokens] += 1
 
     def select(self, index: Sequence[int]) -> None:
         """Keep rows `index`, in that order (a row may appear more than once: beams that share a parent)."""
@@ -156,3 +174,5 @@ class LogitsChain:
             self.seen = self.seen[torch.tensor(list(index), device=self.device)]
         if self.blockers is not None:
             self.blockers = [self.blockers[i].copy() for i in index]
+        if self.counts is not None:
+            self.counts = self.counts[torch.tensor(list(index), device=self.device)]

@@ -24,6 +24,9 @@ class GenerationConfig:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     repetition_penalty: float = 1.0  # 1 = off; divides positive logits, multiplies negative ones
+    frequency_penalty: float = 0.0  # OpenAI's: minus this times the count of the token among the generated ones
+    presence_penalty: float = 0.0  # OpenAI's: minus this once a token has been generated at all
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit (-100..100)
     no_repeat_ngram: int = 0
     num_beams: int = 1
     num_return: int = 1  # results per prompt: samples, or the best distinct finished beams (at most num_beams)
@@ -44,6 +47,11 @@ class GenerationConfig:
             (_is_num(self.top_p) and 0 < self.top_p <= 1, "top_p must be in (0, 1] (1 = off)"),
             (_is_num(self.repetition_penalty) and 0 < self.repetition_penalty < math.inf,
              "repetition_penalty must be a finite number > 0 (1 = off, 1.1-1.3 is typical)"),
+            (all(_is_num(v) and -2 <= v <= 2 for v in (self.frequency_penalty, self.presence_penalty)),
+             "frequency_penalty and presence_penalty must be numbers from -2 to 2 (0 = off)"),
+            (isinstance(self.logit_bias, dict) and all(_is_int(k) and k >= 0 and _is_num(v) and -100 <= v <= 100
+                                                       for k, v in self.logit_bias.items()),
+             "logit_bias maps token ids (integers >= 0) to numbers from -100 to 100"),
             (_is_int(self.no_repeat_ngram) and self.no_repeat_ngram >= 0, "no_repeat_ngram must be an integer >= 0"),
             (_is_int(self.num_beams) and self.num_beams >= 1, "num_beams must be an integer >= 1"),
             (_is_int(self.num_return) and self.num_return >= 1, "num_return must be an integer >= 1"),
