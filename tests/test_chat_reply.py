@@ -50,9 +50,10 @@ def test_batched_and_streamed_replies_are_the_same_text_with_stop_strings_cut(to
 
     model = tiny_gpt(tok)
     conversation = [{"role": "user", "content": "do you like cats?"}]
-    gen = chat_generation_config(max_new_tokens=40, temperature=1.0, top_k=0, top_p=1.0, seed=3)
-    free = replies(model, tok, [conversation], gen)[0]
-    assert len(free) > 12
+    # the first seed whose unrestricted reply is long enough to hold a stop string in its middle
+    gen, free = next((g, r) for s in range(50)
+                     if len(r := replies(model, tok, [conversation], g := chat_generation_config(
+                         max_new_tokens=40, temperature=1.0, top_k=0, top_p=1.0, seed=s))[0]) > 12)
     stop = free[6:9]  # a string the unrestricted reply contains
     cut = free[: free.index(stop)].strip()
     gen = replace(gen, stop=[stop])

@@ -1,12 +1,13 @@
 """THE sampling loop, as a batch that rows join and leave between decode steps (continuous batching).
 
-`DecodeBatch.add(prompts, cfg)` adds a *group* of rows: one GenerationConfig, one logits chain (owngpt/generate/
-processors.py) and one random generator seeded with cfg.seed, shared by the group's rows and by nothing else. Each
-`step()` runs one forward pass for every running row of every group (owngpt/generate/runner.py), samples each
-group's next tokens from its own chain and generator, and returns the new text of each row (`Piece`s): complete
-UTF-8 characters only, never a stop string, a content-filter match or the start of one (owngpt/generate/text.py).
-So a group's tokens depend only on its prompts, settings and seed, never on what else shares the batch:
-`generate_ids` runs one group to the end, and the server (owngpt/serve) steps many requests' groups together.
+`DecodeBatch.add(prompts, cfg)` adds a *group* of rows: one GenerationConfig and one random generator seeded with
+cfg.seed, shared by the group's rows and by nothing else. Each `step()` runs one forward pass for every running row
+of every group (owngpt/generate/runner.py), processes and samples every row's next token in one pass of the logits
+chain (owngpt/generate/processors.py: each row with its own group's settings, and its own uniform number drawn
+from its group's generator), and returns the new text of each row (`Piece`s): complete UTF-8 characters only, never
+a stop string, a content-filter match or the start of one (owngpt/generate/text.py). So a group's tokens depend only
+on its prompts, settings and seed, never on what else shares the batch: `generate_ids` runs one group to the end,
+and the server (owngpt/serve) steps many requests' groups together.
 
 A row ends (`RowEnd.reason`) at a stop id or stop string ("stop"), at max_new_tokens or when its sequence fills
 the context ("length"), at a content-filter match ("content_filter"), or when the caller cancels its group. An
@@ -25,7 +26,7 @@ from typing import Any, Collection, Sequence
 import torch
 
 from owngpt.generate.moderation import ContentFilter
-from owngpt.generate.processors import LogitsChain, never_sampled, sample_next
+from owngpt.generate.processors import LogitsChain, never_sampled, uniforms_for
 from owngpt.generate.runner import Runner, device_of, inference, prepare_prompts, step_limit
 from owngpt.generate.settings import GenerationConfig
 from owngpt.generate.text import TextTracker
@@ -68,11 +69,11 @@ class Piece:
 class Group:
     """Rows added together; `tag` is the caller's (e.g. the request they answer)."""
 
-    def __init__(self, cfg: GenerationConfig, stop_ids: Collection[int], chain: LogitsChain,
-                 generator: torch.Generator | None, tag: Any) -> None:
-        self.cfg, self.stop_ids, self.chain, self.generator, self.tag = cfg, {int(s) for s in stop_ids}, chain, generator, tag
+    def __init__(self, cfg: GenerationConfig, stop_ids: Collection[int], generator: torch.Generator | None,
+                 tag: Any) -> None:
+        self.cfg, self.stop_ids, self.generator, self.tag = cfg, {int(s) for s in stop_ids}, generator, tag
         self.rows: list[Row] = []
-        self.active: list[Row] = []  # running rows, in the chain's row order
+        self.active: list[Row] = []  # running rows, in the batch's order
 
     @property
     def done(self) -> bool:
@@ -88,8 +89,9 @@ class DecodeBatch:
         self.device = device_of(model)
         self.runner = Runner(model, use_cache, capacity)
         self.never = never_sampled(model.cfg.vocab_size, tokenizer, self.device)
-        self.rows: list[Row] = []  # running rows, in the runner's order
+        self.rows: list[Row] = []  # running rows, in the runner's (and the chain's) order
         self.groups: list[Group] = []  # groups with running rows
+        self.chain: LogitsChain | None = None  # every running row's processors and settings
         self.pending = torch.zeros(0, dtype=torch.long, device=self.device)  # (B,) each row's next token to feed
 
     def __len__(self) -> int:
@@ -102,12 +104,16 @@ class DecodeBatch:
         prompts = prepare_prompts(self.model, prompts, cfg, self.tokenizer)
         generator = None if cfg.seed is None else torch.Generator(device=self.device).manual_seed(cfg.seed)
         chain = LogitsChain(cfg, prompts, self.model.cfg.vocab_size, self.never, self.device)
-        group = Group(cfg, stop_ids, chain, generator, tag)
+        group = Group(cfg, stop_ids, generator, tag)
         for i, p in enumerate(prompts):
             tracker = TextTracker(self.tokenizer, cfg.stop, content_filter) if self.tokenizer is not None else None
             group.rows.append(Row(group, i, p, step_limit(self.model, len(p), cfg), tracker))
         with inference(self.model):
             self.runner.join(prompts)
+        if self.chain is None:
+            self.chain = chain
+        else:
+            self.chain.extend(chain)
         group.active = list(group.rows)
         self.rows += group.rows
         self.groups.append(group)
@@ -123,12 +129,13 @@ class DecodeBatch:
             logits = self.runner.step(self.pending)  # (B, V)
         for slot, row in enumerate(self.rows):
             row.slot = slot
-        tokens = torch.empty(len(self.rows), dtype=torch.long, device=self.device)
-        for group in self.groups:
-            index = torch.tensor([r.slot for r in group.active], device=self.device)
-            chosen = sample_next(group.chain(logits[index]), group.cfg, group.generator)  # (b,)
-            group.chain.advance(chosen)
-            tokens[index] = chosen
+        uniforms = torch.zeros(len(self.rows), device=self.device)
+        for group in self.groups:  # each group's rows draw from its own generator, in row order
+            if group.cfg.temperature > 0:
+                slots = [r.slot for r in group.active]
+                uniforms[slots] = uniforms_for(len(slots), group.cfg, group.generator, self.device)
+        tokens = self.chain.sample(self.chain(logits), uniforms)  # (B,)
+        self.chain.advance(tokens)
         pieces = [p for row, t in zip(self.rows, tokens.tolist()) if (p := self._take(row, t)) is not None]
         self._leave(tokens)
         return pieces
@@ -176,12 +183,9 @@ class DecodeBatch:
         keep = [i for i, row in enumerate(self.rows) if row.end is None]
         if len(keep) < len(self.rows):
             self.runner.keep(keep)
+            self.chain.select(keep)
             for group in self.groups:
-                alive = [j for j, r in enumerate(group.active) if r.end is None]
-                if len(alive) < len(group.active):
-                    if alive:
-                        group.chain.select(alive)
-                    group.active = [group.active[j] for j in alive]
+                group.active = [r for r in group.active if r.end is None]
             self.groups = [g for g in self.groups if g.active]
             self.rows = [self.rows[i] for i in keep]
         self.pending = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)] if keep else tokens[:0]

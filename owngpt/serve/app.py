@@ -101,13 +101,14 @@ async def _send_json(send, status: int, body: dict[str, Any], headers: dict[str,
 def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
                content_filter: ContentFilter | None = None) -> FastAPI:
     """The FastAPI app serving `models` ({id: ServedModel}, from models.load_served). Its decode thread starts
-    now and stops when the app shuts down (`app.state.scheduler.close()`)."""
+    now and with every start of the app, and stops when the app shuts down (`app.state.scheduler.close()`)."""
     cfg = cfg or ServeConfig()
     metrics = Metrics()
     scheduler = Scheduler(models, cfg, metrics)
 
     @asynccontextmanager
     async def lifespan(app):
+        scheduler.open()
         yield
         scheduler.close()
 
@@ -256,7 +257,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
         scheduler.submit(job)
         return req, served, job
 
-    @app.post("/v1/chat/completions", openapi_extra=schemas.body(schemas.chat_request_schema(cfg)))
+    @app.post("/v1/chat/completions", openapi_extra=schemas.body(schemas.chat_request_schema(cfg, list(models))))
     async def chat_completions(request: Request):
         req, served, job = await start(request, chat_request, chat_job)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": served.id,
@@ -268,7 +269,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
                     "finish_reason": _finish(e)} for i, (t, e) in enumerate(zip(texts, ends))]
         return {**head, "object": "chat.completion", "choices": choices, "usage": usage(job, ends)}
 
-    @app.post("/v1/completions", openapi_extra=schemas.body(schemas.completion_request_schema(cfg)))
+    @app.post("/v1/completions", openapi_extra=schemas.body(schemas.completion_request_schema(cfg, list(models))))
     async def completions(request: Request):
         req, served, job = await start(request, completion_request, completion_job)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": served.id,

@@ -87,9 +87,9 @@ class Scheduler:
         self.waiting: collections.deque[Job] = collections.deque()
         self.running: list[Job] = []
         self.cond = threading.Condition()
-        self.closed = False
-        self.thread = threading.Thread(target=self._loop, name="owngpt-decode", daemon=True)
-        self.thread.start()
+        self.closed = True
+        self.thread: threading.Thread | None = None
+        self.open()
 
     # ------------------------------------------------------------------ the request side
 
@@ -100,13 +100,25 @@ class Scheduler:
         with self.cond:
             if self.closed:
                 raise APIError(503, "the server is shutting down", code="unavailable", headers={"Retry-After": "5"})
-            if len(self.waiting) >= self.cfg.queue_size:
+            waiting = self._must_wait(self.waiting + collections.deque([job]))
+            if waiting > self.cfg.queue_size:
                 self.metrics.rejected += 1
-                raise APIError(429, f"the server is busy: {len(self.waiting)} requests are waiting for a place (at most "
+                raise APIError(429, f"the server is busy: {waiting - 1} requests are waiting for a place (at most "
                                f"{self.cfg.queue_size}); retry in a moment", code="queue_full",
                                headers={"Retry-After": "1"})
             self.waiting.append(job)
             self.cond.notify()
+
+    def _must_wait(self, jobs: collections.deque) -> int:
+        """How many of `jobs` (in order) would not find room in the batch at the next step."""
+        room = self.cfg.max_batch - sum(j.rows for j in self.running)
+        blocked = 0
+        for job in jobs:
+            if blocked or job.rows > room:
+                blocked += 1
+            else:
+                room -= job.rows
+        return blocked
 
     @property
     def queue_depth(self) -> int:
@@ -116,11 +128,22 @@ class Scheduler:
     def rows_running(self) -> int:
         return sum(len(b) for b in self.batches.values())
 
+    def open(self) -> None:
+        """Start the decode thread (again, after `close`)."""
+        with self.cond:
+            if not self.closed:
+                return
+            self.closed = False
+            self.thread = threading.Thread(target=self._loop, name="owngpt-decode", daemon=True)
+            self.thread.start()
+
     def close(self) -> None:
+        """Stop the decode thread; jobs still waiting or running get a 503."""
         with self.cond:
             self.closed = True
             self.cond.notify()
-        self.thread.join(timeout=10)
+        if self.thread is not None:
+            self.thread.join(timeout=10)
 
     # ------------------------------------------------------------------ the decode thread
 
@@ -142,12 +165,18 @@ class Scheduler:
             except Exception as e:  # a bug: every running job gets a 500, the thread lives on
                 log.exception("decoding failed")
                 self._fail_all(e)
-        for job in [*self.waiting, *self.running]:
+        with self.cond:
+            ended, self.running = [*self.waiting, *self.running], []
+            self.waiting.clear()
+        for job in ended:
+            if job.group is not None and not job.group.done:
+                self.batches[job.model].cancel(job.group, "cancelled")
             job.post(APIError(503, "the server is shutting down", code="unavailable"))
             job.post(None)
 
     def _take_waiting(self) -> list[Job]:
-        """Jobs that fit in the batch now, first come first served (cancelled ones are dropped)."""
+        """Jobs that fit in the batch now, first come first served (cancelled ones are dropped); they count as
+        running from here on. Called with the lock held."""
         room = self.cfg.max_batch - sum(j.rows for j in self.running)
         taken = []
         while self.waiting:
@@ -159,6 +188,7 @@ class Scheduler:
                 break
             room -= job.rows
             taken.append(self.waiting.popleft())
+        self.running += taken
         return taken
 
     def _admit(self, job: Job) -> None:
@@ -167,11 +197,12 @@ class Scheduler:
             job.group = batch.add(job.prompts, job.gen, stop_ids=job.stop_ids, content_filter=job.content_filter,
                                   tag=job)
         except Exception as e:  # the request was checked: this is a bad prompt the checks missed
+            with self.cond:
+                self.running.remove(job)
             job.post(APIError(400, str(e), code="invalid_prompt"))
             job.post(None)
             return
         job.started = time.monotonic()
-        self.running.append(job)
 
     def _reap(self) -> None:
         """Cancelled jobs leave the batch; jobs past their time end with "length"."""
@@ -195,7 +226,8 @@ class Scheduler:
                 self.metrics.first_token(now - job.arrived)
             job.post(updates)
             if job.group.done:
-                self.running.remove(job)
+                with self.cond:
+                    self.running.remove(job)
                 self.metrics.finished(job.prompt_tokens, sum(r.end.tokens for r in job.group.rows))
                 job.post(None)
 
@@ -204,5 +236,6 @@ class Scheduler:
             job.post(APIError(500, f"generation failed ({type(error).__name__}); the server log has the details",
                               code="internal_error"))
             job.post(None)
-        self.running = []
+        with self.cond:
+            self.running = []
         self.batches = {name: DecodeBatch(b.model, b.tokenizer) for name, b in self.batches.items()}

@@ -21,7 +21,7 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # a request body over this is a 413
     max_messages: int = 256  # messages in one chat request
     max_message_chars: int = 32_000  # characters of one message (or one prompt)
-    max_n: int = 8  # choices per request
+    max_n: int = 8  # choices per request (at most max_batch)
     max_stop: int = 4  # stop strings per request (as OpenAI)
     max_batch: int = 32  # rows (choices) decoded together in one step, over all requests
     queue_size: int = 64  # requests waiting for a place in the batch; one more is a 429 with Retry-After
@@ -35,9 +35,7 @@ class ServeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OwnGPTError(f"serve setting {name} must be an integer >= 1, not {value!r}")
-        if self.max_n > self.max_batch:
-            raise OwnGPTError(f"serve setting max_n ({self.max_n}) must be at most max_batch ({self.max_batch}): the "
-                              "choices of one request are decoded together")
+        self.max_n = min(self.max_n, self.max_batch)  # the choices of one request are decoded together
         for name in ("request_timeout_s", "keep_alive_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:

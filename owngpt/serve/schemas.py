@@ -13,9 +13,9 @@ def _number(lo: float, hi: float, description: str) -> dict[str, Any]:
     return {"type": "number", "minimum": lo, "maximum": hi, "nullable": True, "description": description}
 
 
-def _sampling(cfg: ServeConfig) -> dict[str, Any]:
+def _sampling(cfg: ServeConfig, models: list[str]) -> dict[str, Any]:
     return {
-        "model": {"type": "string", "description": "A served model's id (GET /v1/models)."},
+        "model": {"type": "string", "enum": models, "description": "A served model's id (GET /v1/models)."},
         "temperature": _number(0, 2, "0 is greedy."),
         "top_p": {**_number(0, 1, "Nucleus sampling; 1 is off."), "exclusiveMinimum": True},
         "n": {"type": "integer", "minimum": 1, "maximum": cfg.max_n, "nullable": True},
@@ -43,7 +43,7 @@ def _sampling(cfg: ServeConfig) -> dict[str, Any]:
     }
 
 
-def chat_request_schema(cfg: ServeConfig) -> dict[str, Any]:
+def chat_request_schema(cfg: ServeConfig, models: list[str]) -> dict[str, Any]:
     text_part = {"type": "object", "required": ["type", "text"],
                  "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}
     message = {"type": "object", "required": ["role", "content"], "additionalProperties": False, "properties": {
@@ -52,14 +52,14 @@ def chat_request_schema(cfg: ServeConfig) -> dict[str, Any]:
                               {"type": "array", "items": text_part}]},
         "name": {"type": "string"}}}
     return {"type": "object", "required": ["model", "messages"], "additionalProperties": False, "properties": {
-        **_sampling(cfg),
+        **_sampling(cfg, models),
         "messages": {"type": "array", "minItems": 1, "maxItems": cfg.max_messages, "items": message},
         "max_completion_tokens": {"type": "integer", "minimum": 1, "nullable": True}}}
 
 
-def completion_request_schema(cfg: ServeConfig) -> dict[str, Any]:
+def completion_request_schema(cfg: ServeConfig, models: list[str]) -> dict[str, Any]:
     return {"type": "object", "required": ["model", "prompt"], "additionalProperties": False, "properties": {
-        **_sampling(cfg),
+        **_sampling(cfg, models),
         "prompt": {"oneOf": [{"type": "string", "maxLength": cfg.max_message_chars},
                              {"type": "array", "minItems": 1, "maxItems": cfg.max_n,
                               "items": {"type": "string", "maxLength": cfg.max_message_chars}}]},
