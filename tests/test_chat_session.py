@@ -189,3 +189,17 @@ def test_chat_with_a_lora_adapter_uses_its_runs_system_prompt(tok, tmp_path):
     x = torch.tensor([tok.encode("hi there")])
     with torch.no_grad():
         torch.testing.assert_close(session.model(x), tuned.eval()(x))
+
+
+def test_the_content_filter_cuts_a_chat_reply_and_says_so(tok):
+    from serve_fixtures import ScriptLM
+
+    from owngpt.generate.moderation import ContentFilter
+
+    model = ScriptLM(tok, "sure, take an umbrella, darn it")
+    session = ChatSession(model, tok, chat_generation_config(temperature=0.0, max_new_tokens=60),
+                          content_filter=ContentFilter(words=("darn",)))
+    shown = "".join(session.stream_reply("is it raining?"))
+    assert shown == session.messages[-1]["content"] == "sure, take an umbrella," and session.filtered
+    free = ChatSession(model, tok, chat_generation_config(temperature=0.0, max_new_tokens=60))
+    assert free.reply("is it raining?") == "sure, take an umbrella, darn it" and not free.filtered

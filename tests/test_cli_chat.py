@@ -70,3 +70,12 @@ def test_cli_chat_with_mmi(tok, tmp_path, backward):
     assert isinstance(turn["reply"], str) and not turn["error"]
     missing = invoke(["chat", str(run_dir), "--mmi", "3", "--message", "hi", "--device", "cpu"])
     assert isinstance(missing.exception, OwnGPTError) and "--backward" in str(missing.exception)
+
+
+def test_cli_chat_moderation_option(tok, tmp_path):
+    run_dir = save_run(tmp_path, tok, "chat", tiny_gpt(tok))
+    ok = invoke(["chat", str(run_dir), "-m", "hi", "--moderation", "default", "--max-new-tokens", "4", "--device",
+                 "cpu", "--json"])
+    assert ok.exit_code == 0, ok.output
+    bad = invoke(["chat", str(run_dir), "-m", "hi", "--moderation", str(tmp_path / "nope.yaml"), "--device", "cpu"])
+    assert bad.exit_code != 0 and "does not exist" in str(bad.exception or bad.output)
