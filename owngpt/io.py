@@ -1,4 +1,5 @@
-"""The one durable writer: every file the project writes goes to a temp name, is fsynced, then renamed (no torch).
+"""The one durable writer: every file the project writes goes to a temp name, is fsynced, then renamed (no torch);
+and `output_dir`, the one check and creation of the folder a verb writes into.
 
 A file is written to `NAME.tmp` (or a temp name of the caller's), flushed and fsynced, then renamed over
 `NAME`, and the folder is fsynced, so a reader (or a run resumed after a crash) sees the old content or the new
@@ -16,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Callable
+
+from owngpt.errors import OwnGPTError
 
 TMP_SUFFIX = ".tmp"
 
@@ -123,3 +126,24 @@ def publish_dir(tmp: str | Path, final: str | Path) -> None:
     fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def output_dir(path: str | Path, *, create: bool = True) -> Path:
+    """`path` as a folder to write into (every verb's --out): OwnGPTError, a one-line message, when it or a folder
+    above it exists as something other than a folder, or cannot be created; created with its parents when
+    `create`. Verbs call it with create=False before their work, so a mistake costs nothing."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.is_dir():  # follows links: those above an existing folder are folders
+            break
+        if os.path.lexists(q):
+            what = "a broken symbolic link" if os.path.islink(q) and not q.exists() else "a file"
+            where = f"it is {what}" if q == p else f"{q} is {what}"
+            raise OwnGPTError(f"cannot write into {p}: {where}, not a folder; name a new or existing folder "
+                              "(--out) instead")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OwnGPTError(f"cannot create the folder {p}: {e.strerror or e}") from None
+    return p

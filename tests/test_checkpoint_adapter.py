@@ -114,6 +114,11 @@ def test_merge_adapter_into_checkpoint_with_gpt(tmp_path):
         assert_close(merged(x), adapted, rtol=1e-5, atol=1e-5)
     with pytest.raises(OwnGPTError, match="not empty"):
         merge_adapter_into_checkpoint(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OwnGPTError, match="it is a file, not a folder"):
+        merge_adapter_into_checkpoint(tmp_path / "base", tmp_path / "adapter", tmp_path / "a-file")
+    with pytest.raises(OwnGPTError, match="a-file is a file, not a folder"):
+        save_adapter(tmp_path / "a-file" / "adapter", model, CFG, meta)
 
 
 def test_lora_merge_cli(tmp_path):

@@ -1,11 +1,14 @@
-"""Tests for owngpt/data/clean.py: each step, PII scrubbing on crafted positives and negatives, the counting Cleaner."""
+"""Tests for owngpt/data/clean.py and owngpt/data/pii.py: each step, PII scrubbing on crafted positives and negatives
+(in every form cleaning would reveal), the counting Cleaner and what a report may quote."""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 
+from owngpt.data import clean, pii
 from owngpt.data.clean import (
     CleanConfig,
     Cleaner,
@@ -14,10 +17,12 @@ from owngpt.data.clean import (
     luhn_ok,
     nfkc,
     normalise_whitespace,
+    quoted,
     scrub_pii,
     strip_html,
     top_char_ratio,
 )
+from owngpt.data.pii import fold_tables
 
 
 @pytest.mark.parametrize("text, expected, kinds", [
@@ -150,3 +155,92 @@ def test_report_examples_never_quote_personal_data():
 ])
 def test_scrubbing_finds_values_beside_other_digits_and_colons(text, want):
     assert scrub_pii(text)[0] == want
+
+
+# ----------------------------------------------------------------------------- values in other forms (issue #12)
+
+@pytest.mark.parametrize("text, want", [
+    ("Write bob＠example．org now", "Write <EMAIL> now"),  # full-width @ and . that NFKC keeps (Chinese punctuation)
+    ("Contact ｂｏｂ＠ｅｘａｍｐｌｅ．ｏｒｇ please", "Contact <EMAIL> please"),
+    ("手机１３８１２３４５６７８，谢谢", "手机<PHONE>，谢谢"),
+    ("call 138\u200b1234\u200b5678 now", "call <PHONE> now"),  # zero-width spaces inside the value
+    ("mail carol\u200d@exa\u2060mple.org\u00ad ok", "mail <EMAIL>\u00ad ok"),  # joiner, word joiner inside
+    ("host 10.1.2\u200b.3 up", "host <IP> up"),
+    ("v6 ２００１：ｄｂ８：：１ end", "v6 <IP> end"),
+    ("bold 𝟏𝟑𝟖𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖 😀", "bold <PHONE> 😀"),  # mathematical digits, beside an emoji
+    ("call 138  1234\u00a05678\ttoday", "call <PHONE>\ttoday"),  # odd and repeated spaces
+    ("价格：（５％）不变，bob＠example．org！", "价格：（５％）不变，<EMAIL>！"),  # the rest stays as written
+    ("(555-867-5309 or", "(<PHONE> or"),  # an unpaired parenthesis before a number is not part of it
+])
+def test_scrubber_reads_values_in_any_form_cleaning_would_reveal(text, want):
+    assert scrub_pii(text)[0] == want
+
+
+def test_cleaned_text_holds_no_full_width_e_mail():
+    """NFKC keeps full-width ＠ and ． (Chinese punctuation) by default: the value used to reach the training data."""
+    out, changes, _ = clean_text("Write bob＠example．org or 138\u200c1234\u200c5678 now.", CleanConfig())
+    assert out == "Write <EMAIL> or <PHONE> now." and {"pii_email", "pii_phone"} <= set(changes)
+
+
+def _revealed(blob: str) -> str:
+    """What a reader sees in `blob` once full-width forms and invisible characters are taken for what they are."""
+    blob = unicodedata.normalize("NFKC", blob)
+    return "".join(c for c in blob if unicodedata.category(c) not in ("Cc", "Cf") or c in "\n\t")
+
+
+def test_report_examples_quote_no_value_that_only_normalising_reveals():
+    c = Cleaner(CleanConfig(), examples=3)
+    c("Mail carol\u200b@example.org or 139\u200b87654321 or 10.1.2\u200b.3 please, more words.\n", "b.txt")
+    c("Contact ｂｏｂ＠ｅｘａｍｐｌｅ．ｏｒｇ or １３８１２３４５６７８ please, more words.\n", "a.txt")
+    c("line\nline\nline\nline bob＠example．org", "c.txt")  # removed as junk: its "before" is quoted
+    blob = _revealed(json.dumps(c.report(), ensure_ascii=False))
+    for value in ("carol@example.org", "13987654321", "10.1.2.3", "bob@example.org", "13812345678", "carol", "bob"):
+        assert value not in blob, value
+    assert c.report()["nfkc"]["examples"][0]["before"].startswith("Contact <EMAIL> or <PHONE>")
+
+
+def test_quoted_uses_the_cleaned_text_when_only_full_cleaning_reveals_a_value():
+    cfg = CleanConfig(strip_html=True)
+    text = "mail carol<b></b>@example.org now"  # the tags hide the value from the scrubber until they are removed
+    assert "@example.org" in scrub_pii(text)[0]
+    assert quoted(text, cfg) == "mail <EMAIL> now"
+    assert quoted(text, CleanConfig()) == text  # without --strip-html the cleaned text keeps the tags: no value
+
+
+def test_quoted_reads_only_the_head_of_a_huge_text_and_never_half_a_value():
+    cfg = CleanConfig()
+    text = "y" * 395 + " alice.smith@example.com 的 " + "z" * 5_000_000
+    out = quoted(text, cfg)
+    assert out == "y" * 200 + "…"
+    tail = quoted("x" * 190 + " 13812345678 tail", cfg, limit=200)
+    assert "1381" not in tail and "<PHONE>" in tail
+
+
+def test_fold_tables_cover_all_of_unicode():
+    """The folded view is built from a few blocks; a scan of every code point finds nothing outside them."""
+    same, other = fold_tables()
+    found_same, found_other = {0x09: " "}, {}
+    for cp in range(0x110000):
+        c = chr(cp)
+        if pii._invisible(c):
+            found_other[c] = ""
+        elif cp >= 0x80:
+            n = " " if c.isspace() and c not in "\n\r" else unicodedata.normalize("NFKC", c)
+            if n != c and n and set(n) <= pii._READ:
+                (found_same.__setitem__(cp, n) if len(n) == 1 else found_other.__setitem__(c, n))
+    assert same == found_same and other == found_other
+
+
+def test_a_report_may_cut_a_text_before_any_hard_stop():
+    """quoted() cuts a huge text before a character no value can hold in any form the scrubber reads."""
+    same, other = fold_tables()
+    stops = [chr(cp) for cp in range(0x10000) if clean._HARD_STOP.match(chr(cp))]
+    assert "\n" in stops and "的" in stops and "。" in stops and "\u3000" not in stops
+    for c in stops:
+        assert ord(c) not in same and c not in other and c not in pii._READ, repr(c)
+
+
+def test_top_char_ratio_counts_huge_texts_in_pieces(monkeypatch):
+    monkeypatch.setattr(clean, "_COUNT_PIECE", 7)
+    text = "ab" * 200 + "中" * 301 + "\n \t" * 50
+    assert top_char_ratio(text) == pytest.approx(301 / 701)

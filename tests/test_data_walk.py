@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -96,6 +97,34 @@ def test_an_earlier_prepare_output_in_the_input_is_left_out(tmp_path):
     rep = prepare([str(src)], tmp_path / "new", cfg, progress=False)
     assert rep["total"]["documents"]["in"] == 3
     assert any("written by `owngpt prepare`" in line for line in rep["skips"]["listed"])
+
+
+@pytest.mark.parametrize("leftover", ["report.json", "docs/train.jsonl.tmp", "tokens"])
+def test_an_unfinished_prepare_output_in_the_input_is_left_out(tmp_path, leftover):
+    """A run that failed or was interrupted leaves no manifest.json: its docs/*.jsonl were read back in as raw input
+    (with --no-dedup, every document twice)."""
+    src = tmp_path / "src"
+    for i in range(3):
+        write(src / f"n{i}.txt", f"{TEXT} {i}")
+    cfg = PrepareConfig(vocab_size=300, workers=1, dedup=False)
+    prepare([str(src)], src / "old", cfg, progress=False)
+    (src / "old" / "manifest.json").unlink()
+    if leftover != "report.json":  # interrupted before report.json was written
+        (src / "old" / "report.json").unlink()
+        if leftover == "docs/train.jsonl.tmp":
+            shutil.rmtree(src / "old" / "tokens")
+            (src / "old" / leftover).touch()
+    rep = prepare([str(src)], tmp_path / "new", cfg, progress=False)
+    assert rep["total"]["documents"]["in"] == 3
+    assert any("unfinished `owngpt prepare` folder" in line for line in rep["skips"]["listed"])
+    assert [e.path.name for e in expand(str(src))[0] if e.reason is not None] == ["old"]
+
+
+def test_a_folder_of_jsonl_files_named_docs_is_read(tmp_path):
+    """Only what prepare leaves marks a folder as its output: a user's docs/ folder of JSONL is read."""
+    write(tmp_path / "src" / "docs" / "train.jsonl", json.dumps({"text": TEXT}) + "\n")
+    entries, _ = expand(str(tmp_path / "src"))
+    assert [(e.path.name, e.reason) for e in entries] == [("train.jsonl", None)]
 
 
 def test_out_naming_a_file_is_one_clear_error(tmp_path):

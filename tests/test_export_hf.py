@@ -94,6 +94,10 @@ def test_refusals(tmp_path):
         hf_state_from_gpt(modern)
     with pytest.raises(OwnGPTError, match="wte"):
         gpt2_state_from_hf({"foo": torch.zeros(1)})
+    (tmp_path / "a-file").write_text("x")
+    gpt2 = GPT(ModelConfig(preset="gpt2", vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(OwnGPTError, match="it is a file, not a folder"):
+        save_hf_gpt2(gpt2, tmp_path / "a-file")
 
 
 def test_export_names_the_tokenizers_special_ids(tmp_path):

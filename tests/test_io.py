@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from owngpt.io import atomic_write, atomic_write_text, current_umask, file_mode
+from owngpt.errors import OwnGPTError
+from owngpt.io import atomic_write, atomic_write_text, current_umask, file_mode, output_dir
 
 
 @contextmanager
@@ -60,3 +61,20 @@ def test_a_saved_checkpoint_is_0644_throughout(tmp_path):
     assert "checkpoints/step_0000003/model.safetensors" in modes and "best/train_state.pt" in modes
     assert "best/tokenizer/tokenizer.json" in modes and "checkpoints/step_0000003/meta.json" in modes
     assert set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items() if v != 0o644}
+
+
+def test_output_dir_is_one_line_for_a_file_on_the_way(tmp_path):
+    """Every verb's --out goes through output_dir: a file (or a broken link) there or above is an OwnGPTError, not
+    a FileExistsError or NotADirectoryError traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    with pytest.raises(OwnGPTError, match=r"cannot write into .*taken: it is a file, not a folder"):
+        output_dir(taken)
+    with pytest.raises(OwnGPTError, match=r"cannot write into .*deeper: .*taken is a file, not a folder"):
+        output_dir(taken / "sub" / "deeper", create=False)
+    os.symlink(tmp_path / "gone", tmp_path / "dead")
+    with pytest.raises(OwnGPTError, match="it is a broken symbolic link"):
+        output_dir(tmp_path / "dead")
+    assert output_dir(tmp_path / "new", create=False) == tmp_path / "new" and not (tmp_path / "new").exists()
+    assert output_dir(tmp_path / "new" / "run").is_dir() and output_dir(tmp_path / "new" / "run").is_dir()
+    assert taken.read_text() == "x"

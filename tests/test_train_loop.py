@@ -465,6 +465,30 @@ def test_cli_pretrain_on_cuda_without_cuda_is_one_line(tmp_path, capsys, monkeyp
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_cli_out_naming_a_file_is_one_line_before_any_work(tmp_path, capsys):
+    """`--out` naming an existing file (or a path through one) used to end pretrain and sft in a FileExistsError
+    traceback after loading the data and the model."""
+    data, run, taken = tmp_path / "data", tmp_path / "run", tmp_path / "taken"
+    write_prepared(data)
+    taken.write_text("x")
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
+                                                      {"role": "assistant", "content": "hello world"}]}) + "\n"
+                             for i in range(20)))
+    for out in (taken, taken / "sub"):
+        assert cli(["pretrain", "--data", str(data), "--out", str(out), "--steps", "2", "--quiet", *TINY]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot write into {out}: ") and "is a file, not a folder" in err, err
+        assert err.count("\n") == 1
+    assert cli(["pretrain", "--data", str(data), "--out", str(run), "--steps", "2", "--quiet", *TINY]) == 0
+    capsys.readouterr()
+    assert cli(["sft", "--base", str(run), "--data", str(chats), "--out", str(taken), "--steps", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot write into {taken}: it is a file, not a folder; name a new or existing folder " \
+        "(--out) instead\n"
+    assert taken.read_text() == "x"
+
+
 def test_resume_applies_changed_optimizer_settings(tmp_path, data):
     """Moments continue across a resume, but weight decay, betas and eps are the resumed run's own settings."""
     from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from owngpt.checkpoint.format import best_or_latest, load_checkpoint, load_model, read_meta, save_checkpoint
 from owngpt.checkpoint.meta import CheckpointMeta, merged_meta
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write, atomic_write_text, file_sha256
+from owngpt.io import atomic_write, atomic_write_text, file_sha256, output_dir
 from owngpt.model.lora import LoRAConfig, load_lora, lora_state_dict, merge_lora
 
 ADAPTER_FORMAT = 1
@@ -49,7 +49,7 @@ def write_adapter(directory: str | Path, state: dict[str, torch.Tensor], cfg: Lo
     lora = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if "lora_" in k}
     if not lora:
         raise OwnGPTError("no LoRA tensors to save: the state holds no '*.lora_A' / '*.lora_B' weights")
-    directory.mkdir(parents=True, exist_ok=True)
+    output_dir(directory)
     atomic_write(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(lora, str(tmp), metadata={"format": "pt"}))
     info = {
         "format": ADAPTER_FORMAT,
@@ -135,7 +135,7 @@ def _apply_adapter(directory: Path, state: dict[str, torch.Tensor], info: dict[s
 def merge_adapter_into_checkpoint(base_ckpt: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
     """Load a base checkpoint, apply and merge an adapter, and save a plain checkpoint run folder at `out_dir`
     (loadable by load_model / `owngpt chat OUT`). Returns the written checkpoint folder (OUT/best)."""
-    out_dir = Path(out_dir)
+    out_dir = output_dir(out_dir, create=False)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OwnGPTError(f"{out_dir} already exists and is not empty; choose a new folder for the merged model")
     state, info = read_adapter(adapter_dir)  # a wrong adapter path fails before the (slow) base load

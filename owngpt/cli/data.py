@@ -64,6 +64,7 @@ def print_report(report: dict, out: str) -> None:
     from rich.text import Text
 
     from owngpt.console import console as make_console, styled
+    from owngpt.data.report import skip_lines
 
     console = make_console()
     if report.get("cached"):
@@ -91,11 +92,8 @@ def print_report(report: dict, out: str) -> None:
         shown = f"{ex['loc']}: {' → '.join(texts)}" if ex else ""
         filt.add_row(name, str(f["changed"]), str(f["removed"]), shown)
     console.print(filt)
-    skips = report["skips"]
-    if skips["count"]:
-        console.print(f"skipped {skips['count']} records: " + ", ".join(f"{k} ({v})" for k, v in skips["by_reason"].items()))
-        for line in skips["listed"][:5]:
-            console.print(f"  {line}")
+    for line in skip_lines(report["skips"]):
+        console.print(line)
     sp = Table(title="splits")
     for col in ("split", "documents", "tokens", "conversations"):
         sp.add_column(col, justify="left" if col == "split" else "right")

@@ -29,20 +29,26 @@ def train(
     from owngpt.data.clean import CleanConfig, Cleaner
     from owngpt.data.corpus import corpus_texts, is_prepared
     from owngpt.data.raw import cleaning_summary, describe
+    from owngpt.data.report import Report, skip_lines
     from owngpt.errors import OwnGPTError
+    from owngpt.io import output_dir
     from owngpt.tokenizer import train_bpe, train_char
 
     if kind not in ("bpe", "char"):
         raise OwnGPTError(f"--kind must be bpe or char, not {kind!r}")
-    cleaner = Cleaner(CleanConfig())  # raw sources are cleaned and scrubbed as prepare does (owngpt/data/raw.py)
-    texts = corpus_texts(list(sources), cleaner=cleaner, exclude=[out])
+    output_dir(out, create=False)  # a file there is a one-line error before training
+    # raw sources are cleaned and scrubbed as prepare does (owngpt/data/raw.py), and what was skipped is reported
+    report = Report(Cleaner(CleanConfig()))
+    texts = corpus_texts(list(sources), report=report, exclude=[out])
     if kind == "bpe":
         tok = train_bpe(texts, vocab_size, min_frequency=min_frequency or 2)
     else:
         tok = train_char(texts, min_frequency=min_frequency or 1)
     tok.save(out)
     if not (len(sources) == 1 and is_prepared(sources[0])):
-        typer.echo(describe(cleaning_summary(cleaner)))
+        typer.echo(describe(cleaning_summary(report.cleaner)))
+        for line in skip_lines(report.as_dict()["skips"]):
+            typer.echo(line)
     print_info(tok, out)
 
 

@@ -2,7 +2,8 @@
 
 `clean_text(text, cfg) -> (text | None, changes, reason)` runs the steps in this order and says which ones changed
 the text (`changes`) or removed it (`reason`); `Cleaner` runs it over many records and counts per filter and per
-source, keeping a few examples of each, for report.json.
+source, keeping a few examples of each, for report.json. `quoted(text, cfg)` is how any report may quote a text
+(examples, skip reasons): scrubbed so that it holds no value the scrubber replaces in the cleaned text.
 
 Steps (each switchable in CleanConfig):
   nfkc          Unicode NFKC: full-width letters and digits (ＡＢＣ１２３) become ASCII, the ideographic space becomes a
@@ -14,10 +15,12 @@ Steps (each switchable in CleanConfig):
                 tags become line breaks, entities (&amp; &#20320;) decoded.
   whitespace    CRLF/CR → LF, trailing spaces removed, runs of spaces inside a line → one space (indentation at
                 the start of a line is kept, for code and poems), 3+ newlines → one blank line, ends stripped.
-  pii_*         e-mail → <EMAIL>; Chinese resident ID (18 characters, checksum verified) → <ID>; bank-card-like
-                runs of 13–19 digits (spaces/dashes allowed, Luhn verified, issuer-like first digits) → <CARD>;
-                phones (Chinese mobile 1[3-9]xxxxxxxxx with optional +86, Chinese landline 0xx-xxxxxxxx,
-                +CC international, North-American 555-123-4567) → <PHONE>; IPv4 / IPv6 addresses → <IP>.
+  pii_*         (owngpt/data/pii.py) e-mail → <EMAIL>; Chinese resident ID (18 characters, checksum verified) →
+                <ID>; bank-card-like runs of 13–19 digits (spaces/dashes allowed, Luhn verified, issuer-like first
+                digits) → <CARD>; phones (Chinese mobile 1[3-9]xxxxxxxxx with optional +86, Chinese landline
+                0xx-xxxxxxxx, +CC international, North-American 555-123-4567) → <PHONE>; IPv4 / IPv6 addresses →
+                <IP>. Found in any form of their characters that NFKC folds, and across invisible characters
+                (`bob＠example．org`, `138\\u200b1234\\u200b5678`), which the steps above may leave in the text.
   empty, min_chars, max_chars, junk_lines, junk_chars: filters that remove the whole text.
 
 What it does not catch: names, street addresses, phone numbers written without any separator or country code
@@ -28,7 +31,6 @@ order numbers that fail the checks above. A dotted quad such as a 4-part version
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from collections import Counter
@@ -36,6 +38,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 import numpy as np
+
+from owngpt.data.pii import luhn_ok, scrub_pii  # noqa: F401 (luhn_ok: part of this module's interface)
 
 # ----------------------------------------------------------------------------- config
 
@@ -165,154 +169,6 @@ def normalise_whitespace(text: str) -> str:
     return text.strip()
 
 
-# ----------------------------------------------------------------------------- PII
-
-# Boundaries use ASCII classes: in Unicode regexes Chinese characters are \w, and "手机13812345678" must match.
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9_])")
-# 6-digit region, birth date 18xx-20xx, 3-digit sequence, check character; validated by _id_ok.
-_CN_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
-                    r"\d{3}[0-9Xx](?![0-9A-Za-z])")
-# A whole run of digit groups (13 digits or more); a run longer than a card is searched for one (_passing_span).
-_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,}(?![\d]|[.,]\d)")
-_PHONE = re.compile(
-    r"(?<![0-9A-Za-z_+])(?:"
-    r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}"  # Chinese mobile
-    r"|(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}"  # international, validated by digit count
-    r"|\(0\d{2,3}\)[ -]?\d{7,8}|0\d{2,3}-\d{7,8}"  # Chinese landline (010-12345678)
-    r"|\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}"  # North American (555) 123-4567
-    r")(?![\d])"
-)
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-                   r"(?!\.?\d)")
-# Ends in a hex group or "::", so a colon after the address ("IP 2001:db8::1: up") is not taken as part of it.
-_IPV6 = re.compile(r"(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?<=::))"
-                   r"(?![0-9A-Za-z_]|:[0-9A-Za-z_:])")
-# One cheap scan decides whether the number patterns need to run at all: IDs, cards and phones have 7+ digits close
-# together, IPv4 addresses have a digit-dot-digits-dot-digit run.
-_NUMBER_GATE = re.compile(r"\d(?:[ ().+-]{0,2}\d){6}|\d\.\d{1,3}\.\d")
-
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def _id_ok(s: str) -> bool:
-    """GB 11643 check character of an 18-character Chinese resident ID."""
-    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS))
-    return "10X98765432"[total % 11] == s[17].upper()
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum that payment card numbers carry."""
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _card_ok(s: str) -> bool:
-    digits = s.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19:
-        return False
-    # Issuer-like first digits (Amex/JCB/Diners 3, Visa 4, Mastercard 5 and 2221-2720, UnionPay/Discover 6):
-    # rules out timestamps (2024...) and ISBNs (978...) that happen to pass Luhn.
-    if digits[0] not in "3456" and not 2221 <= int(digits[:4]) <= 2720:
-        return False
-    return luhn_ok(digits)
-
-
-def _phone_ok(s: str) -> bool:
-    n = sum(c.isdigit() for c in s)
-    if s[0] in "+0" and not s.startswith("0"):  # international: 8-15 digits by E.164
-        return 8 <= n <= 15
-    return 7 <= n <= 15
-
-
-def _ipv6_ok(s: str) -> bool:
-    if sum(1 for g in s.split(":") if g) < 3:  # "a::b" in code, "12:30:45" times
-        return False
-    try:
-        ipaddress.IPv6Address(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _sub(pattern: re.Pattern, text: str, placeholder: str, check=None, spans: bool = False) -> tuple[str, int]:
-    """Replace the matches of `pattern` that pass `check`. spans=True: a match that fails is searched for a run of
-    its separator-delimited groups that passes ("ref 0 4111 1111 1111 1111": the card after the stray digit)."""
-    count = 0
-
-    def repl(m: re.Match) -> str:
-        nonlocal count
-        s = m.group(0)
-        if check is not None and not check(s):
-            if spans:
-                out, n = _replace_spans(s, check, placeholder)
-                count += n
-                return out
-            return s
-        count += 1
-        return placeholder
-
-    out = pattern.sub(repl, text)
-    return out, count
-
-
-def _passing_span(s: str, check, max_digits: int = 19) -> tuple[int, int] | None:
-    """The longest run of whole separator-delimited groups of `s` (groups of 3 or more digits, at most `max_digits`
-    digits in all) that passes `check`, as (start, end); None when there is none."""
-    bounds = [0] + [i + 1 for i, c in enumerate(s) if c in " -"]
-    groups = [(a, (b - 1) if b else len(s)) for a, b in zip(bounds, bounds[1:] + [0])]  # (start, end) per group
-    best = None
-    for i, (a, _) in enumerate(groups):
-        for start, b in groups[i:]:
-            if b - start < 3:  # card numbers are written in groups of 3-6 digits, not "1 2 3 4 ..."
-                break
-            if sum(ch.isdigit() for ch in s[a:b]) > max_digits:
-                break
-            if (best is None or b - a > best[1] - best[0]) and check(s[a:b]):
-                best = (a, b)
-    return best
-
-
-def _replace_spans(s: str, check, placeholder: str) -> tuple[str, int]:
-    """Every passing span of `s` (see _passing_span) replaced, longest first, and how many."""
-    span = _passing_span(s, check)
-    if span is None:
-        return s, 0
-    left, n_left = _replace_spans(s[:span[0]], check, placeholder)
-    right, n_right = _replace_spans(s[span[1]:], check, placeholder)
-    return left + placeholder + right, 1 + n_left + n_right
-
-
-def scrub_pii(text: str) -> tuple[str, list[str]]:
-    """Replace personal data by placeholders; returns the text and the kinds found (pii_email, pii_phone, ...)."""
-    found: list[str] = []
-    if "@" in text:
-        text, n = _sub(_EMAIL, text, "<EMAIL>")
-        if n:
-            found.append("pii_email")
-    n4 = n6 = 0
-    if _NUMBER_GATE.search(text):
-        for kind, pattern, placeholder, check in (
-            ("pii_id", _CN_ID, "<ID>", _id_ok),
-            ("pii_card", _CARD, "<CARD>", _card_ok),
-            ("pii_phone", _PHONE, "<PHONE>", _phone_ok),
-        ):
-            text, n = _sub(pattern, text, placeholder, check, spans=kind == "pii_card")
-            if n:
-                found.append(kind)
-        text, n4 = _sub(_IPV4, text, "<IP>")
-    if text.count(":") >= 2:
-        text, n6 = _sub(_IPV6, text, "<IP>", _ipv6_ok)
-    if n4 or n6:
-        found.append("pii_ip")
-    return text, found
-
-
 # ----------------------------------------------------------------------------- junk
 
 
@@ -342,17 +198,27 @@ def top_char_ratio(text: str) -> float:
         for c in " \n\t":
             counts.pop(c, None)
         return max(counts.values(), default=0) / n
-    # long texts: code points counted in numpy (~3x faster than a Counter)
-    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    cps = cps[(cps != 32) & (cps != 10) & (cps != 9)]
-    return int(np.unique(cps, return_counts=True)[1].max()) / n
+    # long texts: code points counted in numpy (~3x faster than a Counter), in pieces of _COUNT_PIECE characters
+    # so that a huge text needs 4 bytes per character of one piece, not of the whole text
+    total: Counter = Counter()
+    for i in range(0, len(text), _COUNT_PIECE):
+        cps = np.frombuffer(text[i:i + _COUNT_PIECE].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        values, counts = np.unique(cps, return_counts=True)
+        total.update(dict(zip(values.tolist(), counts.tolist())))
+    for cp in (32, 10, 9):
+        total.pop(cp, None)
+    return max(total.values(), default=0) / n
+
+
+_COUNT_PIECE = 1 << 20
 
 
 # ----------------------------------------------------------------------------- one text
 
 
-def clean_text(text: str, cfg: CleanConfig) -> tuple[str | None, list[str], str | None]:
-    """(cleaned text or None when removed, names of the steps that changed it, the filter that removed it)."""
+def normalise(text: str, cfg: CleanConfig) -> tuple[str, list[str]]:
+    """The normalising steps of cleaning (NFKC, control characters, HTML, whitespace, as `cfg` switches them):
+    (the text, names of the steps that changed it)."""
     changes: list[str] = []
     steps = (
         (cfg.nfkc, "nfkc", lambda t: nfkc(t, cfg.keep_cjk_punct)),
@@ -366,6 +232,12 @@ def clean_text(text: str, cfg: CleanConfig) -> tuple[str | None, list[str], str 
             if new != text:
                 changes.append(name)
                 text = new
+    return text, changes
+
+
+def clean_text(text: str, cfg: CleanConfig) -> tuple[str | None, list[str], str | None]:
+    """(cleaned text or None when removed, names of the steps that changed it, the filter that removed it)."""
+    text, changes = normalise(text, cfg)
     if cfg.scrub_pii:
         text, found = scrub_pii(text)
         changes.extend(found)
@@ -404,7 +276,28 @@ def clean_message(text: str, cfg: CleanConfig) -> tuple[str, list[str]]:
 # ----------------------------------------------------------------------------- many texts, counted
 
 
-def _snippet(text: str, limit: int = 200) -> str:
+SNIPPET = 200  # characters of a text a report quotes
+# Characters no personal value can contain in any form the scrubber reads, and that HTML stripping never joins
+# across (tests/test_data_clean.py checks them): a text cut just before one is scrubbed as in the whole text.
+_HARD_STOP = re.compile("[\n,!?\"|\\\\{}\\[\\]^~`\u3001-\u303f\u4e00-\u9fff]")
+
+
+def quoted(text: str, cfg: CleanConfig, limit: int = SNIPPET) -> str:
+    """`text` as a report may quote it (an example of a filter, a skip reason): at most `limit` characters, and
+    no value that the scrubber would replace in the cleaned text, nor a part of one.
+
+    Scrubbing (when cfg scrubs) reads the folded view of the text (owngpt/data/pii.py), so a value that only
+    normalising reveals (`１３８１２３４５６７８`, `carol\\u200b@example.org`) is replaced in the raw text too. What the
+    quote would become if cleaned is then scrubbed once more: should cleaning reveal a value even so (a value
+    split by HTML tags), the quote is the cleaned text instead. Only the head of a huge text is read: up to the
+    first character no value can contain after 2 × `limit` characters (a cut there changes no match)."""
+    if cfg.scrub_pii:
+        stop = _HARD_STOP.search(text, 2 * limit)
+        head = text if stop is None else text[:stop.start()]
+        text = scrub_pii(head)[0]
+        cleaned = normalise(text, cfg)[0]
+        if cleaned != text and scrub_pii(cleaned)[1]:
+            text = scrub_pii(normalise(head, cfg)[0])[0]
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -434,9 +327,8 @@ class Cleaner:
         return self.filters[name]
 
     def shown(self, text: str) -> str:
-        """`text` as a report may quote it: scrubbed first (when scrubbing is on), then cut to a snippet, so a
-        report never holds a personal value the cleaned data does not (nor half of one)."""
-        return _snippet(scrub_pii(text)[0] if self.cfg.scrub_pii else text)
+        """`text` as a report may quote it: see quoted()."""
+        return quoted(text, self.cfg)
 
     def note(self, name: str, loc: str, before: str, after: str | None) -> None:
         """Count one change (after is a string) or removal (after is None) by filter `name`. Examples are built

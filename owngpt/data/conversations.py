@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from owngpt.data.clean import CleanConfig, Cleaner, scrub_pii
+from owngpt.data.clean import CleanConfig, Cleaner, quoted
 from owngpt.data.corpus import is_prepared, read_split, refuse_unfinished
 from owngpt.data.raw import cleaned, cleaning_summary
 from owngpt.data.records import Conversation, Skip, reason_kind
@@ -65,7 +65,7 @@ class ConversationSet:
             self.locs.append(loc)
 
     def summary(self) -> dict:
-        problems = [(loc, scrub_pii(r)[0]) for loc, r in self.problems]  # a reason may quote a value
+        problems = [(loc, quoted(r, CleanConfig())) for loc, r in self.problems]  # a reason may quote a value
         reasons = Counter(reason_kind(r) for _, r in problems)
         return {
             "conversations": len(self.conversations),

@@ -4,7 +4,8 @@ A finished folder holds docs/{split}.jsonl ({"id", "source", "text"}), conversat
 "source", "messages"}), tokenizer/, tokens/, report.json and, written last, manifest.json (owngpt/data/prepare.py).
 So manifest.json is what makes a folder prepared: a run that failed or was interrupted leaves the rest without it.
 Such an unfinished folder is neither prepared data nor raw input (read as raw files it would mix train, val and
-test), and the readers here refuse it with a message that says to re-run prepare.
+test), and the readers here refuse it with a message that says to re-run prepare. Both tests (`is_prepared`,
+`is_unfinished`) live in owngpt/data/prepared.py, shared with the input walker.
 
 `corpus_texts` gives training text for a tokenizer from a prepared folder or from raw sources.
 """
@@ -16,34 +17,21 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from owngpt.data.clean import Cleaner
+from owngpt.data.prepared import KINDS, is_prepared, is_unfinished
 from owngpt.data.raw import cleaned
-from owngpt.data.records import Conversation, Document
+from owngpt.data.records import Conversation, Document, Skip
+from owngpt.data.report import Report
 from owngpt.data.sources import read_sources
 from owngpt.errors import OwnGPTError
 
-KINDS = ("docs", "conversations")
 FIELDS = {"docs": "text", "conversations": "messages"}  # the field every line of that kind has
-
-
-def is_prepared(path: str | Path) -> bool:
-    """True for a folder that `owngpt prepare` finished: manifest.json (written last) beside docs/ or conversations/."""
-    p = Path(path)
-    return (p / "manifest.json").is_file() and ((p / "docs").is_dir() or (p / "conversations").is_dir())
-
-
-def is_unfinished(path: str | Path) -> bool:
-    """True for what a failed or interrupted `owngpt prepare` left: report.json and docs/ or conversations/,
-    but no manifest.json."""
-    p = Path(path)
-    return (p / "report.json").is_file() and not (p / "manifest.json").is_file() and \
-        ((p / "docs").is_dir() or (p / "conversations").is_dir())
 
 
 def refuse_unfinished(path: str | Path) -> None:
     """OwnGPTError when `path` is an unfinished prepare folder (see is_unfinished); nothing otherwise."""
     if is_unfinished(path):
-        raise OwnGPTError(f"{path} is an unfinished `owngpt prepare` folder: it has report.json but no manifest.json "
-                          "(the run failed or was interrupted, see its report.json); run `owngpt prepare` again")
+        raise OwnGPTError(f"{path} is an unfinished `owngpt prepare` folder: it has no manifest.json (the run failed "
+                          "or was interrupted; see its report.json if there is one); run `owngpt prepare` again")
 
 
 class PreparedLine(NamedTuple):
@@ -112,24 +100,29 @@ def _line_texts(kind: str, record: dict[str, Any] | None) -> list[str] | None:
 
 
 def corpus_texts(spec_or_prepared_dir: str | Path | Sequence[str | Path], *, split: str = "train",
-                 cleaner: Cleaner | None = None, exclude: Sequence[str | Path] = ()) -> Iterator[str]:
+                 cleaner: Cleaner | None = None, report: Report | None = None,
+                 exclude: Sequence[str | Path] = ()) -> Iterator[str]:
     """Training text for a tokenizer: from a folder written by `owngpt prepare` (its `split`: documents' text and
     the message contents of its conversations), or else from raw sources via owngpt.data.sources.read_sources,
-    cleaned and scrubbed as prepare does (owngpt/data/raw.py; counted in `cleaner`): documents' text and
-    conversations' message contents; skipped records are left out. `exclude`: folders never read (the output)."""
+    cleaned and scrubbed as prepare does (owngpt/data/raw.py; counted in `cleaner`, or in `report`'s cleaner):
+    documents' text and conversations' message contents. Skipped records (and the inputs the walker left out:
+    pipes, broken links, other file types) are counted in `report` as prepare counts them, or else left out.
+    `exclude`: folders never read (the output)."""
     specs = [spec_or_prepared_dir] if isinstance(spec_or_prepared_dir, (str, Path)) else list(spec_or_prepared_dir)
     if len(specs) == 1 and is_prepared(specs[0]):
         return split_texts(specs[0], split)  # a generator: files are checked when the first text is asked for
     for spec in specs:
         refuse_unfinished(spec)
     records = read_sources([str(s) for s in specs], exclude=exclude)  # raises now for a missing path or builtin
-    return _record_texts(cleaned(records, cleaner))
+    return _record_texts(cleaned(records, report.cleaner if report is not None else cleaner), report)
 
 
-def _record_texts(records: Iterable[Any]) -> Iterator[str]:
+def _record_texts(records: Iterable[Any], report: Report | None) -> Iterator[str]:
     for r in records:
         if isinstance(r, Document):
             yield r.text
         elif isinstance(r, Conversation):
             for m in r.messages:
                 yield m["content"]
+        elif isinstance(r, Skip) and report is not None:
+            report.skip(r)

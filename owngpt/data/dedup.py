@@ -21,6 +21,7 @@ Not handled: semantic duplicates (paraphrases), duplicated passages inside other
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,19 +30,39 @@ import numpy as np
 
 # A normalised text longer than this is MinHashed alone, in pieces of this many characters (bounded memory).
 HUGE_CHARS = 1 << 20
+_SPACE = re.compile(r"\s")  # what str.split() splits at
 _EMPTY = np.iinfo(np.uint32).max  # a one-permutation bin no k-gram fell into
 
+
 def normalise_for_dedup(text: str) -> str:
-    """Case-folded, whitespace collapsed to single spaces: 'Hello  World\\n' and 'hello world' are the same."""
-    return " ".join(text.casefold().split())
+    """Case-folded, whitespace collapsed to single spaces: 'Hello  World\\n' and 'hello world' are the same.
+    A text over HUGE_CHARS is done in pieces cut at whitespace (the same result): split() of a whole 20 MB line
+    held ~17 bytes per character in word strings."""
+    if len(text) <= HUGE_CHARS:
+        return " ".join(text.casefold().split())
+    parts = []
+    start = 0
+    while start < len(text):
+        end = start + HUGE_CHARS
+        if end < len(text):  # cut after the next whitespace character (none: the rest is one word)
+            m = _SPACE.search(text, end)
+            end = m.end() if m is not None else len(text)
+        piece = " ".join(text[start:end].casefold().split())
+        if piece:
+            parts.append(piece)
+        start = end
+    return " ".join(parts)
 
 
 def text_key(text: str, normalised: bool = False) -> int:
     """64-bit key of the normalised text (blake2b); equal for texts that differ only in case and spacing.
-    normalised=True: `text` is normalise_for_dedup's output already."""
+    normalised=True: `text` is normalise_for_dedup's output already. Hashed in pieces of HUGE_CHARS characters
+    (the same digest), so a huge text is not encoded whole."""
     norm = text if normalised else normalise_for_dedup(text)
-    digest = hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    h = hashlib.blake2b(digest_size=8)
+    for i in range(0, len(norm), HUGE_CHARS):
+        h.update(norm[i:i + HUGE_CHARS].encode("utf-8", "surrogatepass"))
+    return int.from_bytes(h.digest(), "little")
 
 
 class HashSet64:

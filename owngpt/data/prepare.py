@@ -51,7 +51,7 @@ from owngpt.data.sources import read_sources
 from owngpt.data.split import SPLITS, parse_ratios, tail_cut, unit_hash
 from owngpt.data.workers import SERIAL_BYTES, cleaned_records, default_workers, start_pool
 from owngpt.errors import OwnGPTError
-from owngpt.io import TMP_SUFFIX, atomic_write_text, fsync_tree, publish_dir
+from owngpt.io import TMP_SUFFIX, atomic_write_text, fsync_tree, output_dir, publish_dir
 from owngpt.tokenizer import Tokenizer, train_bpe, train_char
 
 
@@ -103,9 +103,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     sources = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
     if not sources:
         raise OwnGPTError("no sources given: name files, folders, globs or builtin:NAME corpora")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OwnGPTError(f"--out {out} is a file, not a folder: name a new or existing folder for the prepared data")
+    out = output_dir(out, create=False)  # a file there is a one-line error before any work
     given_tok = Tokenizer.load(cfg.tokenizer) if cfg.tokenizer else None
     # The output folder may lie inside an input folder (`owngpt prepare . --out data`): it is never read as input.
     records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
@@ -157,7 +155,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
 
 def _start_rewrite(out: Path) -> None:
     """From here on the folder is being rewritten: make sure it cannot look complete until the manifest is back."""
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out)
     (out / "manifest.json").unlink(missing_ok=True)
     remove_stale_temps(out)
     shutil.rmtree(out / f"tokenizer{TMP_SUFFIX}", ignore_errors=True)

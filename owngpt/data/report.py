@@ -65,6 +65,14 @@ class Report:
         }
 
 
+def skip_lines(skips: dict[str, Any], listed: int = 5) -> list[str]:
+    """A report's skips as the terminal shows them: the count by reason, then the first `listed` with file:line."""
+    if not skips["count"]:
+        return []
+    by_reason = ", ".join(f"{k} ({v})" for k, v in skips["by_reason"].items())
+    return [f"skipped {skips['count']} records: {by_reason}"] + [f"  {line}" for line in skips["listed"][:listed]]
+
+
 def check_accounting(report: dict[str, Any]) -> None:
     """Raise AssertionError unless every record is accounted for (used by tests and at the end of prepare)."""
     for name, s in list(report["sources"].items()) + [("total", report["total"])]:

@@ -10,8 +10,9 @@ they agree on what was read. The rules:
 - Symbolic links to folders are followed, each real folder read once: a link back into a folder already read
   (a loop, or a second way to the same folder) is reported instead of read again.
 - Folders given in `exclude` (the run's own output folder) are reported and not entered, and so is any folder
-  `owngpt prepare` wrote (manifest.json beside docs/ or conversations/): its docs/*.jsonl read as raw input
-  would mix another run's train, val and test splits into this one.
+  `owngpt prepare` wrote, finished or not (owngpt/data/prepared.py: manifest.json, or report.json, `*.jsonl.tmp`
+  split files or tokens/, beside docs/ or conversations/): its docs/*.jsonl read as raw input would mix another
+  run's train, val and test splits into this one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from glob import glob
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
+from owngpt.data.prepared import prepare_output
 from owngpt.errors import OwnGPTError
 
 
@@ -54,11 +56,6 @@ def _unreadable(path: Path) -> str | None:
     return f"not a regular file ({kind})"
 
 
-def is_prepared_output(folder: Path) -> bool:
-    """A folder `owngpt prepare` wrote (the same test as owngpt.data.corpus.is_prepared)."""
-    return (folder / "manifest.json").is_file() and ((folder / "docs").is_dir() or (folder / "conversations").is_dir())
-
-
 def _real(path: Path) -> str:
     return os.path.realpath(path)
 
@@ -72,8 +69,11 @@ def _walk(folder: Path, excluded: set[str]) -> Iterator[Entry]:
         if real in excluded:
             yield Entry(d, "the output folder of this run (left out)", folder)
             return
-        if d != folder and is_prepared_output(d):
-            yield Entry(d, "a folder written by `owngpt prepare` (left out: it holds another run's splits)", folder)
+        state = prepare_output(d) if d != folder else None
+        if state is not None:
+            what = "a folder written by `owngpt prepare`" if state == "finished" else \
+                "an unfinished `owngpt prepare` folder"
+            yield Entry(d, f"{what} (left out: it holds another run's splits)", folder)
             return
         if real in seen:
             yield Entry(d, "symbolic link to a folder already read (left out)", folder)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from owngpt.config import ModelConfig
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write, atomic_write_text
+from owngpt.io import atomic_write, atomic_write_text, output_dir
 from owngpt.model.gpt import GPT
 
 # nn.Linear in owngpt, Conv1D in HF: these weights are transposed in both directions
@@ -165,8 +165,7 @@ def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     where owngpt's does."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_dir(directory)
     state = hf_state_from_gpt(model)
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight")  # shared with wte: safetensors refuses shared tensors, HF re-ties it

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write_text
+from owngpt.io import atomic_write_text, output_dir
 from owngpt.lang import language
 
 SPECIAL_TOKENS = [
@@ -272,8 +272,7 @@ class Tokenizer:
 
     def save(self, directory: str | Path) -> Path:
         """Write tokenizer.json (Hugging Face format, loadable by `tokenizers`) and tokenizer_meta.json."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        d = output_dir(directory)
         atomic_write_text(d / "tokenizer.json", json.dumps(self.spec, ensure_ascii=False, indent=1) + "\n")
         atomic_write_text(d / "tokenizer_meta.json", json.dumps(self.meta(), ensure_ascii=False, indent=2) + "\n")
         return d

@@ -29,7 +29,7 @@ from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint, save_ch
 from owngpt.checkpoint.meta import make_meta
 from owngpt.config import TrainConfig, parse_duration
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write_text
+from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.registry import arch_of, config_dict
 from owngpt.runtime import autocast, capture_rng_state, configure, restore_rng_state
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
@@ -462,8 +462,7 @@ def fit(
     weights_filter(name) selects which parameters checkpoints hold (LoRA: only the adapters).
     echo(line), when given, is told what the run does before its first step: which checkpoint it resumes from.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = output_dir(run_dir)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True))
     trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet,
                        echo)

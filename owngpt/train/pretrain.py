@@ -17,6 +17,7 @@ from owngpt.config import RunConfig, to_dict
 from owngpt.data.loader import TokenBatches
 from owngpt.data.shards import read_manifest
 from owngpt.errors import OwnGPTError
+from owngpt.io import output_dir
 from owngpt.runtime import resolve_device
 from owngpt.train.loop import FitResult, fit
 
@@ -80,6 +81,7 @@ def setup(run_config: RunConfig):
 
 def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str], None] = print) -> FitResult:
     """Train a GPT from scratch on run_config.train.data; everything lands in run_config.train.out_dir."""
+    output_dir(run_config.train.out_dir, create=False)  # a file there is a one-line error before any work
     run_config, model, tok, train, val = setup(run_config)
     cfg = run_config.train
     echo(describe_model(model, run_config.model.block_size))

@@ -21,7 +21,7 @@ from owngpt.data.corpus import is_prepared
 from owngpt.data.loader import PackedBatches
 from owngpt.data.raw import describe
 from owngpt.errors import OwnGPTError
-from owngpt.io import atomic_write_text
+from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.lora import LoRAConfig
 from owngpt.runtime import resolve_device
 
@@ -163,7 +163,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
 
     if not cfg.base:
         raise OwnGPTError("sft needs a base checkpoint: --base RUN_OR_CHECKPOINT (from `owngpt pretrain`)")
-    run_dir = Path(train_cfg.out_dir)
+    run_dir = output_dir(train_cfg.out_dir, create=False)  # a file there is a one-line error before any work
     device = resolve_device(train_cfg.device)
     model, meta, tok = load_model(cfg.base, device="cpu")
     if tok is None:
@@ -195,7 +195,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
         report["lora"] = asdict(cfg.lora)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     report["trainable_parameters"] = n_train
-    run_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(run_dir)
     atomic_write_text(run_dir / "sft_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     model.to(device)
     # `chat` is what `owngpt chat` reads to use the same system prompt the model was fine-tuned with.
