@@ -2,10 +2,11 @@
 serving the same requests one at a time (1 client) in the same run; p50/p95 time to first token and between
 streamed chunks (inter-token latency).
 
-The server runs as its own process (`python -m owngpt serve`, the CLI users run); the clients are the official
-`openai` package's AsyncOpenAI in this process. Every level sends the same requests (the same conversations and
-seeds, so the same replies: a seeded request does not depend on what shares its batch), pulled from one queue by
-N clients. Models: a chat run (default runs/quickstart/chat, the quickstart's model) and a GPT-2-124M-shaped model
+The server runs as its own process (`python -m owngpt serve`, the CLI users run); the clients are a minimal
+HTTP/1.1 SSE reader on asyncio in this process (the `openai` package builds a pydantic object per chunk, CPU that
+would be taken from the server on a 2-core machine; tests/test_serve_openai.py covers that client). Every level
+sends the same requests (the same conversations and seeds, so the same replies: a seeded request does not depend
+on what shares its batch), pulled from one queue by N clients. Models: a chat run (default runs/quickstart/chat, the quickstart's model) and a GPT-2-124M-shaped model
 with random weights (the run's tokenizer, or a character one).
 
     python benchmarks/bench_serve.py [--run runs/quickstart/chat] [--no-124m] [--requests 64] [--max-tokens 64]
@@ -90,40 +91,74 @@ def start_server(run: Path, max_batch: int, threads: int) -> tuple[subprocess.Po
             time.sleep(0.2)
 
 
-async def one(client, model: str, i: int, max_tokens: int, stats: dict) -> None:
-    sent = time.perf_counter()
-    last = None
-    stream = await client.chat.completions.create(
-        model=model, stream=True, max_tokens=max_tokens, seed=i, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}])
-    async with stream:
-        async for chunk in stream:
-            now = time.perf_counter()
-            if chunk.usage is not None:
-                stats["tokens"] += chunk.usage.completion_tokens
-            if any(ch.delta.content for ch in chunk.choices):
-                if last is None:
-                    stats["ttft"].append(now - sent)
-                else:
-                    stats["itl"].append(now - last)
-                last = now
+async def sse_events(url: str, path: str, body: dict):
+    """POST `body` as JSON and yield each server-sent event's data (str) as it arrives."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    payload = json.dumps(body).encode()
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+    await writer.drain()
+    status = await reader.readline()
+    assert b" 200 " in status, status
+    chunked = False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        chunked |= line.lower().startswith(b"transfer-encoding: chunked")
+    buffer = b""
+    try:
+        while True:
+            if chunked:
+                size = int((await reader.readline()).strip() or b"0", 16)
+                if size == 0:
+                    break
+                data = await reader.readexactly(size + 2)  # the chunk and its CRLF
+                buffer += data[:-2]
+            else:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buffer += data
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                if event.startswith(b"data: "):
+                    yield event[6:].decode()
+    finally:
+        writer.close()
+
+
+async def one(url: str, model: str, i: int, max_tokens: int, stats: dict) -> None:
+    body = {"model": model, "stream": True, "max_tokens": max_tokens, "seed": i,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+    sent, last = time.perf_counter(), None
+    async for data in sse_events(url, "/v1/chat/completions", body):
+        now = time.perf_counter()
+        if data == "[DONE]":
+            break
+        event = json.loads(data)
+        if event.get("usage"):
+            stats["tokens"] += event["usage"]["completion_tokens"]
+        if any(ch.get("delta", {}).get("content") for ch in event["choices"]):
+            if last is None:
+                stats["ttft"].append(now - sent)
+            else:
+                stats["itl"].append(now - last)
+            last = now
 
 
 async def level(url: str, model: str, clients: int, requests: int, max_tokens: int) -> dict:
-    import openai
-
     stats = {"tokens": 0, "ttft": [], "itl": []}
     queue: asyncio.Queue = asyncio.Queue()
     for i in range(requests):
         queue.put_nowait(i)
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600) as client:
-        async def worker() -> None:
-            while not queue.empty():
-                await one(client, model, queue.get_nowait(), max_tokens, stats)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        stats["wall"] = time.perf_counter() - start
+    async def worker() -> None:
+        while not queue.empty():
+            await one(url, model, queue.get_nowait(), max_tokens, stats)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    stats["wall"] = time.perf_counter() - start
     return stats
 
 

@@ -97,13 +97,17 @@ def _left_padded(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[t
 class Runner:
     """Feeds the rows of a batch to the model, one token per row per step, with a KV cache or (use_cache=False,
     the reference) rerunning the whole sequence every step. Rows `join` in groups and leave through `keep`.
-    `capacity` is the KV cache's first length (it grows up to the context when a row needs more)."""
+    `capacity` is the KV cache's first length (default: what the first rows need, at least FIRST_CAPACITY); it
+    doubles, up to the context, when a row needs more. Joins and leaves copy the cache, so a cache only as long
+    as the rows need keeps them cheap."""
+
+    FIRST_CAPACITY = 64
 
     def __init__(self, model, use_cache: bool = True, capacity: int | None = None) -> None:
         self.model, self.use_cache = model, use_cache
         self.device = device_of(model)
         self.block = model.cfg.block_size
-        self.capacity = min(self.block, capacity or self.block)
+        self.capacity = min(self.block, capacity or self.FIRST_CAPACITY)
         self._empty()
 
     def _empty(self) -> None:

@@ -288,22 +288,22 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
         texts, ends = [[] for _ in range(job.rows)], [None] * job.rows
         try:
             while True:
-                item = await job.next(1.0)
-                if item == "idle":
+                items = await job.next(1.0)
+                if items is None:
                     if await request.is_disconnected():
                         job.cancel()
                         return [], []
                     continue
-                if item is None:
-                    break
-                if isinstance(item, APIError):
-                    raise item
-                for u in item:
-                    texts[u.index].append(strips[u.index].feed(u.text) if strip else u.text)
-                    ends[u.index] = u.end or ends[u.index]
+                for item in items:
+                    if item is None:
+                        return ["".join(t) for t in texts], ends
+                    if isinstance(item, APIError):
+                        raise item
+                    for u in item:
+                        texts[u.index].append(strips[u.index].feed(u.text) if strip else u.text)
+                        ends[u.index] = u.end or ends[u.index]
         finally:
             job.cancel()
-        return ["".join(t) for t in texts], ends
 
     async def stream(job: Job, req: ParsedRequest, head: dict, *, chat: bool) -> AsyncIterator[str]:
         """Server-sent events as OpenAI sends them, ending in `data: [DONE]`; SSE comments keep a quiet stream
@@ -328,23 +328,29 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
                 yield event([choice(i, None, role=True) for i in range(job.rows)])
             elif req.echo:
                 yield event([choice(i, req.prompts[i // req.n]) for i in range(job.rows)])
-            while True:
-                item = await job.next(cfg.keep_alive_s)
-                if item == "idle":
+            done = False
+            while not done:
+                items = await job.next(cfg.keep_alive_s)
+                if items is None:
                     yield ": keep-alive\n\n"
                     continue
-                if item is None:
-                    break
-                if isinstance(item, APIError):  # headers are sent: the error goes as an event, as OpenAI's streams do
-                    yield "data: " + json.dumps(item.body(), ensure_ascii=False) + "\n\n"
-                    return
-                for u in item:
-                    text = strips[u.index].feed(u.text) if chat else u.text
-                    if text:
-                        yield event([choice(u.index, text)])
-                    if u.end is not None:
-                        ends[u.index] = u.end
-                        yield event([choice(u.index, None, _finish(u.end))])
+                out = []  # everything that has arrived goes out in one write
+                for item in items:
+                    if item is None:
+                        done = True
+                        break
+                    if isinstance(item, APIError):  # headers are sent: the error goes as an event, as OpenAI's do
+                        yield "".join(out) + "data: " + json.dumps(item.body(), ensure_ascii=False) + "\n\n"
+                        return
+                    for u in item:
+                        text = strips[u.index].feed(u.text) if chat else u.text
+                        if text:
+                            out.append(event([choice(u.index, text)]))
+                        if u.end is not None:
+                            ends[u.index] = u.end
+                            out.append(event([choice(u.index, None, _finish(u.end))]))
+                if out:
+                    yield "".join(out)
             if req.include_usage:
                 yield event([], usage=usage(job, ends))
             yield "data: [DONE]\n\n"

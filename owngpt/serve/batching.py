@@ -70,12 +70,17 @@ class Job:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancelled = True
 
-    async def next(self, timeout: float | None = None) -> Any:
-        """The next item (a list of Update, an APIError, or None at the end); "idle" when `timeout` passes first."""
+    async def next(self, timeout: float | None = None) -> list[Any] | None:
+        """The items that have arrived (each a list of Update, an APIError, or None at the end), waiting for the
+        first; None when `timeout` passes first. Taking all that is there lets a busy stream write several steps
+        at once."""
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            items = [await asyncio.wait_for(self.queue.get(), timeout)]
         except asyncio.TimeoutError:
-            return "idle"
+            return None
+        while not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
 
 
 class Scheduler:
