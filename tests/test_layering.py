@@ -12,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "owngpt"
 # The stages in the order data flows through them: a module may import from its own stage or an earlier one.
-STAGES = ["errors", "lazy", "lang", "io", "console", "config", "runtime", "tokenizer", "data", "persona", "model", "checkpoint", "train",
-          "generate", "chat", "evaluate", "export", "serve", "pipeline", "cli", "__main__"]
+STAGES = ["errors", "allocator", "lazy", "lang", "io", "console", "config", "runtime", "tokenizer", "data", "persona", "model", "checkpoint", "train",
+          "generate", "chat", "evaluate", "export", "serve", "pipeline", "clone", "cli", "__main__"]
 MAX_LINES = 500
 
 

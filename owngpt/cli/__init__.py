@@ -32,6 +32,7 @@ def _register() -> None:
     a renamed or broken module fails here loudly instead of its verb silently vanishing."""
     # in pipeline order, the order `owngpt --help` lists them in
     import owngpt.cli.data  # noqa: F401
+    import owngpt.cli.persona  # noqa: F401
     import owngpt.cli.tokenizer  # noqa: F401
     import owngpt.cli.train  # noqa: F401
     import owngpt.cli.sft  # noqa: F401
@@ -41,12 +42,16 @@ def _register() -> None:
     import owngpt.cli.evaluate  # noqa: F401
     import owngpt.cli.serve  # noqa: F401
     import owngpt.cli.quickstart  # noqa: F401
+    import owngpt.cli.clone  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; print OwnGPTError and running out of GPU memory as one line (traceback only with
     --debug), and click's usage errors as click prints them."""
     _register()
+    from owngpt.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before any tensor exists: no step pays the allocator's unmap-and-fault again
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

@@ -25,6 +25,7 @@ from typing import Any, Collection, Sequence
 
 import torch
 
+from owngpt.allocator import keep_freed_memory
 from owngpt.generate.moderation import ContentFilter
 from owngpt.generate.processors import LogitsChain, never_sampled, uniforms_for
 from owngpt.generate.runner import Runner, device_of, inference, prepare_prompts, step_limit
@@ -85,6 +86,7 @@ class DecodeBatch:
     available and keeps ids outside its vocabulary (and <|pad|>, <|reserved_*|>) from being sampled."""
 
     def __init__(self, model, tokenizer=None, *, use_cache: bool = True, capacity: int | None = None) -> None:
+        keep_freed_memory()  # decoding steps reuse freed memory instead of faulting it in again
         self.model, self.tokenizer = model, tokenizer
         self.device = device_of(model)
         self.runner = Runner(model, use_cache, capacity)

@@ -28,6 +28,7 @@ from torch import nn
 from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint, save_checkpoint
 from owngpt.checkpoint.meta import make_meta
 from owngpt.config import TrainConfig, parse_duration
+from owngpt.allocator import keep_freed_memory
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.registry import arch_of, config_dict
@@ -462,6 +463,7 @@ def fit(
     weights_filter(name) selects which parameters checkpoints hold (LoRA: only the adapters).
     echo(line), when given, is told what the run does before its first step: which checkpoint it resumes from.
     """
+    keep_freed_memory()  # a library caller gets the CLI's allocator setting too
     run_dir = output_dir(run_dir)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True))
     trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet,
