@@ -87,6 +87,15 @@ def _script(session, lines: Iterable[str], as_json: bool) -> bool:
     return ok
 
 
+def offer_chat(chat_dir: str, *, seed: int | None = None, start: bool = True) -> None:
+    """After a run that made a chat model: how to talk to it later, then (when `start` and at a terminal) the chat."""
+    typer.echo(f"\nYour chat model is in {chat_dir}. Talk to it any time with:  owngpt chat {chat_dir}")
+    if start and sys.stdin.isatty() and sys.stdout.isatty():
+        from owngpt.chat import ChatSession
+
+        run_interactive(ChatSession.from_checkpoint(chat_dir, seed=seed))
+
+
 def run_interactive(session) -> None:
     from rich.text import Text
 

@@ -6,16 +6,19 @@ from typing import List, Optional
 
 import typer
 
-from owngpt.cli import app
+from owngpt.cli import app, options
 
 data_app = typer.Typer(help="Data helpers: list the built-in corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
-@app.command(help="Read SOURCES (files, folders, globs, chitchat:FILE, builtin:NAME), clean, deduplicate, split and "
-             "tokenize them into DIR (docs/, conversations/, tokenizer/, tokens/, manifest.json, report.json).")
+@app.command(help="Read SOURCES (files, folders, globs, chitchat:FILE, builtin:NAME, chat exports), clean, deduplicate, "
+             "split and tokenize them into DIR (docs/, conversations/, tokenizer/, tokens/, manifest.json, "
+             "report.json). Chat exports (WeChat, QQ, Telegram, WhatsApp) become conversations in which your "
+             "messages (--me) are the assistant's turns.")
 def prepare(
-    sources: List[str] = typer.Argument(..., help="Files, folders, globs (quoted), chitchat:FILE or builtin:NAME."),
+    sources: List[str] = typer.Argument(..., help="Files, folders, globs (quoted), chitchat:FILE, builtin:NAME, or chat "
+                                        "exports (wechat:FILE, qq:FILE, telegram:FILE, whatsapp:FILE to force one)."),
     out: str = typer.Option(..., "--out", help="Output folder."),
     text_field: str = typer.Option("text", "--text-field", help="JSONL/JSON field holding a document's text."),
     text_column: str = typer.Option("text", "--text-column", help="CSV/TSV column holding a document's text."),
@@ -39,20 +42,35 @@ def prepare(
     workers: int = typer.Option(0, "--workers", help="Processes that clean and MinHash documents: 0 = one per CPU for inputs of 4 MB or more (Linux), 1 = none."),
     force: bool = typer.Option(False, "--force", help="Redo everything even if inputs and settings are unchanged."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars; only the summary."),
+    me: List[str] = options.me(),
+    session_gap: str = options.session_gap(),
+    groups: str = options.groups(),
+    date_order: str = options.date_order(),
+    block: Optional[str] = options.block(),
+    dry_run: bool = options.dry_run(),
 ) -> None:
+    from owngpt.data.chats.model import ChatOptions
     from owngpt.data.clean import CleanConfig
     from owngpt.data.prepare import PrepareConfig, prepare as run_prepare
     from owngpt.data.split import parse_ratios
 
+    chats = options.chat_options(me, session_gap, groups, date_order, block)
+    clean = CleanConfig(nfkc=not no_nfkc, keep_cjk_punct=not fold_punct, strip_html=strip_html,
+                        scrub_pii=not no_scrub, junk_filter=not no_junk, min_chars=min_chars, max_chars=max_chars)
+    if dry_run:
+        from owngpt.cli.clone import print_dry_run
+        from owngpt.data.chats.dryrun import dry_run as report_of
+
+        print_dry_run(report_of(list(sources), chats, clean))
+        return
     cfg = PrepareConfig(
-        clean=CleanConfig(nfkc=not no_nfkc, keep_cjk_punct=not fold_punct, strip_html=strip_html,
-                          scrub_pii=not no_scrub, junk_filter=not no_junk, min_chars=min_chars, max_chars=max_chars),
-        dedup=not no_dedup, near_dup_threshold=near_dup_threshold,
+        clean=clean, dedup=not no_dedup, near_dup_threshold=near_dup_threshold,
         split=(1.0 - tail, tail, 0.0) if tail is not None else parse_ratios(split),
         split_mode="tail" if tail is not None else "hash", tail=tail if tail is not None else 0.1,
         tokenizer=tokenizer, tokenizer_kind="char" if char else "bpe", vocab_size=vocab_size,
         text_field=text_field, text_column=text_column, split_blocks=split_blocks,
         conversations_as_text=conversations_as_text, max_documents=max_documents, workers=workers,
+        chats=chats if chats != ChatOptions() else None,
     )
     report = run_prepare(list(sources), out, cfg, progress=not quiet, force=force)
     print_report(report, out)

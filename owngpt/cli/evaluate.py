@@ -23,13 +23,19 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     device: str = options.device(),
+    style: bool = typer.Option(False, "--style", help="Does it sound like the data? Style of replies sampled at "
+                               "held-out points against the real replies there (length, emoji, punctuation, "
+                               "distinct-n, character 3-grams), with --base beside it."),
+    base: Optional[str] = typer.Option(None, "--base", help="With --style: another model (e.g. the pretrained base) "
+                                       "sampled and scored the same way, for comparison."),
+    me: List[str] = options.me(),
 ) -> None:
     from owngpt.chat.reply import load_reply_model
     from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
 
     chat_model = load_reply_model(checkpoint, adapter=adapter, device=device)
     model, tok = chat_model.model, chat_model.tokenizer
-    conversations = held_out_conversations(data, split)
+    conversations = held_out_conversations(options.owned(list(data), me), split)
     cfg = ChatEvalConfig(samples=samples, seed=seed)
     # replies get the system prompt the checkpoint was fine-tuned with, as in `owngpt chat`
     result = evaluate_chat(model, tok, conversations, cfg, system=chat_model.system)
@@ -42,6 +48,15 @@ def evaluate(
         p = load_persona(persona)
         result["persona"] = persona_recall(model, tok, p, lang, system=system_prompt(p, lang), cfg=cfg)
         typer.echo(f"name recall: {result['persona']['recall']:.0%} of {result['persona']['questions']} answers contain {p.name!r}")
+    if style:
+        from owngpt.cli.clone import print_style
+        from owngpt.evaluate.style import evaluate_style, style_config
+
+        models = {"model": chat_model}
+        if base:
+            models["base"] = load_reply_model(base, device=device, system=chat_model.system or "")
+        result["style"] = evaluate_style(models, conversations, style_config(samples, seed))
+        print_style(result["style"])
     if out:
         from owngpt.io import atomic_write_text
 

@@ -84,3 +84,62 @@ def max_new_tokens(default: int, note: str = "") -> Any:
 
 def seed(what: str = "Random seed (0 to 2**64 - 1): the same seed, settings and inputs give the same text.") -> Any:
     return typer.Option(None, "--seed", help=what)
+
+
+# ----------------------------------------------------------------------------- chat exports
+
+
+def me() -> Any:
+    return typer.Option([], "--me", help="Who you are in the chat exports: your display name or id (QQ number, "
+                        "Telegram user id); repeat it for several (your names on different apps). WeChat's is_sender "
+                        "and a Telegram full export mark your messages themselves.")
+
+
+def session_gap() -> Any:
+    return typer.Option("1h", "--session-gap", help="A silence longer than this starts a new conversation "
+                        "(e.g. 30m, 2h).")
+
+
+def groups() -> Any:
+    return typer.Option("names", "--groups", help="Group chats: names (the others' messages as 'Name: text' lines "
+                        "of the user turn), merge (without names) or skip (leave group chats out).")
+
+
+def date_order() -> Any:
+    return typer.Option("auto", "--date-order", help="Date order of WhatsApp exports: auto (from the file's dates), "
+                        "dmy, mdy or ymd.")
+
+
+def block() -> Any:
+    return typer.Option(None, "--block", help="A YAML list of words and regex patterns (words: [...], patterns: "
+                        "[...], the format of --moderation; 'default' for owngpt's list): every chat message that "
+                        "matches is dropped whole before training.")
+
+
+def dry_run() -> Any:
+    return typer.Option(False, "--dry-run", help="Chat exports: only report what would be trained on (counts, your "
+                        "share, what is left out, scrubbed examples); write and train nothing.")
+
+
+def chat_options(me: list[str], session_gap: str, groups: str, date_order: str, block: str | None):
+    """The chat-export options of a verb as ChatOptions (the block list loaded, mistakes named)."""
+    from owngpt.config import parse_duration
+    from owngpt.data.chats.model import ChatOptions, with_block_list
+    from owngpt.data.wordlist import load_word_list
+    from owngpt.generate.moderation import load_content_filter
+
+    opts = ChatOptions(me=tuple(x for x in me if x.strip()), session_gap=parse_duration(session_gap), groups=groups,
+                       date_order=date_order)
+    if not block:
+        return opts
+    words = load_content_filter(block) if block == "default" else load_word_list(block, "block list")
+    return with_block_list(opts, words)
+
+
+def owned(specs: list[str], me: list[str]) -> list[str]:
+    """Raw data specs carrying --me (`chat.txt?me=NAME`, read by owngpt/data/chats/); prepared folders and
+    built-in corpora as they are."""
+    from owngpt.data.chats.model import with_owner
+    from owngpt.data.corpus import is_prepared
+
+    return [s if not me or s.startswith("builtin:") or is_prepared(s) else with_owner(s, me) for s in specs]

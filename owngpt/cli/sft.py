@@ -15,7 +15,7 @@ def sft(
     data: List[str] = typer.Option(
         ["builtin:chitchat"], "--data",
         help="Conversations: a folder from `owngpt prepare`, a messages/ShareGPT JSONL, chitchat:FILE, "
-        "builtin:chitchat, builtin:chatterbot-en/zh. Repeat for several.",
+        "builtin:chitchat, builtin:chatterbot-en/zh, or a chat export (with --me). Repeat for several.",
     ),
     out: str = typer.Option("runs/sft", "--out", help="Run folder for checkpoints, metrics, plots and reports."),
     persona: Optional[str] = typer.Option(
@@ -32,6 +32,7 @@ def sft(
     lora_targets: str = typer.Option("c_attn,c_proj,c_fc", "--lora-targets", help="Comma-separated Linear names to adapt."),
     reverse: bool = typer.Option(False, "--reverse", help="Train the backward model (reply → context) for `chat --mmi`."),
     max_conversations: int = typer.Option(0, "--max-conversations", help="Use at most this many conversations (0 = all)."),
+    me: List[str] = options.me(),
     config: str = typer.Option("sft", "--config", help="Training preset name or YAML (its train: section is used)."),
     set_: List[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set train.lr=1e-4 (repeatable)."),
     steps: Optional[int] = options.steps(),
@@ -47,7 +48,7 @@ def sft(
     train_cfg = load_run_config(config, overrides).train
     adapters = LoRAConfig(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, targets=lora_targets) if lora else None
     cfg = SFTConfig(
-        base=base, data=list(data), persona=persona or "", identity_conversations=identity,
+        base=base, data=options.owned(list(data), me), persona=persona or "", identity_conversations=identity,
         identity_share=identity_share, lora=adapters, reverse=reverse, max_conversations=max_conversations,
     )
     result, report = run_sft(cfg, train_cfg, quiet=quiet, echo=typer.echo)

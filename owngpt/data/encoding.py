@@ -87,6 +87,23 @@ def detect_encoding(path: Path) -> str:
     return "binary" if junk > 0.3 * len(text) else "utf-8"
 
 
+def head_text(path: Path, size: int = 8192) -> str:
+    """The first `size` bytes of a file decoded as `detect_encoding` would judge them (BOM, UTF-8, else GB18030
+    that looks Chinese), for recognising a file's format cheaply; '' for a binary or undecodable start."""
+    with open(path, "rb") as f:
+        head = f.read(size)
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return _decodes(head[: len(head) // 2 * 2], "utf-16", False) or ""
+    head = head.removeprefix(codecs.BOM_UTF8)
+    if b"\0" in head:
+        return ""
+    for encoding in ("utf-8", "gb18030"):
+        text = _decodes(head, encoding, False)
+        if text is not None and (encoding == "utf-8" or looks_chinese(text)):
+            return text
+    return ""
+
+
 def file_encoding(path: Path, source: str) -> tuple[str, str] | Skip:
     """(encoding, loc mark) to read `path` with (see iter_lines), or Skip("binary file")."""
     encoding = detect_encoding(path)

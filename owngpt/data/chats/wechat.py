@@ -1,0 +1,112 @@
+"""WeChat chat history as PyWxDump exports it to CSV (the export WeClone reads):
+
+    id,MsgSvrID,type_name,is_sender,talker,room_name,msg,src,CreateTime
+    1,8812...,文本,0,wxid_abc123,wxid_abc123,在吗,,2023-05-01 20:15:02
+    2,8813...,文本,1,我,wxid_abc123,在的,,2023-05-01 20:15:40
+
+`is_sender=1` marks my messages (so --me is not needed); `room_name` is the chat (a contact's wxid, or
+`...@chatroom` for a group, where `talker` is who wrote); `CreateTime` is `YYYY-MM-DD HH:MM:SS` (or Unix seconds).
+Older PyWxDump versions write a `content` column (JSON holding `msg`) instead of `msg` and `src`; both are read.
+
+Kept: text (`文本`), and quote replies (`引用回复`) as the reply's own text (the quoted message after it is cut).
+Left out and counted by type: images, stickers (`动画表情`), voice, video, files, links and other shares, system
+notices (`系统通知`, `拍一拍`, `邀请加群`), revoked messages (`消息撤回…`, or a notice that says `撤回了一条消息`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from pathlib import Path
+
+from owngpt.data.chats.model import ChatOptions, Dropped, Message, Parsed, epoch, text_lines
+from owngpt.errors import OwnGPTError
+
+SUFFIXES = (".csv",)
+REQUIRED = ("type_name", "is_sender", "talker", "room_name", "CreateTime")
+TEXT, QUOTE = "文本", "引用回复"
+SYSTEM = ("系统通知", "拍一拍", "邀请加群", "添加好友", "群公告")
+
+
+def sniff(head: str, suffix: str) -> bool:
+    """A .csv file whose header has PyWxDump's columns."""
+    first = head.lstrip("\ufeff").split("\n", 1)[0]
+    names = {c.strip() for c in first.split(",")}
+    return suffix in SUFFIXES and set(REQUIRED) <= names and bool({"msg", "content"} & names)
+
+
+def parse(path: Path, opts: ChatOptions) -> Parsed:
+    """The messages of one PyWxDump CSV (see the module docstring)."""
+    mark, lines = text_lines(path, "wechat")
+    parsed = Parsed("wechat", path, mark, owner_flag="is_sender=1")
+    where = [0]  # the physical line the csv module read last
+
+    def decoded():
+        for lineno, text, reason in lines:
+            where[0] = lineno
+            if text is None:
+                parsed.items.append(Dropped(lineno, reason))
+            else:
+                yield text
+
+    csv.field_size_limit(2**31 - 1)
+    rows = csv.reader(decoded())
+    header = [h.strip() for h in next(rows, [])]
+    missing = [c for c in REQUIRED if c not in header] + ([] if {"msg", "content"} & set(header) else ["msg"])
+    if missing:
+        raise OwnGPTError(f"{path}:1{mark}: not a PyWxDump WeChat CSV: no column {', '.join(map(repr, missing))} "
+                          f"(its columns: {', '.join(header) or 'none'})")
+    col = {name: i for i, name in enumerate(header)}
+    start = 2
+    for row in rows:
+        line, start = start, where[0] + 1
+        if not row:
+            continue
+        get = lambda name: row[col[name]].strip() if col.get(name, len(row)) < len(row) else ""  # noqa: E731
+        parsed.items.append(_item(get, line, "msg" in col))
+    return parsed
+
+
+def _item(get, line: int, has_msg: bool) -> Message | Dropped:
+    kind = get("type_name")
+    text = get("msg") if has_msg else _content(get("content"))
+    if kind.startswith("消息撤回") or ("撤回了一条消息" in text and kind in SYSTEM):
+        return Dropped(line, "revoked message")
+    if kind in SYSTEM:
+        return Dropped(line, f"system notice (WeChat {kind})")
+    if kind not in (TEXT, QUOTE):
+        return Dropped(line, f"media or other non-text message (WeChat {kind or 'no type_name'})")
+    if kind == QUOTE:
+        text = text.split("\n\n[引用]", 1)[0]  # "reply\n\n[引用](time)name:quoted text": keep the reply
+    if get("is_sender") not in ("0", "1"):
+        return Dropped(line, "is_sender is neither 0 nor 1")
+    when = _when(get("CreateTime"))
+    if when is None:
+        return Dropped(line, "unreadable CreateTime")
+    if not text.strip():
+        return Dropped(line, "empty message")
+    room, talker = get("room_name"), get("talker")
+    mine = get("is_sender") == "1"
+    return Message(room, talker, talker, when, text.strip(), line, mine=mine,
+                   group=room.endswith("@chatroom"))
+
+
+def _content(value: str) -> str:
+    """Older exports: `content` is JSON with the text under "msg" (or a JSON string)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(data, dict):
+        return str(data.get("msg") or "")
+    return data if isinstance(data, str) else value
+
+
+def _when(value: str) -> float | None:
+    if value.isdigit():
+        return float(value) / (1000 if len(value) == 13 else 1)
+    try:
+        return epoch(datetime.strptime(value, "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        return None

@@ -1,0 +1,138 @@
+"""`owngpt persona suggest`: a persona file drafted from my own messages, for me to edit, so that the system
+prompt describes the voice the model is fine-tuned on.
+
+From my messages (chat exports read as `owngpt prepare` reads them, or the assistant turns of a folder it
+prepared) it fills in: the name (from --me), the languages I write in (each with at least 10% of my messages, most
+used first), a style and a personality phrase guessed from how I write (message length, emoji, exclamation and
+question marks, lower-case starts; owngpt/data/chats/style.py), and instructions that describe it (typical length,
+favourite emoji, phrases I use often). Facts stay empty: they are mine to write. Every phrase quoted is scrubbed of
+personal data as prepare scrubs text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Sequence
+
+from owngpt.data.chats.export import export_files, read_export
+from owngpt.data.chats.model import ChatOptions
+from owngpt.data.chats.style import EMOJI, frequent_phrases, text_style
+from owngpt.data.clean import CleanConfig, quoted
+from owngpt.data.corpus import is_prepared, read_split
+from owngpt.errors import OwnGPTError
+from owngpt.lang import language
+
+_TRAITS = {  # (english, chinese) words for what the statistics show
+    "brief": ("brief", "简洁"), "cheerful": ("cheerful", "开朗"), "laid-back": ("laid-back", "随和"),
+    "expressive": ("expressive", "爱用表情"), "curious": ("curious", "好奇"), "warm": ("warm", "热情"),
+}
+
+
+def my_messages(specs: Sequence[str], opts: ChatOptions) -> list[str]:
+    """My messages: from chat exports (owngpt/data/chats/), or the assistant turns of prepared folders."""
+    texts: list[str] = []
+    exports = [s for s in specs if not is_prepared(s)]
+    for spec in specs:
+        if is_prepared(spec):
+            for split in ("train", "val", "test"):
+                texts += [m["content"] for line in read_split(spec, "conversations", split) if line.record
+                          for m in line.record["messages"] if m["role"] == "assistant"]
+    for path, fmt, file_opts in export_files(exports, opts) if exports else []:
+        texts += [m.text for m in read_export(path, fmt, file_opts).messages if m.mine]
+    if not texts:
+        raise OwnGPTError(f"no messages of yours in {', '.join(specs)}")
+    return texts
+
+
+def suggest_persona(specs: Sequence[str], opts: ChatOptions, name: str = "") -> tuple[str, dict[str, Any]]:
+    """(the persona file's text, the figures it was drafted from)."""
+    name = (name or (opts.me[0] if opts.me else "")).strip()
+    if not name:
+        raise OwnGPTError("the persona needs a name: give --me NAME (or --name NAME)")
+    texts = my_messages(specs, opts)
+    style = text_style(texts)
+    langs = Counter(lang for t in texts if (lang := language(t)) in ("en", "zh"))
+    total = max(1, sum(langs.values()))
+    languages = [lang for lang, n in langs.most_common() if n / total >= 0.1] or ["en"]
+    emoji = [e for e, _ in Counter(e for t in texts for e in EMOJI.findall(t)).most_common(3)]
+    phrases = [quoted(p, CleanConfig(), limit=40) for p, _ in frequent_phrases(texts, most=5)]
+    facts = {"messages": len(texts), "languages": {k: round(v / total, 3) for k, v in langs.items()},
+             "emoji": emoji, "phrases": phrases, "style": style}
+    return _yaml(name, languages, style, emoji, phrases, facts), facts
+
+
+def _guess(style: dict) -> tuple[str, list[str]]:
+    """(the persona `style`, trait keys) from the statistics."""
+    traits = []
+    if style["chars_median"] < 25:
+        traits.append("brief")
+    if style["exclamation"] > 0.25 or style["laugh"] > 0.15:
+        traits.append("cheerful")
+    if style["lower_start"] > 0.6:
+        traits.append("laid-back")
+    if style["emoji"] > 0.15:
+        traits.append("expressive")
+    if style["question"] > 0.3:
+        traits.append("curious")
+    if style["emoji"] > 0.2 or style["laugh"] > 0.2:
+        kind = "playful"
+    elif style["chars_median"] < 25:
+        kind = "concise"
+    elif style["end_punct"] > 0.7 and style["lower_start"] < 0.2 and style["emoji"] < 0.02:
+        kind = "formal"
+    else:
+        kind = "friendly"
+    return kind, traits or ["warm"]
+
+
+def _instructions(name: str, style: dict, emoji: list[str], phrases: list[str], lang: str) -> str:
+    median, p90 = int(style["chars_median"]), int(style["chars_p90"])
+    if lang == "zh":
+        parts = [f"像{name}平时发消息那样说话：消息通常{median}个字左右，很少超过{p90}个字"]
+        if emoji:
+            parts.append(f"{style['emoji']:.0%}的消息带表情（{' '.join(emoji)}）")
+        if phrases:
+            parts.append("常说：" + "、".join(f"“{p}”" for p in phrases))
+        return "；".join(parts) + "。"
+    parts = [f"Write the way {name} texts: messages of about {median} characters, rarely over {p90}"]
+    if style["lower_start"] > 0.6:
+        parts.append("mostly starting in lower case")
+    if emoji:
+        parts.append(f"emoji in {style['emoji']:.0%} of messages ({' '.join(emoji)})")
+    if phrases:
+        parts.append("often saying " + ", ".join(f'"{p}"' for p in phrases))
+    return "; ".join(parts) + "."
+
+
+def _text(values: dict[str, str]) -> str:
+    """A YAML value: a JSON string (valid YAML) for one language, a {lang: text} mapping for several."""
+    if len(values) == 1:
+        return json.dumps(next(iter(values.values())), ensure_ascii=False)
+    return "{" + ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in values.items()) + "}"
+
+
+def _commented(line: str, comment: str) -> str:
+    return f"{line:<24}  # {comment}"
+
+
+def _yaml(name: str, languages: list[str], style: dict, emoji: list[str], phrases: list[str], facts: dict) -> str:
+    kind, traits = _guess(style)
+    personality = {lang: (", " if lang == "en" else "、").join(_TRAITS[t][lang == "zh"] for t in traits)
+                   for lang in languages}
+    instructions = {lang: _instructions(name, style, emoji, phrases, lang) for lang in languages}
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in facts["languages"].items()) or "no Latin or Chinese text"
+    return "\n".join([
+        f"# A persona drafted by `owngpt persona suggest` from {facts['messages']:,} of your messages.",
+        "# Read every line and change what is wrong; the facts are yours to write. Then use it with",
+        "#   owngpt sft --persona FILE ...   or   owngpt clone EXPORT... --me NAME --persona FILE",
+        f"name: {json.dumps(name, ensure_ascii=False)}",
+        f"personality: {_text(personality)}",
+        _commented(f"style: {kind}", f"friendly | formal | playful | concise; your median message: "
+                   f"{style['chars_median']:.0f} characters"),
+        _commented(f"languages: [{', '.join(languages)}]", f"your messages: {shares}"),
+        _commented("facts: []", 'first-person sentences about yourself, e.g. "I live in Berlin."'),
+        f"instructions: {_text(instructions)}",
+        "",
+    ])
+

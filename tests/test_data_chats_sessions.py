@@ -1,0 +1,143 @@
+"""Messages → conversations (owngpt/data/chats/sessions.py) and chat exports wherever files are read
+(owngpt/data/sources.py, `prepare`): sessions at the silence threshold, merged turns, the loss on my turns only,
+the block list, prefixes and `?me=`, and no personal data in any output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chat_exports import EMAIL, PHONE, QQ_EXPORT, WHATSAPP_ANDROID, WHATSAPP_IOS, telegram_chat, wechat_csv
+from chat_exports import write_telegram
+from helpers import write
+from owngpt.data.chats.model import ChatOptions, Message, with_owner
+from owngpt.data.chats.sessions import split_sessions, turns_of
+from owngpt.data.records import Conversation, Document, Skip
+from owngpt.data.sources import read_sources
+from owngpt.errors import OwnGPTError
+
+
+def msg(t: float, who: str, text: str, line: int = 1) -> Message:
+    return Message("c", who, "", t, text, line, mine=who == "me")
+
+
+def test_a_new_session_starts_only_after_a_silence_longer_than_the_gap():
+    messages = [msg(0, "them", "a"), msg(3600, "me", "b"), msg(7201, "them", "c"), msg(7202, "me", "d")]
+    sessions = split_sessions(messages, gap=3600)
+    assert [[m.text for m in s] for s in sessions] == [["a", "b"], ["c", "d"]]  # 3600 s: same; 3601 s: new
+    assert len(split_sessions(messages, gap=3601)) == 1
+    assert len(split_sessions(messages, gap=1)) == 3
+
+
+def test_consecutive_messages_of_one_side_merge_into_one_turn():
+    turns = turns_of([msg(0, "them", "hi"), msg(1, "them", "you there?"), msg(2, "me", "yes"), msg(3, "me", "hi!")])
+    assert [(t.mine, t.text(names=False)) for t in turns] == [(False, "hi\nyou there?"), (True, "yes\nhi!")]
+    group = turns_of([msg(0, "Ann", "a"), msg(1, "Ann", "b"), msg(2, "Bo", "c"), msg(3, "Ann", "d")])
+    assert group[0].text(names=True) == "Ann: a\nb\nBo: c\nAnn: d"
+
+
+def test_the_loss_mask_covers_only_my_turns(tmp_path):
+    from owngpt.tokenizer import render_conversation, train_char
+
+    path = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
+    convs = [r.messages for r in read_sources([str(path)], chats=ChatOptions(me=("Alex",)))
+             if isinstance(r, Conversation)]
+    tok = train_char([WHATSAPP_ANDROID])
+    for messages in convs:
+        ids, mask = render_conversation(tok, messages)
+        learned = tok.decode([i for i, m in zip(ids, mask) if m])
+        mine = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert learned == "".join(f"{text}<|im_end|>" for text in mine)
+        assert all(m["content"] not in learned for m in messages if m["role"] == "user")
+
+
+def test_the_block_list_drops_whole_messages_in_any_width(tmp_path):
+    path = write(tmp_path / "chat.txt", "1/1/24, 10:00 - Bo: hi\n1/1/24, 10:01 - Me: secret plan\n"
+                                        "1/1/24, 10:02 - Me: ok\n1/1/24, 10:03 - Bo: ＳＥＣＲＥＴ again\n"
+                                        "1/1/24, 10:04 - Me: order 12345 shipped\n")
+    opts = ChatOptions(me=("Me",), block_words=("secret",), block_patterns=(r"order \d+",))
+    records = list(read_sources([str(path)], chats=opts))
+    assert [r.messages for r in records if isinstance(r, Conversation)] == [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]]
+    assert [(r.loc, r.reason) for r in records if isinstance(r, Skip)] == [
+        (f"{path}:2", "blocked by the block list"), (f"{path}:4", "blocked by the block list"),
+        (f"{path}:5", "blocked by the block list")]
+
+
+def exports(tmp_path):
+    folder = tmp_path / "exports"
+    write(folder / "wa_android.txt", WHATSAPP_ANDROID)
+    write(folder / "wa_ios.txt", WHATSAPP_IOS)
+    write(folder / "qq.txt", QQ_EXPORT.lstrip("\ufeff").encode("gbk"))
+    write_telegram(folder / "result.json", telegram_chat())
+    write(folder / "wx.csv", wechat_csv())
+    write(folder / "notes.txt", "Just a note, not a chat.\n")
+    return folder
+
+
+ME = ("Alex", "小明", "987654321")  # my names on the different apps
+
+
+def test_a_folder_of_exports_is_recognised_file_by_file(tmp_path):
+    folder = exports(tmp_path)
+    records = list(read_sources([str(folder)], chats=ChatOptions(me=ME)))
+    convs = [r for r in records if isinstance(r, Conversation)]
+    assert [r.text for r in records if isinstance(r, Document)] == ["Just a note, not a chat.\n"]
+    assert sorted({c.loc.split(":")[0].rsplit("/", 1)[1] for c in convs}) == [
+        "qq.txt", "result.json", "wa_android.txt", "wa_ios.txt", "wx.csv"]
+    assert len(convs) == 2 + 2 + 2 + 2 + 2 and all(c.source == str(folder) for c in convs)
+    # forced on a folder: its files of that format's suffix that no reader recognises are read as that format (so
+    # notes.txt is now a mistake), recognised ones as what they are; files of other suffixes are left out, reported
+    with pytest.raises(OwnGPTError, match=r"notes\.txt: no text messages found in this WhatsApp export"):
+        read_sources([f"whatsapp:{folder}"], chats=ChatOptions(me=ME))
+    (folder / "notes.txt").unlink()
+    forced = list(read_sources([f"whatsapp:{folder}"], chats=ChatOptions(me=ME)))
+    assert {r.loc.split(":")[0].rsplit("/", 1)[1] for r in forced if isinstance(r, Conversation)} == {
+        "qq.txt", "wa_android.txt", "wa_ios.txt"}
+    assert sorted(r.loc.rsplit("/", 1)[1] for r in forced if isinstance(r, Skip) and "file type" in r.reason) == [
+        "result.json", "wx.csv"]
+
+
+def test_prefixes_and_owners_in_the_spec(tmp_path):
+    path = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
+    spec = with_owner(f"whatsapp:{path}", ["Alex"])
+    assert spec == f"whatsapp:{path}?me=Alex"
+    assert sum(isinstance(r, Conversation) for r in read_sources([spec])) == 2
+    with pytest.raises(OwnGPTError, match=r"unknown format prefix 'line:'; known: wechat:FILE, qq:FILE"):
+        read_sources([f"line:{path}"])
+    with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME"):
+        read_sources([str(path)])  # checked before any record is read
+    notes = write(tmp_path / "notes.txt", "hello\n")
+    with pytest.raises(OwnGPTError, match="no text messages found in this QQ export"):
+        read_sources([f"qq:{notes}"])
+
+
+def test_the_fingerprint_follows_a_prefixed_export(tmp_path):
+    from owngpt.data.fingerprint import input_fingerprint_data
+
+    path = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
+    (entry,) = input_fingerprint_data([f"whatsapp:{path}?me=Alex"])
+    assert entry[1][0] == str(path) and entry[1][1] == path.stat().st_size
+
+
+def test_prepare_writes_no_personal_data_anywhere(tmp_path):
+    from owngpt.data.prepare import PrepareConfig, prepare
+    from owngpt.data.report import check_accounting
+
+    folder = exports(tmp_path)
+    out = tmp_path / "data"
+    report = prepare([str(folder)], out, PrepareConfig(chats=ChatOptions(me=ME), tokenizer_kind="char",
+                                                       split=(1.0, 0.0, 0.0)), progress=False)
+    check_accounting(report)
+    assert report["total"]["conversations"]["in"] == 10 and report["converted_encodings"]["gb18030"] > 0
+    assert report["skips"]["by_reason"]["media (left out of the export)"] == 3
+    assert report["skips"]["by_reason"]["session with no reply from me"] == 3
+    kept = [json.loads(line)["messages"] for line in (out / "conversations" / "train.jsonl").read_text().splitlines()]
+    assert {"role": "assistant", "content": "it's <PHONE>"} in [m for c in kept for m in c]
+    assert any("<PHONE>: 算我一个" in m["content"] for c in kept for m in c)  # a speaker named by a phone number
+    for f in out.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            for value in (PHONE, "555-0134", EMAIL, "meimei@example.com"):
+                assert value.encode() not in data, (f, value)

@@ -1,0 +1,65 @@
+"""WeChat CSV as PyWxDump exports it (owngpt/data/chats/wechat.py): is_sender is me, quote replies keep the reply,
+media / system / revoked rows are counted by type, group chats, older exports, bad files."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat_exports import PHONE, WECHAT_ROWS, wechat_csv
+from helpers import write
+from owngpt.data.chats.export import detect_format, export_records, read_export
+from owngpt.data.chats.model import ChatOptions
+from owngpt.data.records import Conversation, Skip
+from owngpt.errors import OwnGPTError
+
+
+def split(path, **opts):
+    records = list(export_records(path, fmt="wechat", opts=ChatOptions(**opts)))
+    return ([r.messages for r in records if isinstance(r, Conversation)],
+            sorted((int(r.loc.rsplit(":", 1)[1]), r.reason) for r in records if isinstance(r, Skip)))
+
+
+def test_is_sender_is_me_and_every_row_is_accounted_for(tmp_path):
+    path = write(tmp_path / "wxid_lilei_0_5000.csv", wechat_csv())
+    assert detect_format(path) == "wechat"
+    convs, skips = split(path)  # no --me needed
+    assert convs == [
+        [{"role": "user", "content": "晚上吃什么？"},
+         {"role": "assistant", "content": "火锅！\n老地方见\n七点"},  # a sticker between them left out; merged
+         {"role": "user", "content": "好的"},  # the quote reply's own text, not what it quotes
+         {"role": "assistant", "content": f"到了打我电话 {PHONE}"}],
+        [{"role": "user", "content": "wxid_hmm: 周末有空吗\nwxid_wang: 我有"},  # a group (@chatroom)
+         {"role": "assistant", "content": "我也有[微笑]"}],
+    ]
+    assert skips == [  # lines: the header is line 1, and one message spans lines 5-6
+        (4, "media or other non-text message (WeChat 动画表情)"), (7, "media or other non-text message (WeChat 图片)"),
+        (12, "system notice (WeChat 系统通知)"), (13, "revoked message"),
+        (14, "media or other non-text message (WeChat 语音)"), (15, "session with no reply from me"),
+        (19, "system notice (WeChat 拍一拍)"),
+    ]
+    parsed = read_export(path, "wechat", ChatOptions())
+    assert sum(m.mine for m in parsed.messages) == 4 and len(parsed.items) == len(WECHAT_ROWS)
+
+
+def test_an_export_where_i_wrote_nothing_says_so(tmp_path):
+    rows = [r for r in WECHAT_ROWS if r[1] == 0]
+    path = write(tmp_path / "wx.csv", wechat_csv(rows))
+    with pytest.raises(OwnGPTError, match=r"wx\.csv: you wrote nothing here \(no message has is_sender=1\)"):
+        read_export(path, "wechat", ChatOptions(me=("whoever",)))
+
+
+def test_older_exports_with_a_content_column(tmp_path):
+    text = ('id,MsgSvrID,type_name,is_sender,talker,room_name,content,CreateTime\n'
+            '1,1,文本,0,wxid_a,wxid_a,"{""src"": """", ""msg"": ""hello there""}",1688205600\n'
+            '2,2,文本,1,我,wxid_a,"{""src"": """", ""msg"": ""hi!""}",1688205660\n')
+    path = write(tmp_path / "old.csv", text)
+    assert detect_format(path) == "wechat"
+    assert split(path)[0] == [[{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi!"}]]
+
+
+def test_a_csv_forced_as_wechat_without_its_columns_names_them(tmp_path):
+    path = write(tmp_path / "reviews.csv", "text,stars\ngreat,5\n")
+    assert detect_format(path) is None
+    with pytest.raises(OwnGPTError, match=r"reviews\.csv:1: not a PyWxDump WeChat CSV: no column 'type_name'.*"
+                                          r"\(its columns: text, stars\)"):
+        read_export(path, "wechat", ChatOptions())
