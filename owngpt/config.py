@@ -121,6 +121,9 @@ class TrainConfig:
     warmup_steps: int = 100
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = 0.1
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
+    muon_lr: float = 0.0  # 0 = train.lr, scaled per matrix to AdamW's update size (Moonshot's rule)
+    muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
@@ -145,7 +148,8 @@ class TrainConfig:
                                  "max_nonfinite"), ">= 1", lambda v: v >= 1)
         _require(self, "train", ("max_steps", "max_tokens", "warmup_steps", "eval_interval", "save_interval",
                                  "patience", "threads", "grad_clip", "weight_decay", "lr"), ">= 0", lambda v: v >= 0)
-        _require(self, "train", ("beta1", "beta2"), ">= 0 and < 1", lambda v: 0 <= v < 1)
+        _require(self, "train", ("beta1", "beta2", "muon_momentum"), ">= 0 and < 1", lambda v: 0 <= v < 1)
+        _require(self, "train", ("muon_lr",), ">= 0", lambda v: v >= 0)
         _require(self, "train", ("eps",), "> 0", lambda v: v > 0)
         if not 0 <= self.min_lr <= self.lr:
             raise OwnGPTError(f"train.min_lr must be between 0 and train.lr ({self.lr:g}), not {self.min_lr!r} "

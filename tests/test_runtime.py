@@ -85,3 +85,20 @@ def test_autocast_choices_on_cpu():
     assert autocast(torch.device("cpu"), "float32")[1] == torch.float32
     assert autocast(torch.device("cpu"), "bfloat16")[1] == torch.bfloat16
     assert autocast(torch.device("cpu"), "auto")[1] == (torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32)
+
+
+@pytest.mark.parametrize("amx,avx512_bf16,want,native", [
+    (True, True, torch.bfloat16, "amx"), (False, True, torch.bfloat16, "avx512_bf16"),
+    (False, False, torch.float32, None)])
+def test_auto_dtype_follows_the_cpus_native_bf16(monkeypatch, amx, avx512_bf16, want, native):
+    """train.dtype auto: bf16 autocast on CPUs with AMX or avx512_bf16 (read from the CPU's feature probes), fp32
+    elsewhere; the run summary says why."""
+    from owngpt.runtime import cpu_bf16_support, dtype_reason
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    cpu = torch.device("cpu")
+    assert cpu_bf16_support() == native and autocast(cpu, "auto")[1] == want
+    reason = dtype_reason(cpu, "auto", want)
+    assert reason.startswith(str(want).replace("torch.", "")) and (native or "no native bf16") in reason
+    assert dtype_reason(cpu, "float32", torch.float32) == "float32 (asked for)"

@@ -119,10 +119,11 @@ class DyingBatches(TokenBatches):
         return super().next_batch()
 
 
-@pytest.mark.parametrize("budget", [dict(max_steps=20), dict(max_steps=0, max_tokens=20 * 4 * BLOCK)],
-                         ids=["steps", "tokens"])
+@pytest.mark.parametrize("budget", [dict(max_steps=20), dict(max_steps=0, max_tokens=20 * 4 * BLOCK),
+                                    dict(max_steps=20, optimizer="muon")], ids=["steps", "tokens", "muon"])
 def test_resume_equals_uninterrupted_run(tmp_path, data, budget):
-    """Under a token budget too: the lr schedule's horizon (tokens per step) is known again at once on resume."""
+    """Under a token budget too: the lr schedule's horizon (tokens per step) is known again at once on resume; and
+    with Muon, whose momentum buffers come back from the checkpoint."""
     straight = tmp_path / "straight"
     train, val = loaders(data)
     fit(make_model(), train, val, cfg(**budget), straight, run_config={}, quiet=True)

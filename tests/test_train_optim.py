@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from owngpt.config import TrainConfig
+from owngpt.errors import OwnGPTError
 from owngpt.train.optim import lr_at, make_optimizer, param_groups
 
 
@@ -94,3 +95,60 @@ def test_schedule_linear_and_constant():
     assert lr_at(1, const, 100) == pytest.approx(0.3 * 2 / 5)
     assert all(lr_at(s, const, 100) == 0.3 for s in range(4, 200))
     assert math.isclose(lr_at(50, TrainConfig(lr=0.3, warmup_steps=0, decay="cosine"), 0), 0.3)
+
+
+def test_muon_takes_hidden_matrices_and_matches_torch_muon_by_hand():
+    """train.optimizer=muon: torch.optim.Muon on the hidden matrices (here fc.weight) with AdamW on the embedding,
+    norms and biases; the same updates as the two torch optimizers applied by hand to the same groups."""
+    from owngpt.train.optim import muon_names
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(lr=3e-3, weight_decay=0.1, beta1=0.8, beta2=0.95, eps=1e-7, optimizer="muon", muon_lr=0.02)
+    ours, ref = TinyLM(), TinyLM()
+    ref.load_state_dict(ours.state_dict())
+    assert muon_names(ours) == {"fc.weight"}  # not the tied embedding / head, not norms, not biases
+    opt = make_optimizer(ours, cfg)
+    params = dict(ref.named_parameters())
+    ref_muon = torch.optim.Muon([params["fc.weight"]], lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=True,
+                                adjust_lr_fn="match_rms_adamw")
+    ref_adamw = torch.optim.AdamW([{"params": [], "weight_decay": 0.1},
+                                   {"params": [p for n, p in params.items() if n != "fc.weight"], "weight_decay": 0.0}],
+                                  lr=3e-3, betas=(0.8, 0.95), eps=1e-7, foreach=False)
+    ref_adamw.param_groups = [g for g in ref_adamw.param_groups if g["params"]]
+    idx = torch.randint(0, 11, (4, 5))
+    for step in range(4):
+        lr = 3e-3 * (1 - step / 8)  # the loop's schedule, scaled per group by lr_scale
+        for g in opt.param_groups:
+            g["lr"] = lr * g["lr_scale"]
+        for g in ref_muon.param_groups:
+            g["lr"] = lr * 0.02 / 3e-3
+        for g in ref_adamw.param_groups:
+            g["lr"] = lr
+        for model, steppers in ((ours, [opt]), (ref, [ref_muon, ref_adamw])):
+            for o in steppers:
+                o.zero_grad()
+            model(idx).logsumexp(-1).mean().backward()
+            for o in steppers:
+                o.step()
+    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    state = opt.state_dict()
+    assert set(state) == {"muon", "adamw"}
+    fresh = make_optimizer(TinyLM(), cfg)
+    fresh.load_state_dict(state)
+    adamw_only = make_optimizer(TinyLM(), TrainConfig())
+    with pytest.raises(OwnGPTError, match="AdamW's"):
+        fresh.load_state_dict(adamw_only.state_dict())
+
+
+def test_muon_trains_lora_matrices_alone():
+    from owngpt.model.lora import LoRAConfig, apply_lora
+
+    model = TinyLM()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    apply_lora(model, LoRAConfig(rank=2, targets=["fc"]))
+    opt = make_optimizer(model, TrainConfig(optimizer="muon"))
+    assert opt.adamw is None and sum(len(g["params"]) for g in opt.param_groups) == 2  # lora_A and lora_B
+    model(torch.randint(0, 11, (2, 3))).sum().backward()
+    opt.step()

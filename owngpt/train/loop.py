@@ -32,7 +32,7 @@ from owngpt.allocator import keep_freed_memory
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.registry import arch_of, config_dict
-from owngpt.runtime import autocast, capture_rng_state, configure, restore_rng_state
+from owngpt.runtime import autocast, capture_rng_state, configure, dtype_reason, restore_rng_state
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
 from owngpt.train.progress import StepValues, clock, progress_bar
@@ -137,7 +137,11 @@ class _Trainer:
         load_fitting(self.raw_model, path, state, self.weights_filter)
         # the moments and step counts continue; the settings are this run's (a resume may change weight decay,
         # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
-        settings = [{k: g[k] for k in ("weight_decay", "betas", "eps")} for g in self.optimizer.param_groups]
+        settings = [{k: g[k] for k in ("weight_decay", "betas", "eps", "momentum", "lr_scale") if k in g}
+                    for g in self.optimizer.param_groups]
+        if "muon" in ts["optimizer"] and self.cfg.optimizer != "muon":
+            raise OwnGPTError(f"{path} was trained with train.optimizer=muon: resume with it, or start a new run "
+                              "(another --out, or train.init_from=CHECKPOINT) with AdamW")
         self.optimizer.load_state_dict(ts["optimizer"])
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
@@ -208,7 +212,7 @@ class _Trainer:
         reads the loss first, which on a CPU costs nothing."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         # the step's loss is the mean over all its target tokens, not the mean of the micro-batches' means: with
         # masked targets (chat fine-tuning: assistant tokens only) micro-batches hold different numbers of them
         batches = [self.next_train() for _ in range(cfg.grad_accum)]
@@ -437,7 +441,8 @@ class _Trainer:
         write_summary(self.run_dir, {
             **asdict(result), "best_val_loss": result.best_val_loss if math.isfinite(result.best_val_loss) else None,
             "seconds": self.elapsed_before + result.seconds, "params": n_params, "trainable_params": n_train,
-            "device": str(self.device), "dtype": str(self.amp_dtype).replace("torch.", ""), "compiled": self.compiled,
+            "device": str(self.device), "dtype": dtype_reason(self.device, self.cfg.dtype, self.amp_dtype),
+            "compiled": self.compiled,
             **self.mfu(result.tokens_per_s),
         })
 

@@ -1,9 +1,19 @@
-"""AdamW with decoupled weight decay on matrices only, and the learning-rate schedule (warmup + decay).
+"""The optimizers (AdamW; or Muon for the hidden matrices with AdamW for the rest) and the learning-rate schedule.
 
 Weight decay pulls weights toward zero; that regularises the big matrices of attention and MLP, but on
 norm gains, biases and embeddings it only hurts (a decayed norm gain fights the normalisation, a decayed
 embedding shrinks rare tokens' rows), so those go into a second group with weight_decay 0 — as nanoGPT,
 nanochat and litgpt do.
+
+Muon (`train.optimizer: muon`, PyTorch's own `torch.optim.Muon`) orthogonalises the momentum of each hidden 2-D
+weight matrix (attention and MLP projections, LoRA's A and B) before applying it, as nanochat and modded-nanogpt
+do; embeddings, the output head, norm gains and biases stay with AdamW. Its update is scaled per matrix to the
+size of AdamW's (Moonshot's `match_rms_adamw`), so it takes the same learning rate and schedule as AdamW
+(`train.muon_lr` overrides it). Every group carries `lr_scale`, its learning rate relative to train.lr, so the
+loop sets one schedule for all.
+
+Not handled: Muon's distributed (sharded) variant, and fused or on-device step skipping with Muon (the host
+decides, as for any unfused optimizer).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import torch
 from torch import nn
 
 from owngpt.config import TrainConfig
+from owngpt.errors import OwnGPTError
 
 
 def _no_decay_names(model: nn.Module) -> set[str]:
@@ -55,18 +66,85 @@ def _fused_works(device: torch.device) -> bool:
         return False
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model)`; fused when the device supports it (else foreach). lr is set per step."""
-    groups = param_groups(model, cfg.weight_decay)
-    if not groups:
-        raise ValueError("the model has no trainable parameters")
+def _adamw(groups: list[dict], cfg: TrainConfig, fused: bool | None) -> torch.optim.AdamW:
     device = groups[0]["params"][0].device
     if fused is None:
         fused = _fused_works(device)
     kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    for g in groups:
+        g.setdefault("lr_scale", 1.0)
     if fused:
         return torch.optim.AdamW(groups, fused=True, **kwargs)
     return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def muon_names(model: nn.Module) -> set[str]:
+    """The parameters Muon takes: trainable 2-D matrices that are not embeddings, norms or the output head."""
+    skip = _no_decay_names(model)
+    head = {id(m.weight) for n, m in model.named_modules() if n.endswith("lm_head") and hasattr(m, "weight")}
+    return {name for name, p in model.named_parameters()
+            if p.requires_grad and p.dim() == 2 and name not in skip and id(p) not in head}
+
+
+class MuonWithAdamW:
+    """Muon on the hidden matrices and AdamW on the rest (none for LoRA, whose weights are all matrices), stepped as
+    one optimizer: the loop sees their param_groups together (each with `lr_scale`), one state_dict, one step."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.AdamW | None) -> None:
+        self.muon, self.adamw = muon, adamw
+        self.parts = [o for o in (muon, adamw) if o is not None]
+        self.defaults: dict = {}  # not fused: a non-finite step is skipped by the host
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.parts for g in o.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {k: v for o in self.parts for k, v in o.state.items()}
+
+    def step(self, closure=None) -> None:
+        for o in self.parts:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.parts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict() if self.adamw else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"muon", "adamw"}:
+            raise OwnGPTError("the checkpoint's optimizer state is AdamW's, but this run uses train.optimizer=muon: "
+                              "resume with train.optimizer=adamw, or start a new run (another --out, or "
+                              "train.init_from=CHECKPOINT) with Muon")
+        self.muon.load_state_dict(state["muon"])
+        if self.adamw is not None:
+            self.adamw.load_state_dict(state["adamw"])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool | None = None):
+    """The run's optimizer: AdamW over `param_groups(model)` (fused when the device supports it, else foreach), or
+    with train.optimizer=muon, Muon over `muon_names(model)` and AdamW over the rest. lr is set per step (each
+    group's schedule value times its `lr_scale`)."""
+    if cfg.optimizer == "adamw":
+        groups = param_groups(model, cfg.weight_decay)
+        if not groups:
+            raise ValueError("the model has no trainable parameters")
+        return _adamw(groups, cfg, fused)
+    chosen = muon_names(model)
+    matrices = [p for n, p in model.named_parameters() if n in chosen]
+    if not matrices:
+        raise OwnGPTError("train.optimizer=muon found no hidden weight matrix to train; use train.optimizer=adamw")
+    muon_lr = cfg.muon_lr or cfg.lr
+    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr / cfg.lr if cfg.lr else 1.0}], lr=muon_lr,
+                           weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=True,
+                           adjust_lr_fn="match_rms_adamw")
+    taken = {id(p) for p in matrices}
+    rest = [dict(g, params=[p for p in g["params"] if id(p) not in taken]) for g in param_groups(model, cfg.weight_decay)]
+    rest = [g for g in rest if g["params"]]
+    return MuonWithAdamW(muon, _adamw(rest, cfg, fused=False) if rest else None)
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
