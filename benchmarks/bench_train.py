@@ -10,8 +10,14 @@
   (bc) (b) with torch.compile (train.compile=on; steady-state tokens/s, the compile time is in the wall time);
   (b32) the same as (b) forced to fp32: what the precision contributes and what the rest of fit() does;
   (c) time-to-loss: the tiny-cpu preset through fit(): does its whole run (wall time, final loss by the
-      shared evaluator) reach (a)'s final validation loss in at most half of (a)'s wall time? Also shown:
-      the first validation (fit's own, at its own context) at or below that loss, and its loss at (a)'s wall time.
+      shared evaluator) reach (a)'s final validation loss in at most half of (a)'s wall time?
+  (cm) (c) with train.optimizer=muon (Muon on the hidden matrices, AdamW on the rest, the same lr);
+  (cb) (c) forced to bf16 autocast (native on CPUs with AMX or avx512_bf16, emulated and slower elsewhere).
+  For (c), (cm) and (cb) the time-to-loss curve is read with the shared evaluator: a checkpoint at every
+  validation (--curve-every steps) is scored on the same windows as (a), and "time to (a)'s loss" is the wall time
+  of the first checkpoint at or below it; "loss at (a)'s wall time" is the best checkpoint by then.
+  The C library's allocator setting (owngpt/allocator.py) is in force for every contender (fit() sets it), the
+  baseline included, which runs in the same process; its own before/after is benchmarks/bench_allocator.py.
 
 Data: the built-in chitchat corpus as characters (char-level, like nanoGPT's shakespeare_char).
 Every final loss is re-measured by one shared evaluator (the same 200 fixed 64-token validation windows).
@@ -39,7 +45,7 @@ from owngpt.config import load_run_config
 from owngpt.data.loader import TokenBatches
 from owngpt.train.loop import fit
 from owngpt.train.metrics import read_metrics
-from owngpt.runtime import cpu_has_bf16_matmul
+from owngpt.runtime import cpu_bf16_support, cpu_has_bf16_matmul
 
 from nanogpt_ref import RefConfig, RefTrain, train_reference
 
@@ -124,8 +130,25 @@ def nanogpt_baseline(run_cfg, data_dir: Path, val: np.ndarray, vocab: int, iters
             "curve": r["curve"], "steps": iters + 1}
 
 
-def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, target: float | None = None) -> dict:
+def shared_curve(run_dir: Path, val: np.ndarray) -> list[tuple[float, int, float]]:
+    """(elapsed s, step, shared-evaluator loss) of every checkpoint the run kept, in step order."""
+    from owngpt.checkpoint.format import load_model
+
+    elapsed = {r["step"]: r["elapsed"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"}
+    curve = []
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*")):
+        step = int(ckpt.name.removeprefix("step_"))
+        if step in elapsed:
+            model, _meta, _tok = load_model(ckpt, device="cpu")
+            curve.append((elapsed[step], step, shared_val_loss(model, val, EVAL_BLOCK)))
+    return curve
+
+
+def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, target: float | None = None,
+         curve_every: int = 0) -> dict:
     cfg = run_cfg.train
+    if curve_every:  # a checkpoint at every validation, all kept: the shared evaluator reads the curve afterwards
+        cfg = dataclasses.replace(cfg, eval_interval=curve_every, save_interval=0, keep_last=10**6)
     model = build_model(run_cfg, vocab)
     T = run_cfg.model.block_size
     tb = TokenBatches(data_dir, "train", cfg.batch_size, T, seed=cfg.seed)
@@ -133,7 +156,8 @@ def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, ta
     t0 = time.perf_counter()
     result = fit(model, tb, vb, cfg, run_dir, run_config={"train": dataclasses.asdict(cfg)}, quiet=True)
     wall = time.perf_counter() - t0
-    curve = [(r["elapsed"], r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"]
+    curve = shared_curve(run_dir, val) if curve_every else [
+        (r["elapsed"], r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"]
     reached = next((t for t, _s, v in curve if target is not None and v <= target), None)
     # steady state: median tokens/s of the logging intervals (10 steps) after the first 50 steps (compile, warm-up
     # excluded; evaluation is kept out of fit()'s intervals) — the same statistic as the baseline's
@@ -156,14 +180,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for all contenders")
     ap.add_argument("--recipe", default="tiny-cpu", help="preset for (c)")
     ap.add_argument("--set", action="append", default=[], help="override for (c), e.g. train.batch_size=32")
-    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,bc,b32,c")
+    ap.add_argument("--skip", default="", help="comma list of contenders to skip: b,bc,b32,c,cm,cb")
+    ap.add_argument("--curve-every", type=int, default=55, help="steps between the (c*) rows' checkpoints")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     train, val, vocab = char_corpus(args.chars)
     vocab_padded = -(-vocab // 64) * 64
     print(f"corpus: {len(train):,} train / {len(val):,} val chars, vocab {vocab} (padded {vocab_padded}); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, AMX bf16: {cpu_has_bf16_matmul()}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_bf16_support() or 'none'}")
     base_cfg = load_run_config("baby-gpt", [f"train.max_steps={args.iters}"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,12 +206,16 @@ def main() -> None:
             b = ours(b_cfg, data_dir, tmp / name, val, vocab_padded)
             rows.append((f"({name}) fit(), same recipe, {b['dtype']}, compile {compile_}", b))
             print(f"({name}) done: {b['wall']:.1f}s, val {b['val']:.4f}")
-        if "c" not in args.skip.split(","):
-            c_cfg = load_run_config(args.recipe, args.set + ["train.tensorboard=false", "train.device=cpu",
-                                                               f"train.threads={args.threads}", "train.save_interval=1000000000"])
-            c = ours(c_cfg, data_dir, tmp / "c", val, vocab_padded, target=a["val"])
-            rows.append((f"(c) fit(), {args.recipe} {' '.join(args.set)}, {c['dtype']}".strip(), c))
-            print(f"(c) done: {c['wall']:.1f}s, val {c['val']:.4f}")
+        for name, extra in (("c", []), ("cm", ["train.optimizer=muon"]), ("cb", ["train.dtype=bfloat16"])):
+            if name in args.skip.split(","):
+                continue
+            c_cfg = load_run_config(args.recipe, args.set + extra + [
+                "train.tensorboard=false", "train.device=cpu", f"train.threads={args.threads}"])
+            c = ours(c_cfg, data_dir, tmp / name, val, vocab_padded, target=a["val"], curve_every=args.curve_every)
+            label = " ".join(args.set + extra)
+            rows.append((f"({name}) fit(), {args.recipe} {label}, {c['dtype']}".replace("  ", " "), c))
+            print(f"({name}) done: {c['wall']:.1f}s, val {c['val']:.4f}; curve "
+                  + ", ".join(f"{t:.0f}s {v:.3f}" for t, _s, v in c["curve"]), flush=True)
     print()
     print("| contender | wall s | tokens/s | x baseline tokens/s | final val loss | time to (a)'s loss | loss at (a)'s wall time "
           "| (a)'s loss in <= half (a)'s wall |")
