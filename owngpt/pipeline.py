@@ -7,7 +7,8 @@
       → a sample conversation, then interactive chat when stdin is a terminal.
 
 Every stage is the same library call the individual CLI verbs make; the quickstart only chooses inputs and
-budgets. Re-running it continues from what is already there: `prepare` is cached and both training stages
+budgets. The stages themselves (pretrain_stage, sft_stage with move_stale_chat, held_out_and_models) live here once
+and serve every one-command run: the quickstart and `owngpt clone` (owngpt/clone.py). Re-running it continues from what is already there: `prepare` is cached and both training stages
 resume from their last checkpoint (a finished stage does no more work).
 """
 
@@ -18,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from owngpt.config import parse_duration
 from owngpt.errors import OwnGPTError
@@ -63,17 +64,11 @@ def _persona_path(cfg: QuickstartConfig) -> str:
 
 def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print, quiet: bool = False) -> dict:
     """Run every stage; returns the report that is also written to OUT/quickstart_report.json."""
-    from owngpt.config import load_run_config
     from owngpt.data.prepare import PrepareConfig, prepare
-    from owngpt.checkpoint.format import best_or_latest, read_meta
-    from owngpt.train.pretrain import pretrain
-    from owngpt.train.sft import SFTConfig, base_changed, sft
 
     if cfg.lang not in CORPORA:
         raise OwnGPTError(f"--lang must be one of {', '.join(CORPORA)}, not {cfg.lang!r}")
-    for name, value in (("pretrain time", cfg.pretrain_time), ("sft time", cfg.sft_time)):
-        if parse_duration(value) <= 0:
-            raise OwnGPTError(f"{name} must be a positive duration such as 10m or 90s, not {value!r}")
+    check_budgets([("pretrain time", cfg.pretrain_time), ("sft time", cfg.sft_time)])
     out = Path(cfg.out)
     data_dir, base_dir, chat_dir = out / "data", out / "pretrain", out / "chat"
     report: dict = {"config": asdict(cfg), "seconds": {}}
@@ -86,28 +81,14 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
 
     echo(f"[2/5] pretrain: tiny-cpu recipe (context {CONTEXT}) for {cfg.pretrain_time} → {base_dir}")
     t = time.perf_counter()
-    # The tiny-cpu recipe with a 256-token context: a chat prompt holds a system prompt, history and the reply.
-    overrides = [f"train.data={data_dir}", f"model.block_size={CONTEXT}", f"train.out_dir={base_dir}", f"train.max_time={cfg.pretrain_time}",
-                 "train.max_steps=0", f"train.seed={cfg.seed}", *cfg.extra_overrides]
-    base = pretrain(load_run_config("tiny-cpu", overrides), quiet=quiet, echo=echo if not quiet else (lambda s: None))
-    report["pretrain"] = {"best_val_loss": base.best_val_loss, "steps": base.steps, "tokens": base.tokens}
+    report["pretrain"] = pretrain_stage(data_dir, base_dir, budget=cfg.pretrain_time, seed=cfg.seed,
+                                        overrides=cfg.extra_overrides, quiet=quiet, echo=echo)
     report["seconds"]["pretrain"] = round(time.perf_counter() - t, 1)
 
     echo(f"[3/5] sft: conversations from {data_dir} + persona {Path(_persona_path(cfg)).name} for {cfg.sft_time} → {chat_dir}")
     t = time.perf_counter()
-    # The sft preset's rate suits models of any size; this ~1M-parameter one learns faster at twice it (a 5-minute
-    # sweep in docs/benchmarks.md: persona name recall 70% at 1e-3 vs 58% at 5e-4, same perplexity).
-    sft_train = load_run_config("sft", [f"train.out_dir={chat_dir}", f"train.max_time={cfg.sft_time}",
-                                        "train.max_steps=0", f"train.seed={cfg.seed}", f"train.lr={SFT_LR}"]).train
-    sft_cfg = SFTConfig(base=str(base_dir), data=[str(data_dir)], persona=_persona_path(cfg))
-    if base_changed(chat_dir, read_meta(best_or_latest(base_dir))):  # pretraining went on: fine-tune afresh
-        stale = chat_dir.with_name(f"{chat_dir.name}.previous")
-        shutil.rmtree(stale, ignore_errors=True)
-        chat_dir.rename(stale)
-        echo(f"      the base model changed since {chat_dir} was fine-tuned: that model moves to {stale}")
-    tuned, sft_report = sft(sft_cfg, sft_train, quiet=quiet)
-    report["sft"] = {"best_val_loss": tuned.best_val_loss, "steps": tuned.steps,
-                     "train_conversations": sft_report["train_conversations"]}
+    report["sft"] = sft_stage(base_dir, data_dir, chat_dir, persona=_persona_path(cfg), budget=cfg.sft_time,
+                              seed=cfg.seed, quiet=quiet, echo=echo)
     report["seconds"]["sft"] = round(time.perf_counter() - t, 1)
 
     echo("[4/5] evaluate on held-out conversations")
@@ -122,23 +103,93 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     return report
 
 
+# ----------------------------------------------------------------------------- stages the one-command runs share
+# (the quickstart above, and `owngpt clone`: owngpt/clone.py)
+
+
+def check_budgets(budgets: list[tuple[str, str]]) -> None:
+    """OwnGPTError for a wall-time budget that is not a positive duration, naming its option."""
+    for name, value in budgets:
+        if parse_duration(value) <= 0:
+            raise OwnGPTError(f"{name} must be a positive duration such as 10m or 90s, not {value!r}")
+
+
+def pretrain_stage(data_dir: Path, run_dir: Path, *, budget: str, seed: int = 0, overrides: Sequence[str] = (),
+                   quiet: bool = False, echo: Callable[[str], None] = print) -> dict:
+    """Pretrain the tiny-cpu recipe with a CONTEXT-token context (a chat prompt holds a system prompt, history and
+    the reply) on a prepared folder for `budget` of wall time; `overrides` (--set) come last. Resumes what
+    `run_dir` holds."""
+    from owngpt.config import load_run_config
+    from owngpt.train.pretrain import pretrain
+
+    settings = [f"train.data={data_dir}", f"model.block_size={CONTEXT}", f"train.out_dir={run_dir}",
+                f"train.max_time={budget}", "train.max_steps=0", f"train.seed={seed}", *overrides]
+    result = pretrain(load_run_config("tiny-cpu", settings), quiet=quiet, echo=echo if not quiet else (lambda s: None))
+    return {"best_val_loss": result.best_val_loss, "steps": result.steps, "tokens": result.tokens}
+
+
+def move_stale_chat(chat_dir: Path, base: str | Path, echo: Callable[[str], None] = print) -> None:
+    """A fine-tuning run in `chat_dir` that started from other weights of `base` (pretraining went on since) moves
+    to CHAT.previous, so that fine-tuning starts afresh instead of refusing to mix the two."""
+    from owngpt.checkpoint.format import best_or_latest, read_meta
+    from owngpt.train.sft import base_changed
+
+    if base_changed(chat_dir, read_meta(best_or_latest(base))):
+        stale = chat_dir.with_name(f"{chat_dir.name}.previous")
+        shutil.rmtree(stale, ignore_errors=True)
+        chat_dir.rename(stale)
+        echo(f"      the base model changed since {chat_dir} was fine-tuned: that model moves to {stale}")
+
+
+def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str = "", budget: str, seed: int = 0,
+              overrides: Sequence[str] = (), quiet: bool = False, echo: Callable[[str], None] = print) -> dict:
+    """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `budget`
+    of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last."""
+    from owngpt.config import load_run_config
+    from owngpt.train.sft import SFTConfig, sft
+
+    # The sft preset's rate suits models of any size; this ~1M-parameter one learns faster at twice it (a 5-minute
+    # sweep in docs/benchmarks.md: persona name recall 70% at 1e-3 vs 58% at 5e-4, same perplexity).
+    settings = [f"train.out_dir={chat_dir}", f"train.max_time={budget}", "train.max_steps=0", f"train.seed={seed}",
+                f"train.lr={SFT_LR}", *overrides]
+    move_stale_chat(chat_dir, base, echo)
+    result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona),
+                             load_run_config("sft", settings).train, quiet=quiet)
+    return {"best_val_loss": result.best_val_loss, "steps": result.steps,
+            "train_conversations": sft_report["train_conversations"]}
+
+
+def held_out_and_models(data_dir: Path, chat_dir: Path, base: str | Path | None = None) -> tuple[list, dict]:
+    """What a run is evaluated on: the test split of its prepared folder (an OwnGPTError that says so when it has
+    none: the val split chose the fine-tuned checkpoint, so it is no held-out figure), and {"chat": the fine-tuned
+    model with the system prompt it was fine-tuned with (as `owngpt chat` replies), "base": its base with the same
+    system prompt (the "before" figure), when given}."""
+    from owngpt.chat.reply import load_reply_model
+    from owngpt.evaluate.chat_eval import held_out_conversations
+
+    held_out = held_out_conversations([str(data_dir)], "test")
+    models = {"chat": load_reply_model(chat_dir)}
+    if base is not None:
+        models["base"] = load_reply_model(base, system=models["chat"].system or "")
+    return held_out, models
+
+
 def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path, base_dir: Path | None = None) -> dict:
     """Held-out (test split) assistant perplexity + distinct-n of the chat model, and persona name recall of the
     chat model and (as the "before" figure) of the pretrained base model, asked with the same system prompt."""
-    from owngpt.chat.reply import load_reply_model
-    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
+    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, persona_recall
     from owngpt.evaluate.metrics import chat_perplexity
     from owngpt.persona import load_persona, system_prompt
 
-    held_out = held_out_conversations([str(data_dir)], "test")
+    held_out, models = held_out_and_models(data_dir, chat_dir, base_dir)
     persona = load_persona(_persona_path(cfg))
     system = system_prompt(persona, cfg.lang if cfg.lang in persona.languages else persona.languages[0])
     ecfg = ChatEvalConfig(samples=cfg.eval_samples, seed=cfg.seed)
-    chat = load_reply_model(chat_dir)  # replies with the system prompt it was fine-tuned with, as `owngpt chat`
+    chat = models["chat"]
     result = evaluate_chat(chat.model, chat.tokenizer, held_out, ecfg, system=chat.system)
     result["persona"] = persona_recall(chat.model, chat.tokenizer, persona, cfg.lang, n=50, system=system, cfg=ecfg)
-    if base_dir is not None:
-        base = load_reply_model(base_dir)
+    if "base" in models:
+        base = models["base"]
         before = persona_recall(base.model, base.tokenizer, persona, cfg.lang, n=50, system=system, cfg=ecfg)
         result["persona"]["recall_before"] = before["recall"]
         result["base_perplexity"] = chat_perplexity(base.model, base.tokenizer, held_out)["perplexity"]

@@ -47,7 +47,7 @@ def invoke(args: list[str]):
 
 
 def test_clone_runs_every_stage_and_keeps_personal_data_out(tmp_path):
-    export = write(tmp_path / "wxid_friend_0_5000.csv", synthetic_wechat())
+    export = write(tmp_path / f"wxid_friend {PHONE}.csv", synthetic_wechat())  # a number in the name, too
     rng = random.Random(1)
     words = "今天 天气 很好 我们 去 公园 散步 晚上 一起 吃 火锅 周末 看 电影 朋友 家人 学校 工作 快乐 安静".split()
     notes = tmp_path / "notes"
@@ -67,6 +67,10 @@ def test_clone_runs_every_stage_and_keeps_personal_data_out(tmp_path):
     assert "火锅" not in json.dumps(report, ensure_ascii=False)
     assert all("火锅" not in f.read_text(encoding="utf-8") for f in (out / "data" / "conversations").glob("*.jsonl"))
     assert sum(report["data"].values()) == 40  # one session a day
+    # pretraining read the corpora only: no message of the export (mine or my friend's) is pretraining text
+    pretraining = "".join(f.read_text(encoding="utf-8") for f in (out / "pretrain-data").rglob("*.jsonl"))
+    assert pretraining and not any(t in pretraining for t in QUESTIONS + [r.split()[0] for r in MY_REPLIES])
+    assert report["eval"]["split"] == "test" and report["eval"]["conversations"] == report["data"]["test"] > 0
     rows = report["eval"]["rows"]
     assert list(rows) == ["me (held-out)", "clone", "base"]
     assert 0 < report["eval"]["texts"] == report["eval"]["points"] <= 4
@@ -112,3 +116,31 @@ def test_clone_dry_run_and_bad_inputs(tmp_path):
     assert "--me 'Cy' names nobody here; speakers found: Bo (1), Al (1)" in str(result.exception)
     result = invoke(["clone", str(chat), "--me", "Al", "--groups", "some", "--out", str(tmp_path / "c")])
     assert "--groups must be one of names, merge, skip" in str(result.exception)
+
+
+def test_clone_evaluates_on_the_test_split_never_the_val_split_fine_tuning_chose_by(tmp_path):
+    from owngpt.clone import evaluate_clone
+    from owngpt.data.chats.model import ChatOptions
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    export = write(tmp_path / "w.csv", synthetic_wechat(days=20))
+    prepare([str(export)], tmp_path / "data", PrepareConfig(chats=ChatOptions(), tokenizer_kind="char",
+                                                            split=(0.8, 0.2, 0.0)), progress=False)
+    try:
+        evaluate_clone(tmp_path / "data", tmp_path / "no-model", None)
+    except OwnGPTError as e:
+        assert "no test conversations" in str(e), e
+    else:
+        raise AssertionError("evaluated without a test split")
+
+
+def test_clone_dry_run_leaves_out_a_chat_where_i_wrote_nothing(tmp_path):
+    multi = tmp_path / "multi"
+    write(multi / "a.txt", "1/1/24, 10:00 - Bo: hi\n1/1/24, 10:01 - Alice: hey\n")
+    write(multi / "lurk.txt", "1/1/24, 10:00 - Carol: hi\n1/1/24, 10:01 - Dave: hey\n")
+    result = invoke(["clone", str(multi), "--me", "Alice", "--dry-run"])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert "1 of 2 text messages are yours" in result.output
+    assert "lurk.txt: left out: --me 'Alice' names nobody here" in result.output
+    result = invoke(["clone", str(multi), "--me", "Zed", "--dry-run"])
+    assert result.exit_code == 1 and "names nobody here" in str(result.exception)

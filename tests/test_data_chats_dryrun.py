@@ -21,7 +21,7 @@ def test_the_report_counts_messages_sessions_and_what_was_left_out(tmp_path):
     assert [(f["format"], f["messages"], f["mine"], f["chats"], f["group_chats"]) for f in report["files"]] == [
         ("WhatsApp", 14, 7, 1, 0), ("WeChat", 9, 4, 2, 1)]
     assert report["files"][0]["speakers"] == "Sam (7), Alex (7)"
-    assert report["files"][1]["speakers"] == "我 (4), wxid_lilei (3), wxid_hmm (1), wxid_wang (1)"
+    assert report["files"][1]["speakers"] == "我 (4), wxid_lilei (3), A [wxid_hmm] (1), B [wxid_wang] (1)"
     assert (report["messages"], report["mine"]) == (23, 11) and report["share_mine"] == pytest.approx(11 / 23)
     assert report["conversations"] == 4 and report["turns"] == {"user": 7, "assistant": 7}
     assert report["dropped"] == {
@@ -32,7 +32,7 @@ def test_the_report_counts_messages_sessions_and_what_was_left_out(tmp_path):
     assert report["dropped_total"] == 9
     assert report["sessions_left_out"] == {"my messages that open a session (nothing to reply to)": 2,
                                            "session with no reply from me": 3}
-    assert report["trained_chars"] == 132 and report["context_chars"] == 132
+    assert report["trained_chars"] == 132 and report["context_chars"] == 117  # group speakers: "A: ", "B: "
     assert report["scrubbed"] == {"pii_phone": 2}  # my number, in both exports
     assert report["languages"] == {"en": 7, "zh": 4} and language_of(report) == "en"
     assert len(report["examples"]) == 2 and report["examples"][1][1]["content"] == "it's <PHONE>"
@@ -45,11 +45,10 @@ def test_nothing_in_the_report_holds_personal_data(tmp_path):
     assert "<PHONE> (1)" in text and "<PHONE>: 算我一个" in text
 
 
-def test_a_file_that_is_no_chat_export_says_which_formats_are_known(tmp_path):
+def test_a_file_that_is_no_chat_export_is_a_document_as_prepare_reads_it(tmp_path):
     notes = write(tmp_path / "notes.txt", "just notes\n")
-    with pytest.raises(OwnGPTError, match=r"notes\.txt is not a chat export owngpt recognises \(known: WeChat CSV .*"
-                                          r"force a format with a prefix: wechat:FILE"):
-        dry_run([str(notes)], ChatOptions(me=("A",)))
+    report = dry_run([str(notes)], ChatOptions(me=("A",)))
+    assert report["documents"] == 1 and report["document_chars"] == 11 and report["files"] == []
 
 
 def test_prepare_dry_run_prints_and_writes_nothing(tmp_path):
@@ -68,3 +67,26 @@ def test_prepare_dry_run_prints_and_writes_nothing(tmp_path):
     assert not out.exists()
     result = CliRunner().invoke(app, ["prepare", str(path), "--out", str(out), "--me", "Nobody", "--dry-run"])
     assert result.exit_code == 1 and "names nobody here; speakers found: Sam (7), Alex (7)" in str(result.exception)
+
+
+def test_prepare_dry_run_reports_on_what_prepare_would_read_without_out(tmp_path):
+    from typer.testing import CliRunner
+
+    from owngpt.cli import _register, app
+
+    _register()
+    pytest.importorskip("chitchat_dataset")
+    chat = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
+    readme = write(tmp_path / "docs" / "readme.txt", "plain doc\n")
+    result = CliRunner().invoke(app, ["prepare", "builtin:chitchat", str(chat), str(readme.parent), "--me", "Alex",
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert "7 of 14 text messages are yours (50%)" in result.output
+    assert "documents: 1 (" in result.output  # the readme; chitchat's dialogues are conversations
+    report = dry_run(["builtin:chitchat", str(chat), str(readme.parent)], ChatOptions(me=("Alex",)), examples=0)
+    assert report["documents"] == 1 and report["conversations"] > 1000  # chitchat's dialogues + my 2 sessions
+    assert report["chat_conversations"] == 2
+    result = CliRunner().invoke(app, ["prepare", str(readme.parent), "--dry-run"])  # no chats at all: still a report
+    assert result.exit_code == 0 and "documents: 1 (" in result.output, result.output + str(result.exception)
+    result = CliRunner().invoke(app, ["prepare", str(readme.parent)])
+    assert result.exit_code != 0 and "--out" in result.output + str(result.exception)

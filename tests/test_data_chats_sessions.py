@@ -107,7 +107,10 @@ def test_prefixes_and_owners_in_the_spec(tmp_path):
     with pytest.raises(OwnGPTError, match=r"unknown format prefix 'line:'; known: wechat:FILE, qq:FILE"):
         read_sources([f"line:{path}"])
     with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME"):
-        read_sources([str(path)])  # checked before any record is read
+        read_sources([str(path)], chats=ChatOptions())  # chat options given: checked before any record is read
+    with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME"):
+        read_sources([f"whatsapp:{path}"])  # so is a prefix
+    assert [type(r) for r in read_sources([str(path)])] == [Document]  # nothing says it is a chat: plain text
     notes = write(tmp_path / "notes.txt", "hello\n")
     with pytest.raises(OwnGPTError, match="no text messages found in this QQ export"):
         read_sources([f"qq:{notes}"])
@@ -141,3 +144,80 @@ def test_prepare_writes_no_personal_data_anywhere(tmp_path):
             data = f.read_bytes()
             for value in (PHONE, "555-0134", EMAIL, "meimei@example.com"):
                 assert value.encode() not in data, (f, value)
+
+
+def test_a_very_long_session_is_cut_into_windows_with_the_loss_on_my_turns_only(tmp_path):
+    """Issue 18: very long sessions are split as SFT splits every long conversation (render_windows)."""
+    from owngpt.data.conversations import render_windows
+    from owngpt.tokenizer import train_char
+
+    lines = []
+    for i in range(120):  # one session: a message a minute for two hours
+        who = "Me" if i % 2 else "Bo"
+        lines.append(f"1/1/24, {10 + i // 60}:{i % 60:02d} - {who}: {'reply' if i % 2 else 'question'} number {i}")
+    path = write(tmp_path / "long.txt", "\n".join(lines) + "\n")
+    (conv,) = [r.messages for r in read_sources([str(path)], chats=ChatOptions(me=("Me",)))
+               if isinstance(r, Conversation)]
+    assert len(conv) == 120
+    tok = train_char(["\n".join(lines)])
+    windows = render_windows(tok, conv, limit=256)
+    assert len(windows) > 10 and all(len(ids) <= 256 for ids, _ in windows)
+    learned = [tok.decode([i for i, m in zip(ids, mask) if m]) for ids, mask in windows]
+    mine = [m["content"] for m in conv if m["role"] == "assistant"]
+    assert "".join(learned) == "".join(f"{t}<|im_end|>" for t in mine)  # every reply of mine once, nothing else
+    for ids, mask in windows:  # each window opens with the question its first reply answers
+        assert tok.decode(ids).startswith("<|im_start|>user\nquestion number")
+
+
+def test_prepare_reads_plain_text_in_any_folder_and_an_unowned_export_as_a_document(tmp_path):
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    docs = tmp_path / "docs"
+    write(docs / "server.log.txt", "2023-05-01 20:15:02 - INFO: server started\n"
+                                   "2023-05-01 20:15:03 - WARN: disk: low\n")
+    write(docs / "readme.txt", "plain doc\n")
+    write(docs / "chat.txt", WHATSAPP_ANDROID)  # an export, but nothing says who I am in it
+    report = prepare([str(docs)], tmp_path / "out", PrepareConfig(tokenizer_kind="char"), progress=False)
+    assert report["total"]["documents"]["in"] == 3 and report["total"]["conversations"]["in"] == 0
+    (note,) = report["chat_exports"]
+    assert note["status"] == "document" and "give --me NAME to read it as a chat" in note["note"]
+    # named with --me (or forced by a prefix) it is a chat, and a wrong reading is an error again
+    with pytest.raises(OwnGPTError, match="which speaker are you"):
+        read_sources([f"whatsapp:{docs / 'chat.txt'}"])
+
+
+def test_a_chat_where_i_wrote_nothing_is_left_out_and_counted(tmp_path):
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    multi = tmp_path / "multi"
+    write(multi / "a.txt", "1/1/24, 10:00 - Bo: hi\n1/1/24, 10:01 - Alice: hey\n")
+    write(multi / "lurk.txt", "1/1/24, 10:00 - Carol: hi\n1/1/24, 10:01 - Dave: hey\n")
+    report = prepare([str(multi)], tmp_path / "out", PrepareConfig(chats=ChatOptions(me=("Alice",)),
+                                                                   tokenizer_kind="char"), progress=False)
+    assert report["total"]["conversations"]["in"] == 1
+    assert [(e["path"].rsplit("/", 1)[1], e["status"]) for e in report["chat_exports"]] == [
+        ("a.txt", "chat"), ("lurk.txt", "left out")]
+    assert any("lurk.txt: left out: --me 'Alice' names nobody here" in s for s in report["skips"]["listed"])
+    with pytest.raises(OwnGPTError, match=r"lurk\.txt: --me 'Zed' names nobody here.*no message is yours in the 1 "
+                                          r"other export either"):
+        read_sources([str(multi / "lurk.txt"), str(multi / "a.txt")], chats=ChatOptions(me=("Zed",)))
+
+
+def test_a_phone_number_in_a_file_name_is_written_and_printed_nowhere(tmp_path):
+    from typer.testing import CliRunner
+
+    from owngpt.cli import _register, app
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    number = "+1 415 555 2671"
+    path = write(tmp_path / f"WhatsApp Chat with {number}.txt", WHATSAPP_ANDROID.replace("Sam", number))
+    out = tmp_path / "out"
+    prepare([str(path)], out, PrepareConfig(chats=ChatOptions(me=("Alex",)), tokenizer_kind="char"), progress=False)
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert b"555 2671" not in f.read_bytes(), f
+    _register()
+    for args in (["--dry-run"], ["--dry-run", "--me", "Nobody"]):
+        result = CliRunner().invoke(app, ["prepare", str(path), "--me", "Alex", *args])
+        shown = result.output + str(result.exception or "")
+        assert "555 2671" not in shown and "<PHONE>" in shown, shown

@@ -3,6 +3,8 @@ media / system / revoked rows are counted by type, group chats, older exports, b
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chat_exports import PHONE, WECHAT_ROWS, wechat_csv
@@ -28,7 +30,7 @@ def test_is_sender_is_me_and_every_row_is_accounted_for(tmp_path):
          {"role": "assistant", "content": "火锅！\n老地方见\n七点"},  # a sticker between them left out; merged
          {"role": "user", "content": "好的"},  # the quote reply's own text, not what it quotes
          {"role": "assistant", "content": f"到了打我电话 {PHONE}"}],
-        [{"role": "user", "content": "wxid_hmm: 周末有空吗\nwxid_wang: 我有"},  # a group (@chatroom)
+        [{"role": "user", "content": "A: 周末有空吗\nB: 我有"},  # a group (@chatroom): pseudonyms
          {"role": "assistant", "content": "我也有[微笑]"}],
     ]
     assert skips == [  # lines: the header is line 1, and one message spans lines 5-6
@@ -63,3 +65,32 @@ def test_a_csv_forced_as_wechat_without_its_columns_names_them(tmp_path):
     with pytest.raises(OwnGPTError, match=r"reviews\.csv:1: not a PyWxDump WeChat CSV: no column 'type_name'.*"
                                           r"\(its columns: text, stars\)"):
         read_export(path, "wechat", ChatOptions())
+
+
+def test_older_quote_replies_keep_the_reply_text(tmp_path):
+    rows = [("文本", 0, "wxid_a", "wxid_a", "明天几点？", "2023-07-01 18:00:00"),
+            ("带有引用的文本消息", 1, "我", "wxid_a", "八点\n\n[引用](2023-07-01 18:00:00)wxid_a:明天几点？",
+             "2023-07-01 18:01:00"),
+            ("文本", 0, "wxid_a", "wxid_a", "好", "2023-07-01 18:02:00"),
+            ("类似文字消息而不一样的消息", 1, "我", "wxid_a", "那就说定了", "2023-07-01 18:03:00"),
+            ("类似文字消息而不一样的消息", 0, "wxid_a", "wxid_a", "类似文字消息而不一样的消息", "2023-07-01 18:04:00")]
+    convs, skips = split(write(tmp_path / "old.csv", wechat_csv(rows)))
+    assert convs == [[{"role": "user", "content": "明天几点？"}, {"role": "assistant", "content": "八点"},
+                      {"role": "user", "content": "好"}, {"role": "assistant", "content": "那就说定了"}]]
+    assert skips == [(8, "media or other non-text message (WeChat 类似文字消息而不一样的消息)")]  # only its type name
+
+
+def test_group_speakers_are_named_or_pseudonymous_never_wxids(tmp_path):
+    rows = [("文本", 0, "wxid_hmm", "123@chatroom", "周末有空吗", "2023-07-03 10:00:00"),
+            ("文本", 0, "wxid_wang", "123@chatroom", "我有", "2023-07-03 10:00:30"),
+            ("文本", 0, "wxid_hmm", "123@chatroom", "那就周六", "2023-07-03 10:00:40"),
+            ("文本", 1, "我", "123@chatroom", "我也有", "2023-07-03 10:01:00")]
+    path = write(tmp_path / "export" / "123@chatroom_0_500.csv", wechat_csv(rows))
+    convs, _ = split(path)
+    assert convs[0][0]["content"] == "A: 周末有空吗\nB: 我有\nA: 那就周六"  # stable pseudonyms in order of appearance
+    write(tmp_path / "export" / "users.json", json.dumps({  # PyWxDump writes it beside the CSV files
+        "wxid_hmm": {"wxid": "wxid_hmm", "nickname": "韩梅梅", "remark": "", "account": "hmm"},
+        "wxid_wang": {"wxid": "wxid_wang", "nickname": "王", "remark": "王老师", "account": ""}}, ensure_ascii=False))
+    convs, _ = split(path)
+    assert convs[0][0]["content"] == "韩梅梅: 周末有空吗\n王老师: 我有\n韩梅梅: 那就周六"  # the remark before the nickname
+    assert "wxid" not in json.dumps(convs)

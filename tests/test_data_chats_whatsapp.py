@@ -94,3 +94,36 @@ def test_plain_text_is_not_taken_for_an_export(tmp_path):
     assert detect_format(notes) is None
     with pytest.raises(OwnGPTError, match="no text messages found in this WhatsApp export"):
         read_export(notes, "whatsapp", ChatOptions(me=("A",)))
+
+
+def test_my_messages_that_look_like_file_names_or_start_with_a_mark_are_text(tmp_path):
+    """Only the forms an export really writes are media or system lines: not a message that is just "null" or a
+    file name (Android writes "NAME (file attached)"), not an iOS message whose text starts with U+200E (a link),
+    not a speaker whose name holds a quote."""
+    android = write(tmp_path / "a.txt", "1/1/24, 10:00 - Bo: send the notes?\n1/1/24, 10:01 - Al: report.pdf\n"
+                                        "1/1/24, 10:02 - Bo: and the value?\n1/1/24, 10:03 - Al: null\n"
+                                        '1/1/24, 10:04 - Ann "Nan" Lee: hi all\n1/1/24, 10:05 - Al: hi Nan\n'
+                                        '1/1/24, 10:06 - Bo changed the subject to "Trip: June"\n'
+                                        "1/1/24, 10:07 - Bo: IMG-0001.jpg (file attached)\n")
+    convs, skips = records(android, me=("Al",))
+    assert [m["content"] for c in convs for m in c if m["role"] == "assistant"] == ["report.pdf", "null", "hi Nan"]
+    assert any(m["content"] == 'Ann "Nan" Lee: hi all' for c in convs for m in c)
+    assert skips == [(7, "system line"), (8, "media (left out of the export)")]
+    ios = write(tmp_path / "i.txt", "[01/02/2024, 10:00:00] Bo: got a link?\n"
+                                    "[01/02/2024, 10:00:05] Al: \u200ehttps://example.com/page\n"
+                                    "[01/02/2024, 10:00:09] Bo: \u200eimage omitted\n"
+                                    "[01/02/2024, 10:00:10] Group: \u200eBo added Cy\n")
+    convs, skips = records(ios, me=("Al",))
+    assert convs[0][1] == {"role": "assistant", "content": "https://example.com/page"}
+    assert skips == [(3, "media (left out of the export)"), (4, "system line")]
+
+
+def test_a_log_file_is_not_taken_for_an_android_export(tmp_path):
+    log = write(tmp_path / "server.log.txt", "2023-05-01 20:15:02 - INFO: server started\n"
+                                             "2023-05-01 20:15:03 - WARN: disk: low\n")
+    assert detect_format(log) is None  # Android exports never write seconds
+    one = write(tmp_path / "notes.txt", "1/1/24, 10:00 - Todo: buy milk\nthen the rest of my notes\nand more\n")
+    assert detect_format(one) is None  # one matching line does not make an export
+    mixed = write(tmp_path / "mixed.txt", "1/1/24, 10:00 - A: x\n[01/02/2024, 10:00:05] B: y\n")
+    assert detect_format(mixed) is None  # two forms at once: no export writes that
+    assert detect_format(write(tmp_path / "c.txt", "1/1/24, 10:00 - A: x\n1/1/24, 10:01 - B: y\n")) == "whatsapp"

@@ -70,3 +70,26 @@ def test_evaluate_style_samples_every_model_at_the_same_points():
     assert result["points"] == 4 and result["texts"] == 4 and list(result["rows"]) == [ME, "clone", "base", "someone"]
     assert result["rows"]["clone"] == result["rows"]["base"]  # same model, same seed: the same replies
     assert result["perplexity"]["clone"]["perplexity"] > 1 and result["examples"][0][ME] == "fine, thanks!"
+
+
+def test_frequent_phrases_leave_out_stop_word_pairs_and_fragments_of_one_sentence():
+    texts = ["sounds good to me"] * 5 + ["i am home", "i am here", "it is late", "it is ok", "i am ok", "it is what"]
+    phrases = [p for p, _ in frequent_phrases(texts, min_count=3)]
+    assert phrases == ["sounds good to me"]  # not "i am" / "it is", not "sounds good" beside "good to me"
+    zh = ["好的好的明天见"] * 4 + ["我们的", "我们的", "我们的"]
+    assert [p for p, _ in frequent_phrases(zh, min_count=3)] == ["好的好的明天见"]
+
+
+def test_the_style_table_fits_80_columns():
+    from owngpt.cli.reports import print_style
+    from owngpt.console import console as make_console
+
+    mine = ["haha yes", "ok see you 😂", "lol no way", "sure thing"]
+    result = compare_style({ME: mine, "clone": mine[::-1], "base": ["Dear colleague, thank you."] * 4,
+                            "another sender (real)": ["fine!", "what?", "ok", "nope"]})
+    result["perplexity"] = {"clone": {"perplexity": 69.43}, "base": {"perplexity": 165.12}}
+    con = make_console(width=80, record=True)
+    print_style(result, console=con)
+    text = con.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80, text
+    assert "69.4" in text and "165.1" in text and "style distance" in text and "another sender (real)" in text

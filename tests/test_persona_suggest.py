@@ -62,3 +62,51 @@ def test_suggest_needs_a_name_and_the_cli_writes_the_file(tmp_path):
     assert load_persona(out).name == "小明" and "persona drafted from 4 of your messages" in result.output
     assert CliRunner().invoke(app, args).exit_code == 1  # exists: --force to overwrite
     assert CliRunner().invoke(app, args + ["--force"]).exit_code == 0
+
+
+def test_personal_data_and_blocked_words_never_reach_the_persona(tmp_path):
+    from owngpt.data.chats.model import with_block_list
+    from owngpt.data.wordlist import ContentFilter
+
+    lines = []
+    for d in range(1, 8):
+        lines += [f"1/{d}/24, 9:00 PM - Bo: where do I write?", f"1/{d}/24, 9:01 PM - Alice: jane.doe@gmail.com",
+                  f"1/{d}/24, 9:02 PM - Bo: and then?", f"1/{d}/24, 9:03 PM - Alice: project falcon launch soon"]
+    path = write(tmp_path / "chat.txt", "\n".join(lines) + "\n")
+    text, facts = suggest_persona([str(path)], ChatOptions(me=("Alice",)))
+    assert "jane" not in text and "gmail" not in text and "doe" not in text
+    assert "project falcon" in text  # a phrase of mine, as it is
+    blocked = with_block_list(ChatOptions(me=("Alice",)), ContentFilter(words=("falcon",)))
+    text, facts = suggest_persona([str(path)], blocked)
+    assert "falcon" not in text and facts["messages"] == 7  # the blocked messages are not mine to describe
+
+
+def test_the_cli_takes_a_block_list(tmp_path):
+    from typer.testing import CliRunner
+
+    from owngpt.cli import _register, app
+
+    chat = "\n".join(f"1/{d}/24, 9:0{i} PM - {'Bo' if i % 2 else 'Al'}: {'ok?' if i % 2 else 'secret plan ahead'}"
+                     for d in range(1, 8) for i in range(4)) + "\n"
+    path = write(tmp_path / "chat.txt", chat)
+    block = write(tmp_path / "block.yaml", "words: [secret]\n")
+    _register()
+    result = CliRunner().invoke(app, ["persona", "suggest", str(path), "--me", "Al", "--block", str(block)])
+    assert result.exit_code == 1 and "no messages of yours" in str(result.exception)  # every one was blocked
+    result = CliRunner().invoke(app, ["persona", "suggest", str(path), "--me", "Al"])
+    assert result.exit_code == 0 and "secret plan" in result.output
+
+
+def test_a_prepared_folder_gives_its_train_split_only(tmp_path):
+    from owngpt.data.corpus import read_split
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    chat = "\n".join(f"1/{d}/24, 9:0{i} PM - {'Bo' if i % 2 == 0 else 'Al'}: message {d}.{i}"
+                     for d in range(1, 29) for i in range(2)) + "\n"
+    prepare([str(write(tmp_path / "chat.txt", chat))], tmp_path / "data",
+            PrepareConfig(chats=ChatOptions(me=("Al",)), tokenizer_kind="char", split=(0.5, 0.25, 0.25)),
+            progress=False)
+    held = {m["content"] for split in ("val", "test") for line in read_split(tmp_path / "data", "conversations", split)
+            for m in line.record["messages"] if m["role"] == "assistant"}
+    mine = my_messages([str(tmp_path / "data")], ChatOptions())
+    assert held and mine and not held & set(mine)

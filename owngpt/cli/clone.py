@@ -1,5 +1,4 @@
-"""`owngpt clone`: your chat exports → a model that answers in your voice (read → pretrain → sft → evaluate → chat);
-also the printers of the chat dry run and of the style comparison, which `prepare` and `evaluate` share."""
+"""`owngpt clone`: your chat exports → a model that answers in your voice (read, pretrain, sft, evaluate, chat)."""
 
 from __future__ import annotations
 
@@ -43,18 +42,17 @@ def clone(
     no_chat: bool = typer.Option(False, "--no-chat", help="Do not start the interactive chat at the end."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars; only the stage lines and the report."),
 ) -> None:
-    from owngpt.clone import CloneConfig, run_clone
+    from owngpt.cli.reports import print_dry_run
+    from owngpt.clone import CloneConfig, read_exports, run_clone
 
     chats = options.chat_options(me, session_gap, groups, date_order, block)
-    if dry_run:
-        from owngpt.data.chats.dryrun import dry_run as report_of
-
-        print_dry_run(report_of(list(exports), chats))
-        return
     cfg = CloneConfig(exports=list(exports), chats=chats, out=out, base=base or "", lang=lang or "",
                       pretrain_data=list(pretrain_data), pretrain_time=pretrain_time, sft_time=sft_time,
                       vocab_size=vocab_size, persona=persona or "", eval_samples=eval_samples, seed=seed,
                       pretrain_overrides=list(set_), sft_overrides=list(sft_set))
+    if dry_run:
+        print_dry_run(read_exports(cfg)[0])
+        return
     report = run_clone(cfg, echo=lambda line: typer.secho(line, bold=True), quiet=quiet)
     print_clone(report)
     from owngpt.cli.chat import offer_chat
@@ -62,87 +60,21 @@ def clone(
     offer_chat(f"{out}/chat", seed=seed, start=not no_chat)
 
 
-def print_dry_run(report: dict) -> None:
-    """The dry run as the terminal shows it (every text printed as written, never as markup)."""
-    from rich.table import Table
-
-    from owngpt.console import console as make_console
-
-    console = make_console()
-    files = Table(title="chat exports")
-    for col in ("file", "format", "chats", "groups", "messages", "mine", "speakers"):
-        files.add_column(col, overflow="fold", justify="right" if col in ("chats", "groups", "messages", "mine")
-                         else "left")
-    for f in report["files"]:
-        files.add_row(f["path"], f["format"], str(f["chats"]), str(f["group_chats"]), f"{f['messages']:,}",
-                      f"{f['mine']:,}", f["speakers"])
-    console.print(files)
-    lines = [
-        f"{report['mine']:,} of {report['messages']:,} text messages are yours ({report['share_mine']:.0%}); "
-        f"you write in: {', '.join(f'{k} {v:,}' for k, v in report['languages'].items()) or '-'}",
-        f"trained on: {report['conversations']:,} sessions, {report['turns']['assistant']:,} turns of yours "
-        f"({report['trained_chars']:,} characters); context only: {report['turns']['user']:,} turns of others "
-        f"({report['context_chars']:,} characters)",
-        "left out, messages: " + (", ".join(f"{k} ({v:,})" for k, v in report["dropped"].items()) or "none"),
-        "left out, sessions: " + (", ".join(f"{k} ({v:,})" for k, v in report["sessions_left_out"].items()) or "none"),
-        "personal data replaced: " + (", ".join(f"{k[4:]} {v:,}" for k, v in report["scrubbed"].items() if v)
-                                      or "none found"),
-    ]
-    if report["block_list"]:
-        lines.append(f"block list: {report['block_list']}")
-    for line in lines:
-        console.print(line, markup=False, highlight=False)
-    for i, conversation in enumerate(report["examples"], 1):
-        console.print(f"example {i} (scrubbed):", markup=False)
-        for m in conversation:
-            who = "you" if m["role"] == "assistant" else "them"
-            console.print(f"  {who:>4} › " + m["content"].replace("\n", " / "), markup=False, highlight=False)
-
-
-STYLE_COLUMNS = (("chars_median", "median chars", "{:.0f}"), ("chars_p90", "p90", "{:.0f}"),
-                 ("emoji", "emoji", "{:.0%}"), ("question", "?", "{:.0%}"), ("exclamation", "!", "{:.0%}"),
-                 ("lower_start", "lower-case start", "{:.0%}"), ("distinct_1", "distinct-1", "{:.3f}"),
-                 ("distinct_2", "distinct-2", "{:.3f}"), ("char3_cosine", "char 3-gram sim.", "{:.3f}"),
-                 ("distance", "style distance", "{:.3f}"))
-
-
-def print_style(result: dict) -> None:
-    """The style comparison (owngpt/evaluate/style.py) as a table: one row per set of replies."""
-    from rich.table import Table
-
-    from owngpt.console import console as make_console
-
-    table = Table(title=f"does it sound like you? {result['texts']} replies each, at held-out points")
-    table.add_column("replies")
-    for _, title, _ in STYLE_COLUMNS:
-        table.add_column(title, justify="right")
-    table.add_column("perplexity", justify="right")
-    for name, row in result["rows"].items():
-        ppl = result["perplexity"].get(name)
-        table.add_row(name, *(fmt.format(row[key]) for key, _, fmt in STYLE_COLUMNS),
-                      f"{ppl['perplexity']:.1f}" if ppl else "-")
-    console = make_console()
-    console.print(table)
-    console.print("style distance: 0 = indistinguishable from your real replies by length, emoji, punctuation and "
-                  "character 3-grams; perplexity: on your held-out turns", markup=False)
-    for ex in result.get("examples", [])[:3]:
-        console.print(f"  them › {ex['context']}".replace("\n", " / "), markup=False, highlight=False)
-        for name, text in ex.items():
-            if name != "context":
-                console.print(f"    {name} › {text}".replace("\n", " / "), markup=False, highlight=False)
-
-
 def print_clone(report: dict) -> None:
     """What the clone run did, then the style comparison."""
+    from owngpt.cli.reports import print_style
     from owngpt.console import console as make_console
 
     console = make_console()
     pre, sft, data = report.get("pretrain"), report["sft"], report["data"]
     if pre:
         console.print(f"pretrain: {pre['steps']:,} steps, {pre['tokens']:,} tokens, best val loss "
-                      f"{pre['best_val_loss']:.3f}", markup=False)
+                      f"{pre['best_val_loss']:.3f}")
     console.print(f"sessions: {data['train']:,} train, {data['val']:,} val, {data['test']:,} test; sft: "
-                  f"{sft['steps']:,} steps, best val loss {sft['best_val_loss']:.3f}", markup=False)
-    print_style(report["eval"])
+                  f"{sft['steps']:,} steps, best val loss {sft['best_val_loss']:.3f}")
+    if "skipped" in report["eval"]:
+        console.print(f"evaluation skipped: {report['eval']['skipped']}")
+    else:
+        print_style(report["eval"])
     secs = report["seconds"]
-    console.print("minutes: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in secs.items()), markup=False)
+    console.print("minutes: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in secs.items()))

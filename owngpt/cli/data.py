@@ -19,7 +19,7 @@ app.add_typer(data_app, name="data")
 def prepare(
     sources: List[str] = typer.Argument(..., help="Files, folders, globs (quoted), chitchat:FILE, builtin:NAME, or chat "
                                         "exports (wechat:FILE, qq:FILE, telegram:FILE, whatsapp:FILE to force one)."),
-    out: str = typer.Option(..., "--out", help="Output folder."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (needed unless --dry-run)."),
     text_field: str = typer.Option("text", "--text-field", help="JSONL/JSON field holding a document's text."),
     text_column: str = typer.Option("text", "--text-column", help="CSV/TSV column holding a document's text."),
     split_blocks: bool = typer.Option(False, "--split-blocks", help="Plain text: one document per blank-line-separated block instead of per file."),
@@ -53,24 +53,27 @@ def prepare(
     from owngpt.data.clean import CleanConfig
     from owngpt.data.prepare import PrepareConfig, prepare as run_prepare
     from owngpt.data.split import parse_ratios
+    from owngpt.errors import OwnGPTError
 
     chats = options.chat_options(me, session_gap, groups, date_order, block)
+    chats = chats if chats != ChatOptions() else None  # none given: an export nothing says I am in may be text
     clean = CleanConfig(nfkc=not no_nfkc, keep_cjk_punct=not fold_punct, strip_html=strip_html,
                         scrub_pii=not no_scrub, junk_filter=not no_junk, min_chars=min_chars, max_chars=max_chars)
-    if dry_run:
-        from owngpt.cli.clone import print_dry_run
+    if dry_run:  # what prepare would read, the same way, writing nothing
+        from owngpt.cli.reports import print_dry_run
         from owngpt.data.chats.dryrun import dry_run as report_of
 
-        print_dry_run(report_of(list(sources), chats, clean))
+        print_dry_run(report_of(list(sources), chats, clean, exclude=[out] if out else []))
         return
+    if not out:
+        raise OwnGPTError("give the output folder: --out DIR (only --dry-run writes nothing and needs none)")
     cfg = PrepareConfig(
         clean=clean, dedup=not no_dedup, near_dup_threshold=near_dup_threshold,
         split=(1.0 - tail, tail, 0.0) if tail is not None else parse_ratios(split),
         split_mode="tail" if tail is not None else "hash", tail=tail if tail is not None else 0.1,
         tokenizer=tokenizer, tokenizer_kind="char" if char else "bpe", vocab_size=vocab_size,
         text_field=text_field, text_column=text_column, split_blocks=split_blocks,
-        conversations_as_text=conversations_as_text, max_documents=max_documents, workers=workers,
-        chats=chats if chats != ChatOptions() else None,
+        conversations_as_text=conversations_as_text, max_documents=max_documents, workers=workers, chats=chats,
     )
     report = run_prepare(list(sources), out, cfg, progress=not quiet, force=force)
     print_report(report, out)
@@ -112,6 +115,9 @@ def print_report(report: dict, out: str) -> None:
     console.print(filt)
     for line in skip_lines(report["skips"]):
         console.print(line)
+    for export in report.get("chat_exports", []):  # an export left out, or read as a document, and why
+        if export["note"]:
+            console.print(f"{export['path']}: {export['note']}")
     sp = Table(title="splits")
     for col in ("split", "documents", "tokens", "conversations"):
         sp.add_column(col, justify="left" if col == "split" else "right")

@@ -49,7 +49,7 @@ def evaluate(
         result["persona"] = persona_recall(model, tok, p, lang, system=system_prompt(p, lang), cfg=cfg)
         typer.echo(f"name recall: {result['persona']['recall']:.0%} of {result['persona']['questions']} answers contain {p.name!r}")
     if style:
-        from owngpt.cli.clone import print_style
+        from owngpt.cli.reports import print_style
         from owngpt.evaluate.style import evaluate_style, style_config
 
         models = {"model": chat_model}

@@ -13,15 +13,17 @@ persona_app = typer.Typer(help="Persona files: draft one from your own chat mess
 app.add_typer(persona_app, name="persona")
 
 
-@persona_app.command("suggest", help="Draft a persona YAML from your messages in chat exports (or in a folder "
-                     "`owngpt prepare --me` wrote): your name, languages, a style and personality guessed from how "
-                     "you write, and instructions describing it (typical length, emoji, phrases you use). Edit it, "
+@persona_app.command("suggest", help="Draft a persona YAML from your messages in chat exports (or in the train split "
+                     "of a folder `owngpt prepare --me` wrote): your name, languages, a style and personality guessed "
+                     "from how you write, and instructions describing it (typical length, emoji, phrases you use), "
+                     "from your messages cleaned and scrubbed as prepare does, without those --block drops. Edit it, "
                      "then use it with `owngpt sft --persona` or `owngpt clone --persona`.")
 def suggest(
     sources: List[str] = typer.Argument(..., help="Chat exports, folders of them, or a prepared folder."),
     me: List[str] = options.me(),
     name: Optional[str] = typer.Option(None, "--name", help="The persona's name (default: the first --me)."),
     date_order: str = options.date_order(),
+    block: Optional[str] = options.block(),
     out: Optional[str] = typer.Option(None, "--out", help="Write the persona to this file (default: print it)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
@@ -29,7 +31,7 @@ def suggest(
     from owngpt.io import atomic_write_text
     from owngpt.persona.suggest import suggest_persona
 
-    chats = options.chat_options(me, "1h", "names", date_order, None)
+    chats = options.chat_options(me, "1h", "names", date_order, block)
     text, facts = suggest_persona(list(sources), chats, name or "")
     if not out:
         typer.echo(text, nl=False)

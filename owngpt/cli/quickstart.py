@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
 import typer
@@ -33,13 +32,9 @@ def quickstart(
                            persona=persona or "", eval_samples=eval_samples, seed=seed, extra_overrides=list(override))
     report = run_quickstart(cfg, echo=lambda line: typer.secho(line, bold=True), quiet=quiet)
     print_report(report)
-    chat_dir = f"{out}/chat"
-    typer.echo(f"\nYour chat model is in {chat_dir}. Talk to it any time with:  owngpt chat {chat_dir}")
-    if not no_chat and sys.stdin.isatty() and sys.stdout.isatty():
-        from owngpt.chat import ChatSession
-        from owngpt.cli.chat import run_interactive
+    from owngpt.cli.chat import offer_chat
 
-        run_interactive(ChatSession.from_checkpoint(chat_dir, seed=seed))
+    offer_chat(f"{out}/chat", seed=seed, start=not no_chat)
 
 
 def print_report(report: dict) -> None:

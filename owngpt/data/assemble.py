@@ -17,6 +17,7 @@ import numpy as np
 from owngpt.data.conversations import check_conversation
 from owngpt.data.dedup import ExactDedup, NearDedup, NearDedupConfig
 from owngpt.data.encoding import converted_from
+from owngpt.data.pii import scrubbed
 from owngpt.data.records import Conversation, Document, Skip
 from owngpt.data.report import Progress, Report
 from owngpt.data.split import split_of, unit_hash
@@ -122,7 +123,8 @@ class RecordPass:
             c["kept"] += 1
             c["changed"] += int(changed)
             u = unit_hash(key)
-            self.convs.write(split_of(u, self.ratios), {"id": record_id(key), "source": rec.source, "messages": ok}, u)
+            self.convs.write(split_of(u, self.ratios), {"id": record_id(key), "source": scrubbed(rec.source),
+                                                        "messages": ok}, u)
         if self.cfg.conversations_as_text:  # doc_text: the utterances joined (workers._job)
             self._document(doc_text, result, rec.source, rec.loc, key, "conversations_as_text")
 
@@ -144,7 +146,7 @@ class RecordPass:
 
     def _emit(self, text: str, source: str, split_key: str, kind: str) -> None:
         self.rep.source(source)[kind]["kept"] += 1
-        obj = {"id": record_id(text), "source": source, "text": text}
+        obj = {"id": record_id(text), "source": scrubbed(source), "text": text}
         if self.tail_tmp is not None:  # tail mode: the split waits for the total length (_commit)
             self.tail_tmp.write(json.dumps(obj, ensure_ascii=False) + "\n")
             self.tail_chars += len(text)

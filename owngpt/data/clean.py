@@ -39,7 +39,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 
-from owngpt.data.pii import luhn_ok, scrub_pii  # noqa: F401 (luhn_ok: part of this module's interface)
+from owngpt.data.pii import luhn_ok, scrub_pii, scrubbed  # noqa: F401 (luhn_ok: part of this module's interface)
 
 # ----------------------------------------------------------------------------- config
 
@@ -340,7 +340,7 @@ class Cleaner:
         else:
             s.changed += 1
         if len(s.examples) < self.max_examples:
-            ex = {"loc": loc}
+            ex = {"loc": scrubbed(loc)}  # a file name may hold a phone number
             if not name.startswith("pii_"):
                 ex["before"] = self.shown(before)
             if after is not None:

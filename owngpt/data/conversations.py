@@ -14,6 +14,7 @@ from typing import Iterable
 
 from owngpt.data.clean import CleanConfig, Cleaner, quoted
 from owngpt.data.corpus import is_prepared, read_split, refuse_unfinished
+from owngpt.data.pii import scrubbed
 from owngpt.data.raw import cleaned, cleaning_summary
 from owngpt.data.records import Conversation, Skip, reason_kind
 from owngpt.data.sources import read_sources
@@ -65,7 +66,8 @@ class ConversationSet:
             self.locs.append(loc)
 
     def summary(self) -> dict:
-        problems = [(loc, quoted(r, CleanConfig())) for loc, r in self.problems]  # a reason may quote a value
+        # a reason may quote a value, and a file name may hold a phone number
+        problems = [(scrubbed(loc), quoted(r, CleanConfig())) for loc, r in self.problems]
         reasons = Counter(reason_kind(r) for _, r in problems)
         return {
             "conversations": len(self.conversations),

@@ -53,28 +53,18 @@ def looks_chinese(text: str) -> bool:
     return common >= 0.8 * len(wide)
 
 
-def detect_encoding(path: Path) -> str:
-    """'utf-8' | 'utf-8-sig' | 'utf-16' | 'gb18030' | 'binary', judged from the file's first non-ASCII lines."""
-    with open(path, "rb") as f:
-        start = f.read(_SNIFF_BYTES)
-        if start.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig"
-        if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return "utf-16"
-        if b"\0" in start:
-            return "binary"
-        f.seek(0)
-        sample, scanned, final = b"", 0, True
-        while scanned < _SCAN_LIMIT and len(sample) < _SNIFF_BYTES:
-            piece = f.readline(_SNIFF_BYTES)  # bounded: a binary file may have no newline at all
-            if not piece:
-                break
-            scanned += len(piece)
-            if not piece.isascii():
-                sample += piece
-                if not piece.endswith(b"\n"):  # cut inside a long line: its last character may be cut too
-                    final = f.read(1) == b""
-                    break
+def _marked(start: bytes) -> str | None:
+    """What a file's first bytes decide alone: a byte-order mark, or NUL bytes (binary); None when they do not."""
+    if start.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    return "binary" if b"\0" in start else None
+
+
+def _judged(sample: bytes, final: bool) -> str:
+    """THE judgement of an unmarked file from a sample of its non-ASCII lines (`final`: the sample ends where the
+    file does, so its last character is whole)."""
     if not sample or _decodes(sample, "utf-8", final) is not None:
         return "utf-8"
     if b"\0" in sample:
@@ -87,21 +77,38 @@ def detect_encoding(path: Path) -> str:
     return "binary" if junk > 0.3 * len(text) else "utf-8"
 
 
+def detect_encoding(path: Path) -> str:
+    """'utf-8' | 'utf-8-sig' | 'utf-16' | 'gb18030' | 'binary', judged from the file's first non-ASCII lines."""
+    with open(path, "rb") as f:
+        marked = _marked(f.read(_SNIFF_BYTES))
+        if marked is not None:
+            return marked
+        f.seek(0)
+        sample, scanned, final = b"", 0, True
+        while scanned < _SCAN_LIMIT and len(sample) < _SNIFF_BYTES:
+            piece = f.readline(_SNIFF_BYTES)  # bounded: a binary file may have no newline at all
+            if not piece:
+                break
+            scanned += len(piece)
+            if not piece.isascii():
+                sample += piece
+                if not piece.endswith(b"\n"):  # cut inside a long line: its last character may be cut too
+                    final = f.read(1) == b""
+                    break
+    return _judged(sample, final)
+
+
 def head_text(path: Path, size: int = 8192) -> str:
-    """The first `size` bytes of a file decoded as `detect_encoding` would judge them (BOM, UTF-8, else GB18030
-    that looks Chinese), for recognising a file's format cheaply; '' for a binary or undecodable start."""
+    """The first `size` bytes of a file decoded in the encoding the same judgement gives for them (undecodable
+    bytes replaced), for recognising a file's format cheaply; '' for a binary start."""
     with open(path, "rb") as f:
         head = f.read(size)
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        return _decodes(head[: len(head) // 2 * 2], "utf-16", False) or ""
-    head = head.removeprefix(codecs.BOM_UTF8)
-    if b"\0" in head:
+    encoding = _marked(head) or _judged(b"\n".join(x for x in head.split(b"\n") if not x.isascii()), False)
+    if encoding == "binary":
         return ""
-    for encoding in ("utf-8", "gb18030"):
-        text = _decodes(head, encoding, False)
-        if text is not None and (encoding == "utf-8" or looks_chinese(text)):
-            return text
-    return ""
+    if encoding == "utf-16":
+        head = head[: len(head) // 2 * 2]
+    return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
 
 
 def file_encoding(path: Path, source: str) -> tuple[str, str] | Skip:

@@ -74,8 +74,9 @@ def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ())
 # Bumped whenever the same inputs and settings would give different output (a cleaning or dedup fix), so that a
 # folder prepared by an earlier version is redone instead of reported up to date. 2: near-dedup batch-merge fix.
 # 3: personal data written in full-width forms or split by invisible characters scrubbed (owngpt/data/pii.py), and
-# unfinished prepare outputs among the inputs left out.
-PIPELINE_VERSION = 3
+# unfinished prepare outputs among the inputs left out. 4: chat exports read anew (WhatsApp media and system lines in
+# their real forms only, WeChat group speakers by name or pseudonym, older quote replies kept, file names scrubbed).
+PIPELINE_VERSION = 4
 
 
 def input_bytes(inputs: list) -> int:

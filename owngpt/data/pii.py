@@ -1,5 +1,7 @@
 """Personal data in text: e-mail addresses, Chinese resident IDs, bank cards, phone numbers and IP addresses found
 and replaced by placeholders (<EMAIL>, <ID>, <CARD>, <PHONE>, <IP>); `scrub_pii(text) -> (text, kinds found)`.
+`scrubbed(name)` is the same for a file name or location that a report prints or writes (WhatsApp names an export
+after the contact: "WhatsApp Chat with +1 415 555 2671.txt").
 
 The patterns read a *folded view* of the text, not the text as written, so that a value does not escape them by
 being written in another form of the same characters: full-width or other compatibility forms that NFKC turns
@@ -363,3 +365,13 @@ def scrub_pii(text: str) -> tuple[str, list[str]]:
     if _IPV6_GATE.search(view):
         replace("pii_ip", _IPV6, "<IP>", _ipv6_ok)
     return text, found
+
+
+PLACEHOLDER = re.compile("<(?:EMAIL|ID|CARD|PHONE|IP)>")  # what scrub_pii puts in place of a value
+
+
+@functools.lru_cache(maxsize=4096)
+def scrubbed(name: str) -> str:
+    """A file name, path or `file:line` location with its personal data replaced, as every report, record and
+    error message that names a file shows it (cached: the same few paths are shown again and again)."""
+    return scrub_pii(name)[0]

@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from owngpt.data.assemble import RecordPass
+from owngpt.data.chats.export import ChatExports
 from owngpt.data.chats.model import ChatOptions
 from owngpt.data.clean import CleanConfig, Cleaner
 from owngpt.data.corpus import split_texts
 from owngpt.data.dedup import NearDedupConfig
 from owngpt.data.fingerprint import cached_report, fingerprint, input_bytes, input_fingerprint_data
+from owngpt.data.pii import scrubbed
 from owngpt.data.records import Record
 from owngpt.data.report import Progress, Report, check_accounting
 from owngpt.data.shards import (
@@ -95,8 +97,9 @@ def _validate(cfg: PrepareConfig) -> tuple[float, float, float]:
 
 
 def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = None, *, progress: bool = True,
-            force: bool = False) -> dict[str, Any]:
+            force: bool = False, exports: ChatExports | None = None) -> dict[str, Any]:
     """Run the whole data stage (see the module docstring); returns the report (also in DIR/report.json).
+    `exports`: chat exports this run has parsed already (owngpt/data/chats/export.py), read again without parsing.
 
     Raises OwnGPTError for problems the user must fix (missing paths, an empty corpus, a bad option).
     """
@@ -109,8 +112,9 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     given_tok = Tokenizer.load(cfg.tokenizer) if cfg.tokenizer else None
     # The output folder may lie inside an input folder (`owngpt prepare . --out data`): it is never read as input.
     # User errors in the specs (a missing file, a --me that names nobody) are raised here.
+    exports = exports if exports is not None else ChatExports()
     records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
-                           split_blocks=cfg.split_blocks, exclude=[out], chats=cfg.chats)
+                           split_blocks=cfg.split_blocks, exclude=[out], chats=cfg.chats, exports=exports)
     inputs = input_fingerprint_data(sources, exclude=[out])  # stats every input once, for the cache and the pool
     fp = fingerprint(inputs, cfg, given_tok.hash if given_tok is not None else None)
     ui = Progress(progress)
@@ -133,7 +137,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         seconds["read_clean_dedup_split"] = round(time.perf_counter() - t0, 2)
-        report = _split_report(rep, stats, sources, cfg, ratios, out)
+        report = _split_report(rep, stats, sources, cfg, ratios, out, exports)
 
         t1 = time.perf_counter()
         tok = given_tok if given_tok is not None else _train_tokenizer(out, cfg, stats)
@@ -189,11 +193,12 @@ def _read_clean_split(records: Iterable[Record], out: Path, cfg: PrepareConfig, 
 
 
 def _split_report(rep: Report, stats: dict[str, Any], sources: list[str], cfg: PrepareConfig,
-                  ratios: tuple[float, float, float], out: Path) -> dict[str, Any]:
+                  ratios: tuple[float, float, float], out: Path, exports: ChatExports) -> dict[str, Any]:
     """The report so far, checked to account for every record; OwnGPTError (with report.json written) when
     nothing was kept."""
     report = rep.as_dict()
-    report["input"] = {"bytes_of_text": stats["bytes"], "specs": sources}
+    report["input"] = {"bytes_of_text": stats["bytes"], "specs": [scrubbed(s) for s in sources]}
+    report["chat_exports"] = exports.summaries()  # each export: read as a chat, left out or read as a document
     report["splits"] = {"documents": stats["docs"], "conversations": stats["convs"],
                         "mode": cfg.split_mode, "ratios": list(ratios), "moved_to_val": stats["moved"]}
     check_accounting(report)

@@ -1,7 +1,8 @@
 """`prepare`'s account of its work: counts per source and filter, skips with reasons, the sums, the progress display.
 
 Every record read is counted once: records = documents in + conversations in + skipped, and for each kind
-in = kept + removed (check_accounting).
+in = kept + removed (check_accounting). Sources and locations are named as owngpt/data/pii.scrubbed shows them (a
+file name may hold a phone number).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from owngpt.console import console
 from owngpt.data.clean import Cleaner
+from owngpt.data.pii import scrubbed
 from owngpt.data.records import Skip, reason_kind
 
 
@@ -30,6 +32,7 @@ class Report:
         self.converted: dict[str, int] = {}
 
     def source(self, name: str) -> dict[str, Any]:
+        name = scrubbed(name)
         if name not in self.sources:
             self.sources[name] = {"records": 0, "skipped": 0, "documents": _counts(), "conversations": _counts(),
                                   "conversations_as_text": _counts()}
@@ -41,8 +44,9 @@ class Report:
         s["skipped"] += 1
         reason = self.cleaner.shown(rec.reason)  # a reason may quote a value (a role, a field): scrubbed too
         if len(self.skips) < self.MAX_SKIPS_LISTED:  # readers' reasons may already start with file:line
-            where = rec.loc.split(" [")[0]
-            self.skips.append(reason if reason.startswith(where + ":") else f"{rec.loc}: {reason}")
+            loc = scrubbed(rec.loc)
+            where = loc.split(" [")[0]
+            self.skips.append(reason if reason.startswith(where + ":") else f"{loc}: {reason}")
         key = reason_kind(reason)
         self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
 

@@ -9,7 +9,9 @@
   - a chat export (WeChat CSV, QQ .txt, Telegram result.json, WhatsApp .txt), recognised from its first lines
     wherever a file is read, or forced with `wechat:` `qq:` `telegram:` `whatsapp:`; read into conversations in
     which I (`chats.me`, or the export's own owner flag) am the assistant (owngpt/data/chats/); a spec may carry
-    its owner as `whatsapp:chat.txt?me=NAME`
+    its owner as `whatsapp:chat.txt?me=NAME`. Each is parsed once, when the specs are checked, into the run's
+    ChatExports, which also decides what becomes of an export in which no message is mine (left out and counted;
+    read as a document when no chat option was given at all; see owngpt/data/chats/export.py)
 
 Files are decoded by owngpt/data/encoding.py: UTF-8, or UTF-16 / GB18030 converted (their records' `loc` ends in
 " [utf-16]" / " [gb18030]"); a binary file is one Skip("binary file"). Invalid UTF-8 is never replaced by guesswork:
@@ -35,9 +37,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from owngpt.data.builtin import read_builtin
-from owngpt.data.chats.export import FORMATS, PREFIXES as CHAT_PREFIXES, chat_spec, detect_format, export_records
-from owngpt.data.chats.export import read_export
-from owngpt.data.chats.model import ChatOptions
+from owngpt.data.chats.export import DOCUMENT, FORMATS, PREFIXES as CHAT_PREFIXES, ChatExports, chat_spec
+from owngpt.data.chats.export import file_format
+from owngpt.data.chats.model import ChatOptions, has_query
 from owngpt.data.dialogue import alternating_messages, instruction_pair, normalise_messages
 from owngpt.data.encoding import Line, file_encoding, iter_lines, read_whole
 from owngpt.data.records import Conversation, Document, Record, Skip
@@ -308,14 +310,10 @@ def _csv_rows(path: Path, source: str, text_column: str, tsv: bool, delimiter: s
 # ----------------------------------------------------------------------------- specs
 
 
-def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any],
-                chat: str | None = None) -> Callable[..., Iterator[Record]]:
-    """The reader of one file: chitchat text, the chat export `chat` (see _chat_format), else by its suffix."""
+def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any]) -> Callable[..., Iterator[Record]]:
+    """The reader of one file: chitchat text, else by its suffix (chat exports: see _plan)."""
     if dialogue:
         return read_chitchat
-    if chat is not None:
-        read_export(path, chat, opts["chats"])  # who is me, checked now: a wrong --me fails before any work
-        return partial(export_records, fmt=chat, opts=opts["chats"])
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return partial(read_jsonl, text_field=opts["text_field"])
@@ -333,6 +331,8 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
         return [lambda: records]
     dialogue = spec.startswith(DIALOGUE_PREFIXES)
     chat, target, chat_opts = chat_spec(spec.split(":", 1)[1] if dialogue else spec, opts["chats"])
+    # no chat option given at all (not by the verb, a prefix or `?me=`): an export nothing says I am in may be text
+    lenient = not opts["chats_given"] and chat is None and not has_query(spec)
     opts = {**opts, "chats": chat_opts}
     _check_prefix(spec, target)
     # dialogue text is plain text; a forced chat format reads its own kind of file in a folder
@@ -359,23 +359,20 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
     if skips:
         tasks.append(partial(iter, skips))
     for f in found:
-        fmt = None if dialogue else _chat_format(f, chat, f in named)
-        read = _reader_for(f, dialogue, opts, fmt)
-        if not dialogue and fmt is None and f.suffix.lower() in (".csv", ".tsv"):
+        fmt, forced = (None, False) if dialogue else file_format(f, chat, f in named)
+        if fmt is not None:  # parsed now: who is me is checked before any work, and the parse is kept to read
+            export = opts["exports"].read(f, fmt, chat_opts, forced=forced, lenient=lenient)
+            if export.status != DOCUMENT:
+                tasks.append(partial(export.records, spec))
+                continue
+        read = _reader_for(f, dialogue, opts)
+        if not dialogue and f.suffix.lower() in (".csv", ".tsv"):
             # Reading the header now makes a wrong --text-column fail at once, not after an hour of work.
             rows = read(f, spec)
             next(rows, None)
             rows.close()
         tasks.append(partial(read, f, spec))
     return tasks
-
-
-def _chat_format(path: Path, forced: str | None, named: bool) -> str | None:
-    """The chat export a file is: the forced format for a file named directly; in a folder, the format its content
-    shows, else the forced one (so `whatsapp:exports/` still reads the QQ export beside the WhatsApp ones)."""
-    if forced and named:
-        return forced
-    return detect_format(path) or forced
 
 
 _PREFIX = re.compile(r"([A-Za-z][\w-]+):(.+)", re.S)
@@ -397,21 +394,24 @@ def spec_target(spec: str) -> str:
 
 def read_sources(
     specs: list[str], *, text_field: str = "text", text_column: str = "text", split_blocks: bool = False,
-    exclude: Sequence[str | Path] = (), chats: ChatOptions | None = None,
+    exclude: Sequence[str | Path] = (), chats: ChatOptions | None = None, exports: ChatExports | None = None,
 ) -> Iterator[Record]:
     """Records from every spec in order (see the module docstring for what a spec can be). Folders are listed by
     owngpt/data/walk.py: hidden files are left out; special files, broken links, folders in `exclude` (the run's
     output folder) and earlier `prepare` outputs are Skips; linked folders are followed, each read once.
 
     Specs are checked now: a missing path, empty folder, unknown builtin, missing package, CSV without
-    `text_column`, or a chat export in which `chats` finds no message of mine raises OwnGPTError before any record
-    is read; the records themselves are streamed.
+    `text_column`, a chat export that does not say which speaker I am, or chat exports of which none has a message
+    of mine raise OwnGPTError before any record is read; the records themselves are streamed. `chats` None means
+    no chat option was given; `exports` collects the chat exports read (and parses each once across calls).
     """
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
+    exports = exports if exports is not None else ChatExports()
     opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks, exclude=tuple(exclude),
-                chats=chats or ChatOptions())
+                chats=chats or ChatOptions(), chats_given=chats is not None, exports=exports)
     tasks = [task for spec in specs for task in _plan(str(spec), opts)]
+    exports.check()
     return _chain(tasks)
 
 

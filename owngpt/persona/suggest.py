@@ -1,12 +1,14 @@
 """`owngpt persona suggest`: a persona file drafted from my own messages, for me to edit, so that the system
 prompt describes the voice the model is fine-tuned on.
 
-From my messages (chat exports read as `owngpt prepare` reads them, or the assistant turns of a folder it
-prepared) it fills in: the name (from --me), the languages I write in (each with at least 10% of my messages, most
-used first), a style and a personality phrase guessed from how I write (message length, emoji, exclamation and
-question marks, lower-case starts; owngpt/data/chats/style.py), and instructions that describe it (typical length,
-favourite emoji, phrases I use often). Facts stay empty: they are mine to write. Every phrase quoted is scrubbed of
-personal data as prepare scrubs text.
+From my messages (chat exports read as `owngpt prepare` reads them, or the assistant turns of the train split of a
+folder it prepared: its val and test splits are held out, and evaluation replies with this file's system prompt)
+it fills in: the name (from --me), the languages I write in (each with at least 10% of my messages, most used
+first), a style and a personality phrase guessed from how I write (message length, emoji, exclamation and question
+marks, lower-case starts; owngpt/data/chats/style.py), and instructions that describe it (typical length,
+favourite emoji, phrases I use often). Facts stay empty: they are mine to write. The file's text becomes the system
+prompt of every fine-tuning example, so it is drafted from my messages as training sees them: each cleaned and
+scrubbed of personal data exactly as prepare cleans a message, and those the block list matches left out.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import json
 from collections import Counter
 from typing import Any, Sequence
 
-from owngpt.data.chats.export import export_files, read_export
+from owngpt.data.chats.export import ChatExports, export_files
 from owngpt.data.chats.model import ChatOptions
+from owngpt.data.chats.sessions import is_blocked
 from owngpt.data.chats.style import EMOJI, frequent_phrases, text_style
-from owngpt.data.clean import CleanConfig, quoted
+from owngpt.data.clean import CleanConfig, Cleaner
 from owngpt.data.corpus import is_prepared, read_split
+from owngpt.data.pii import scrubbed
 from owngpt.errors import OwnGPTError
 from owngpt.lang import language
 
@@ -30,18 +34,23 @@ _TRAITS = {  # (english, chinese) words for what the statistics show
 
 
 def my_messages(specs: Sequence[str], opts: ChatOptions) -> list[str]:
-    """My messages: from chat exports (owngpt/data/chats/), or the assistant turns of prepared folders."""
-    texts: list[str] = []
+    """My messages as training sees them (see the module docstring): from chat exports (those with no message of
+    mine left out, as prepare leaves them out), or the assistant turns of the train split of prepared folders."""
+    words = opts.block_filter()
+    texts = [m["content"] for spec in specs if is_prepared(spec) for line in read_split(spec, "conversations", "train")
+             if line.record for m in line.record["messages"] if m["role"] == "assistant"]
+    texts = [t for t in texts if words is None or not is_blocked(t, words)]  # prepared before the block list
     exports = [s for s in specs if not is_prepared(s)]
-    for spec in specs:
-        if is_prepared(spec):
-            for split in ("train", "val", "test"):
-                texts += [m["content"] for line in read_split(spec, "conversations", split) if line.record
-                          for m in line.record["messages"] if m["role"] == "assistant"]
-    for path, fmt, file_opts in export_files(exports, opts) if exports else []:
-        texts += [m.text for m in read_export(path, fmt, file_opts).messages if m.mine]
+    if exports:
+        chats, cleaner = ChatExports(), Cleaner(CleanConfig())
+        for path, fmt, file_opts, forced in export_files(exports, opts):
+            chats.read(path, fmt, file_opts, forced=forced)
+        chats.check()
+        texts += [cleaner.message(t)[0] for t in chats.my_messages()]  # the block list applied already
+    texts = [t for t in texts if t.strip()]
     if not texts:
-        raise OwnGPTError(f"no messages of yours in {', '.join(specs)}")
+        raise OwnGPTError(f"no messages of yours in {scrubbed(', '.join(specs))}" + (
+            " (the block list left none)" if words is not None else ""))
     return texts
 
 
@@ -56,7 +65,7 @@ def suggest_persona(specs: Sequence[str], opts: ChatOptions, name: str = "") -> 
     total = max(1, sum(langs.values()))
     languages = [lang for lang, n in langs.most_common() if n / total >= 0.1] or ["en"]
     emoji = [e for e, _ in Counter(e for t in texts for e in EMOJI.findall(t)).most_common(3)]
-    phrases = [quoted(p, CleanConfig(), limit=40) for p, _ in frequent_phrases(texts, most=5)]
+    phrases = [p for p, _ in frequent_phrases(texts, most=5)]  # of scrubbed text: no personal data
     facts = {"messages": len(texts), "languages": {k: round(v / total, 3) for k, v in langs.items()},
              "emoji": emoji, "phrases": phrases, "style": style}
     return _yaml(name, languages, style, emoji, phrases, facts), facts

@@ -3,8 +3,9 @@
 A reader (wechat.py, qq.py, telegram.py, whatsapp.py) parses one file into a `Parsed`: its messages in file order
 (`Message`: chat, speaker, time, text, line) and, in the same order, everything it left out (`Dropped`: media,
 system notices, revoked or forwarded messages, each with its line and a reason). `ChatOptions` holds the user's
-choices (who is me, the silence that starts a new session, group chats, the block list); `resolve_owner` decides
-which messages are mine, or raises an error that lists the speakers it found.
+choices (who is me, the silence that starts a new session, group chats, the block list); `owner_problem` decides
+which messages are mine, or says why none is (a message that lists the speakers it found); `resolve_owner` raises it.
+Every location and error names the file as `scrubbed` shows it (owngpt/data/pii.py: no phone number of a file name).
 
 A spec may carry its own owner after a `?`, for verbs that take raw exports but no --me of their own:
 `whatsapp:chat.txt?me=Alice` (several: `?me=Alice&me=12345`; also `gap=30m`, `groups=merge`, `date-order=dmy`).
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, quote
 from owngpt.config import parse_duration
 from owngpt.data.clean import CleanConfig, quoted
 from owngpt.data.encoding import Line, file_encoding, iter_lines
+from owngpt.data.pii import scrubbed
 from owngpt.data.records import Skip
 from owngpt.data.wordlist import ContentFilter
 from owngpt.errors import OwnGPTError
@@ -102,8 +104,13 @@ class Parsed:
     items: list[Message | Dropped] = field(default_factory=list)
     owner_flag: str = ""  # how the export marks my messages itself ("is_sender=1"), if it does
 
+    @property
+    def where(self) -> str:
+        """The file as reports and errors name it (scrubbed, with its encoding mark)."""
+        return f"{scrubbed(str(self.path))}{self.mark}"
+
     def loc(self, line: int) -> str:
-        return f"{self.path}:{line}{self.mark}"
+        return f"{scrubbed(str(self.path))}:{line}{self.mark}"
 
     @property
     def messages(self) -> list[Message]:
@@ -115,7 +122,7 @@ def text_lines(path: Path, fmt: str) -> tuple[str, Iterator[Line]]:
     GB18030); a binary file is an error naming the format it was read as."""
     got = file_encoding(path, str(path))
     if isinstance(got, Skip):
-        raise OwnGPTError(f"{path}: a binary file, not a {NAMES[fmt]} export")
+        raise OwnGPTError(f"{scrubbed(str(path))}: a binary file, not a {NAMES[fmt]} export")
     encoding, mark = got
     return mark, iter_lines(path, encoding)
 
@@ -162,32 +169,63 @@ def speakers_line(messages: list[Message], most: int = 8) -> str:
     return ", ".join(shown) + more if shown else "(none)"
 
 
-def resolve_owner(parsed: Parsed, me: tuple[str, ...]) -> None:
-    """Set `mine` on every message: the export's own flag where it has one, else --me. An export where that
-    finds no message of mine is an error naming the file and the speakers it has."""
+NO_TEXT, NO_OWNER, NOT_MINE = "no text", "no owner", "not mine"  # why no message of an export is mine
+
+
+@dataclass(frozen=True)
+class OwnerProblem:
+    """Why no message of an export is mine: `kind` (NO_TEXT: no text messages at all; NO_OWNER: nothing says
+    which speaker I am; NOT_MINE: --me names nobody there, or the export's owner wrote nothing), the file as
+    reports name it, and what to tell the user (with the speakers found)."""
+
+    kind: str
+    where: str
+    detail: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.where}: {self.detail}"
+
+
+def owner_problem(parsed: Parsed, me: tuple[str, ...]) -> OwnerProblem | None:
+    """Set `mine` on every message: the export's own flag where it has one, else --me. None when some message is
+    mine, else why none is."""
     messages = parsed.messages
-    where = f"{parsed.path}{parsed.mark}"
     if not messages:
-        raise OwnGPTError(f"{where}: no text messages found in this {NAMES[parsed.fmt]} export (only media or "
-                          "system lines, or not an export of this kind)")
+        return OwnerProblem(NO_TEXT, parsed.where, f"no text messages found in this {NAMES[parsed.fmt]} export "
+                                                   "(only media or system lines, or not an export of this kind)")
     undecided = [m for m in messages if m.mine is None]
     if undecided and not me:
-        raise OwnGPTError(f"{where}: which speaker are you? Give --me NAME (or an id; where a verb has no --me, "
-                          f"name the file as FILE?me=NAME); speakers found: {speakers_line(messages)}")
+        return OwnerProblem(NO_OWNER, parsed.where, "which speaker are you? Give --me NAME (or an id; where a verb "
+                                                    "has no --me, name the file as FILE?me=NAME); speakers found: "
+                                                    f"{speakers_line(messages)}")
     for m in undecided:
         m.mine = is_me(m, me)
     if any(m.mine for m in messages):
-        return
+        return None
     if undecided:
         names = ", ".join(repr(quoted(x, CleanConfig(), limit=60)) for x in me)
-        raise OwnGPTError(f"{where}: --me {names} names nobody here; speakers found: {speakers_line(messages)}")
-    raise OwnGPTError(f"{where}: you wrote nothing here (no message has {parsed.owner_flag}): "
-                      "there is nothing to learn your voice from")
+        return OwnerProblem(NOT_MINE, parsed.where, f"--me {names} names nobody here; speakers found: "
+                                                    f"{speakers_line(messages)}")
+    return OwnerProblem(NOT_MINE, parsed.where, f"you wrote nothing here (no message has {parsed.owner_flag}): "
+                                                "there is nothing to learn your voice from")
+
+
+def resolve_owner(parsed: Parsed, me: tuple[str, ...]) -> None:
+    """As owner_problem, raising its message as an OwnGPTError."""
+    problem = owner_problem(parsed, me)
+    if problem is not None:
+        raise OwnGPTError(problem.message)
 
 
 # ----------------------------------------------------------------------------- specs
 
 _QUERY = re.compile(r"\?((?:me|gap|groups|date-order)=[^?]*)$")
+
+
+def has_query(spec: str) -> bool:
+    """Whether the spec carries chat options of its own (`chat.txt?me=NAME`)."""
+    return _QUERY.search(spec) is not None
 
 
 def split_query(spec: str, opts: ChatOptions) -> tuple[str, ChatOptions]:

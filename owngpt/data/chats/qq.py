@@ -41,7 +41,8 @@ _SYSTEM_IDS = ("10000", "1000000")
 
 
 def sniff(head: str, suffix: str) -> bool:
-    """A .txt file that starts with QQ's banner, or whose first lines hold QQ message headers with a number."""
+    """A .txt file that starts with QQ's banner, or whose first lines hold two or more QQ message headers with a
+    number (one header-like line makes no export)."""
     if suffix not in SUFFIXES:
         return False
     lines = [line.strip() for line in head.splitlines()]
@@ -49,7 +50,7 @@ def sniff(head: str, suffix: str) -> bool:
     if first.startswith("消息记录（"):
         return True
     headers = [m for line in lines[:40] if (m := HEADER.fullmatch(line)) and _WHO.fullmatch(m.group(3))]
-    return len(headers) >= 2 or (bool(headers) and HEADER.fullmatch(first) is not None)
+    return len(headers) >= 2
 
 
 def parse(path: Path, opts: ChatOptions) -> Parsed:

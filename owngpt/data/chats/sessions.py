@@ -23,6 +23,7 @@ from typing import Iterator
 
 from owngpt.data.chats.model import ChatOptions, Dropped, Message, Parsed
 from owngpt.data.records import Conversation, Record, Skip
+from owngpt.data.wordlist import ContentFilter
 
 OPENER = "my messages that open a session (nothing to reply to)"
 NO_REPLY = "session with no reply from me"
@@ -70,13 +71,17 @@ def turns_of(session: list[Message]) -> list[Turn]:
     return turns
 
 
+def is_blocked(text: str, words: ContentFilter) -> bool:
+    """Whether the block list matches a message, as written or as NFKC folds it (full-width forms)."""
+    return words.find(text) is not None or words.find(unicodedata.normalize("NFKC", text)) is not None
+
+
 def blocked(parsed: Parsed, opts: ChatOptions) -> set[int]:
-    """Indices of the messages the block list matches (as written, or as NFKC folds them: full-width forms)."""
+    """Indices of the messages the block list matches (see is_blocked)."""
     words = opts.block_filter()
     if words is None:
         return set()
-    return {i for i, m in enumerate(parsed.items) if isinstance(m, Message)
-            and (words.find(m.text) is not None or words.find(unicodedata.normalize("NFKC", m.text)) is not None)}
+    return {i for i, m in enumerate(parsed.items) if isinstance(m, Message) and is_blocked(m.text, words)}
 
 
 def session_records(parsed: Parsed, source: str, opts: ChatOptions) -> Iterator[Record]:

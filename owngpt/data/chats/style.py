@@ -22,6 +22,7 @@ from collections import Counter
 from statistics import median
 from typing import Iterable, Sequence
 
+from owngpt.data.pii import PLACEHOLDER
 from owngpt.lang import has_han
 
 LENGTH_BINS = (1, 4, 8, 16, 32, 64, 128)  # the lower edges (characters) of the length histogram's buckets
@@ -69,26 +70,93 @@ def text_style(texts: Sequence[str]) -> dict:
 
 
 RATE_KEYS = ("emoji", *RATES, "end_punct", "lower_start", "multi_line")  # the shares text_style gives, in [0, 1]
-_WORD = re.compile(r"[A-Za-z']+|[\u4e00-\u9fff]+")
+
+# Words and characters that carry no voice of their own: a phrase made only of them ("i am", "it is", "我们的") is
+# not one worth quoting.
+STOP_WORDS = frozenset("""
+a about after again all also am an and any are as at be been but by can could did do does doing for from had has have
+having he her here him his how i i'm if in into is it it's its just me my no not now of off on one or our out over
+she so some than that that's the their them then there these they this those to too up us very was we were what
+when where which who why will with would you you're your
+""".split())
+STOP_CHARS = frozenset("的了是我你他她它们在也就都和吗呢吧啊这那个有不一")
+MAX_UNITS = {"en": 5, "zh": 8}  # the longest phrase looked for: words, characters
+CANDIDATES = 200  # the best-scored phrases among which the picks are made
+_RUN = re.compile(r"[A-Za-z']+(?:\s+[A-Za-z']+)*|[\u4e00-\u9fff]+")
+
+
+def _units(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The runs of a message a phrase can come from, as (language, units): English words (lower-case) and
+    Chinese characters. Placeholders of scrubbed values (<PHONE>) and everything else break runs."""
+    runs = []
+    for run in _RUN.findall(PLACEHOLDER.sub("|", text).lower()):
+        units = tuple(run) if has_han(run) else tuple(run.split())
+        runs.append(("zh" if has_han(run) else "en", units))
+    return runs
+
+
+def _join(lang: str, units: tuple[str, ...]) -> str:
+    return "".join(units) if lang == "zh" else " ".join(units)
+
+
+def _informative(lang: str, units: tuple[str, ...]) -> bool:
+    stop = STOP_CHARS if lang == "zh" else STOP_WORDS
+    return any(u not in stop for u in units)
 
 
 def frequent_phrases(texts: Iterable[str], most: int = 8, min_count: int = 3) -> list[tuple[str, int]]:
-    """The phrases a person uses most: English word 2-3-grams and Chinese 2-4-character runs, seen at least
-    `min_count` times, longer ones first where they are about as frequent as a phrase they contain."""
+    """The phrases a person uses most: runs of 2 or more English words or Chinese characters, each counted once per
+    message, seen in at least `min_count` messages. A phrase is left out when it is made of stop words only ("i
+    am"), or when it is a fragment of a longer phrase found about as often ("good to" of "sounds good to me"), or
+    when its messages are mostly those of a phrase picked already that it overlaps (fragments of one sentence)."""
+    messages = [_units(t) for t in texts]
     counts: Counter = Counter()
-    for text in texts:
-        for run in _WORD.findall(text.lower()):
-            if has_han(run):
-                counts.update({run[i:i + n] for n in (2, 3, 4) for i in range(len(run) - n + 1)})
-        words = re.findall(r"[a-z']+", text.lower())
-        counts.update({" ".join(words[i:i + n]) for n in (2, 3) for i in range(len(words) - n + 1)})
-    scored = sorted(((c * len(p) ** 0.5, p, c) for p, c in counts.items() if c >= min_count and len(p) >= 2),
-                    reverse=True)
-    picked: list[tuple[str, int]] = []
-    for _, phrase, count in scored:
-        if any(phrase in p and count <= 1.2 * c for p, c in picked):
-            continue  # a part of a phrase already picked
-        picked = [(p, c) for p, c in picked if not (p in phrase and c <= 1.2 * count)] + [(phrase, count)]
+    level = None  # the frequent phrases one unit shorter (a longer phrase is frequent only if both its parts are)
+    for n in range(2, max(MAX_UNITS.values()) + 1):
+        found: Counter = Counter()
+        for runs in messages:
+            found.update({(lang, u[i:i + n]) for lang, u in runs if n <= MAX_UNITS[lang]
+                          for i in range(len(u) - n + 1)
+                          if level is None or ((lang, u[i:i + n - 1]) in level and (lang, u[i + 1:i + n]) in level)})
+        level = {k for k, c in found.items() if c >= min_count}
+        if not level:
+            break
+        counts.update({k: found[k] for k in level})
+    # a phrase inside a longer one found in nearly as many messages is a fragment of it
+    fragments = {(lang, part) for (lang, u), c in counts.items() if len(u) > 2 for part in (u[1:], u[:-1])
+                 if c >= 0.8 * counts[(lang, part)]}
+    scored = sorted(((c * len(_join(*k)) ** 0.5, k, c) for k, c in counts.items()
+                     if k not in fragments and _informative(*k)), reverse=True)[:CANDIDATES]
+    where = _messages_of({k for _, k, _ in scored}, messages)
+    picked: list[tuple[tuple[str, tuple[str, ...]], int]] = []
+    for _, key, count in scored:
+        if any(_overlap(key[1], p[1]) and len(where[key] & where[p]) > 0.5 * count for p, _ in picked):
+            continue
+        picked.append((key, count))
         if len(picked) >= most:
             break
-    return picked
+    return [(_join(*k), c) for k, c in picked]
+
+
+def _messages_of(keys: set, messages: list) -> dict:
+    """{phrase: the indices of the messages holding it}."""
+    where: dict = {k: set() for k in keys}
+    lengths = {len(k[1]) for k in keys}
+    for i, runs in enumerate(messages):
+        for lang, u in runs:
+            for n in lengths:
+                for j in range(len(u) - n + 1):
+                    if (lang, u[j:j + n]) in where:
+                        where[(lang, u[j:j + n])].add(i)
+    return where
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two phrases share units at an end: one holds the other, or one ends with the other's start."""
+    if _holds(a, b) or _holds(b, a):
+        return True
+    return any(a[-k:] == b[:k] or b[-k:] == a[:k] for k in range(1, min(len(a), len(b))))
+
+
+def _holds(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return any(a[i:i + len(b)] == b for i in range(len(a) - len(b) + 1))

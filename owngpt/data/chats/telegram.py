@@ -25,6 +25,7 @@ from typing import Any
 from owngpt.data.chats.model import ChatOptions, Dropped, Message, Parsed, epoch
 from owngpt.data.encoding import read_whole
 from owngpt.data.records import Skip
+from owngpt.data.pii import scrubbed
 from owngpt.errors import OwnGPTError
 
 SUFFIXES = (".json",)
@@ -45,8 +46,9 @@ def sniff(head: str, suffix: str) -> bool:
 def parse(path: Path, opts: ChatOptions) -> Parsed:
     """The messages of a Telegram export, one chat or all (see the module docstring)."""
     got = read_whole(path, str(path))
+    where = scrubbed(str(path))
     if isinstance(got, Skip):
-        raise OwnGPTError(f"{path}: {got.reason}, not a Telegram export")
+        raise OwnGPTError(f"{where}: {got.reason}, not a Telegram export")
     text, mark = got
     parsed = Parsed("telegram", path, mark)
     try:
@@ -55,7 +57,7 @@ def parse(path: Path, opts: ChatOptions) -> Parsed:
         # A copy cut short fails at its very end, or in a string that never closes.
         short = e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string")
         cut = "; the file looks cut short: export it again" if short else ""
-        raise OwnGPTError(f"{path}:{e.lineno}:{e.colno}{mark}: not valid JSON ({e.msg}, character {e.pos} "
+        raise OwnGPTError(f"{where}:{e.lineno}:{e.colno}{mark}: not valid JSON ({e.msg}, character {e.pos} "
                           f"of {len(text)}){cut}") from None
     chats, owner = _chats(data, path)
     if owner is not None:
@@ -92,8 +94,8 @@ def _chats(data: Any, path: Path) -> tuple[list[dict], str | None]:
                  for c in value.get("list") or [] if isinstance(c, dict)]
         user = (data.get("personal_information") or {}).get("user_id")
         return chats, (f"user{user}" if user is not None else None)
-    raise OwnGPTError(f"{path}: not a Telegram export: expected 'messages' (one chat) or 'chats' with a 'list' "
-                      "(the full export) at the top level")
+    raise OwnGPTError(f"{scrubbed(str(path))}: not a Telegram export: expected 'messages' (one chat) or 'chats' "
+                      "with a 'list' (the full export) at the top level")
 
 
 def flatten(value: Any) -> str:

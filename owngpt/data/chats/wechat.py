@@ -8,9 +8,16 @@
 `...@chatroom` for a group, where `talker` is who wrote); `CreateTime` is `YYYY-MM-DD HH:MM:SS` (or Unix seconds).
 Older PyWxDump versions write a `content` column (JSON holding `msg`) instead of `msg` and `src`; both are read.
 
-Kept: text (`文本`), and quote replies (`引用回复`) as the reply's own text (the quoted message after it is cut).
+Kept: text (`文本`), and quote replies (`引用回复`; older versions: `带有引用的文本消息`, `类似文字消息而不一样的消息`) as
+the reply's own text (the quoted message after it is cut; a row whose text is only its type name is left out).
 Left out and counted by type: images, stickers (`动画表情`), voice, video, files, links and other shares, system
 notices (`系统通知`, `拍一拍`, `邀请加群`), revoked messages (`消息撤回…`, or a notice that says `撤回了一条消息`).
+
+Names: the CSV knows people only by their account ids (wxid_...), which must not become training text. In a group
+chat the other speakers are named from the `users.json` PyWxDump writes beside the CSV files (the remark you gave
+a contact, else their nickname); anyone it does not name gets a pseudonym, stable within the chat, in order of
+appearance: "A", "B", ... So a user turn reads "韩梅梅: 周末有空吗\nB: 我有", never "wxid_hmm: ...". (A private chat
+has no names in its turns; reports show the wxid beside the name, for you to recognise.)
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from datetime import datetime
 from pathlib import Path
 
 from owngpt.data.chats.model import ChatOptions, Dropped, Message, Parsed, epoch, text_lines
+from owngpt.data.pii import scrubbed
 from owngpt.errors import OwnGPTError
 
 SUFFIXES = (".csv",)
 REQUIRED = ("type_name", "is_sender", "talker", "room_name", "CreateTime")
-TEXT, QUOTE = "文本", "引用回复"
+TEXT = "文本"
+QUOTES = ("引用回复", "带有引用的文本消息", "类似文字消息而不一样的消息")  # kept as the reply's own text
 SYSTEM = ("系统通知", "拍一拍", "邀请加群", "添加好友", "群公告")
 
 
@@ -55,7 +64,8 @@ def parse(path: Path, opts: ChatOptions) -> Parsed:
     header = [h.strip() for h in next(rows, [])]
     missing = [c for c in REQUIRED if c not in header] + ([] if {"msg", "content"} & set(header) else ["msg"])
     if missing:
-        raise OwnGPTError(f"{path}:1{mark}: not a PyWxDump WeChat CSV: no column {', '.join(map(repr, missing))} "
+        raise OwnGPTError(f"{scrubbed(str(path))}:1{mark}: not a PyWxDump WeChat CSV: no column "
+                          f"{', '.join(map(repr, missing))} "
                           f"(its columns: {', '.join(header) or 'none'})")
     col = {name: i for i, name in enumerate(header)}
     start = 2
@@ -65,7 +75,48 @@ def parse(path: Path, opts: ChatOptions) -> Parsed:
             continue
         get = lambda name: row[col[name]].strip() if col.get(name, len(row)) < len(row) else ""  # noqa: E731
         parsed.items.append(_item(get, line, "msg" in col))
+    _name_speakers(parsed.messages, _contacts(path.parent / "users.json"))
     return parsed
+
+
+def _contacts(path: Path) -> dict[str, str]:
+    """wxid -> the name to show (remark, else nickname) from PyWxDump's users.json; {} without a readable one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    names = {}
+    for wxid, user in data.items():
+        if isinstance(user, dict):
+            name = str(user.get("remark") or user.get("nickname") or "").strip()
+            if name:
+                names[str(wxid)] = name
+    return names
+
+
+def _pseudonym(i: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: the i-th unnamed speaker of a chat."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def _name_speakers(messages: list[Message], contacts: dict[str, str]) -> None:
+    """Speakers by contact name; in group chats the unnamed ones by a pseudonym of their chat (see the docstring)."""
+    unnamed: dict[str, dict[str, str]] = {}
+    for m in messages:
+        if m.mine:
+            continue
+        if m.speaker_id in contacts:
+            m.speaker = contacts[m.speaker_id]
+        elif m.group:
+            seen = unnamed.setdefault(m.chat, {})
+            m.speaker = seen.setdefault(m.speaker_id, _pseudonym(len(seen)))
 
 
 def _item(get, line: int, has_msg: bool) -> Message | Dropped:
@@ -75,9 +126,9 @@ def _item(get, line: int, has_msg: bool) -> Message | Dropped:
         return Dropped(line, "revoked message")
     if kind in SYSTEM:
         return Dropped(line, f"system notice (WeChat {kind})")
-    if kind not in (TEXT, QUOTE):
+    if kind != TEXT and (kind not in QUOTES or text.strip() == kind):
         return Dropped(line, f"media or other non-text message (WeChat {kind or 'no type_name'})")
-    if kind == QUOTE:
+    if kind in QUOTES:
         text = text.split("\n\n[引用]", 1)[0]  # "reply\n\n[引用](time)name:quoted text": keep the reply
     if get("is_sender") not in ("0", "1"):
         return Dropped(line, "is_sender is neither 0 nor 1")
