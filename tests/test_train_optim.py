@@ -10,7 +10,7 @@ from torch import nn
 
 from owngpt.config import TrainConfig
 from owngpt.errors import OwnGPTError
-from owngpt.train.optim import lr_at, make_optimizer, param_groups
+from owngpt.train.optim import _muon_precision, _orthogonalize_fp32, lr_at, make_optimizer, param_groups
 
 
 class TinyLM(nn.Module):
@@ -129,7 +129,8 @@ def test_muon_takes_hidden_matrices_and_matches_torch_muon_by_hand():
                 o.zero_grad()
             model(idx).logsumexp(-1).mean().backward()
             for o in steppers:
-                o.step()
+                with _muon_precision(torch.device("cpu")):  # the iteration's precision ours uses on this CPU
+                    o.step()
     for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
     state = opt.state_dict()
@@ -139,6 +140,28 @@ def test_muon_takes_hidden_matrices_and_matches_torch_muon_by_hand():
     adamw_only = make_optimizer(TinyLM(), TrainConfig())
     with pytest.raises(OwnGPTError, match="AdamW's"):
         fresh.load_state_dict(adamw_only.state_dict())
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_muon_orthogonalises_in_fp32_on_cpus_without_native_bf16(monkeypatch, native_bf16):
+    """torch.optim.Muon's Newton-Schulz runs in bf16; on a CPU without native bf16 ours runs the same iteration in
+    fp32 (bf16 is emulated there, ~10x slower): the same result up to bf16 rounding, and torch's own elsewhere."""
+    import torch.optim._muon as impl
+
+    import owngpt.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_matmul", lambda: native_bf16)
+    g = torch.randn(24, 16, generator=torch.Generator().manual_seed(0))
+    coeffs = (3.4445, -4.775, 2.0315)
+    torch_own = impl._zeropower_via_newtonschulz(g, coeffs, 5, 1e-7)
+    with _muon_precision(torch.device("cpu")):
+        used = impl._zeropower_via_newtonschulz(g, coeffs, 5, 1e-7)
+    assert impl._zeropower_via_newtonschulz is not _orthogonalize_fp32  # restored
+    if native_bf16:
+        assert used.dtype == torch.bfloat16 and torch.equal(used, torch_own)
+    else:
+        assert used.dtype == torch.float32
+        torch.testing.assert_close(used, torch_own.float(), rtol=0.05, atol=0.02)
 
 
 def test_muon_trains_lora_matrices_alone():

@@ -18,7 +18,9 @@ decides, as for any unfused optimizer).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 
 import torch
 from torch import nn
@@ -86,6 +88,40 @@ def muon_names(model: nn.Module) -> set[str]:
             if p.requires_grad and p.dim() == 2 and name not in skip and id(p) not in head}
 
 
+def _orthogonalize_fp32(grad: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int,
+                        eps: float) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz orthogonalisation (the iteration torch.optim.Muon runs), computed in fp32."""
+    a, b, c = ns_coefficients
+    x = grad.float()
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    for _ in range(ns_steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+@contextlib.contextmanager
+def _muon_precision(device: torch.device):
+    """torch.optim.Muon orthogonalises in bf16; a CPU without native bf16 (no AMX, no avx512_bf16) emulates bf16
+    matmuls ~10x slower than fp32 (660 tiny-cpu steps took 711 s instead of 91 s), so there its iteration runs in
+    fp32 — the same steps, more precise. Elsewhere (GPUs, CPUs with native bf16) torch's own runs untouched."""
+    from owngpt.runtime import cpu_has_bf16_matmul
+
+    impl = sys.modules.get("torch.optim._muon")
+    if device.type != "cpu" or cpu_has_bf16_matmul() or not hasattr(impl, "_zeropower_via_newtonschulz"):
+        yield
+        return
+    original = impl._zeropower_via_newtonschulz
+    impl._zeropower_via_newtonschulz = _orthogonalize_fp32
+    try:
+        yield
+    finally:
+        impl._zeropower_via_newtonschulz = original
+
+
 class MuonWithAdamW:
     """Muon on the hidden matrices and AdamW on the rest (none for LoRA, whose weights are all matrices), stepped as
     one optimizer: the loop sees their param_groups together (each with `lr_scale`), one state_dict, one step."""
@@ -104,8 +140,10 @@ class MuonWithAdamW:
         return {k: v for o in self.parts for k, v in o.state.items()}
 
     def step(self, closure=None) -> None:
-        for o in self.parts:
-            o.step()
+        with _muon_precision(self.muon.param_groups[0]["params"][0].device):
+            self.muon.step()
+        if self.adamw is not None:
+            self.adamw.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for o in self.parts:
