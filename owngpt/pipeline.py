@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -33,6 +33,9 @@ CORPORA: dict[str, dict[str, list[str]]] = {
 }
 
 SFT_LR = 1e-3
+# Fine-tuning steps of the quickstart: identity chats are a share of every batch, so steps decide whether the model
+# learns its name (1,255 steps: 84% of answers named it; 581 steps: 58%; docs/benchmarks.md)
+SFT_STEPS = 1400
 CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
 
 SAMPLE_TURNS: dict[str, list[str]] = {
@@ -45,8 +48,10 @@ SAMPLE_TURNS: dict[str, list[str]] = {
 class QuickstartConfig:
     lang: Literal["en", "zh"] = "en"
     out: str = "runs/quickstart"
-    pretrain_time: str = "11m"
-    sft_time: str = "5m"
+    minutes: float = 18.0  # the whole run's budget, planned on this machine (owngpt/train/budget.py)
+    pretrain_time: str = ""  # "" = what the plan leaves; a duration fixes it (and the model stays tiny-cpu)
+    sft_steps: int = SFT_STEPS  # fine-tuning steps: the persona's guarantee on any machine
+    sft_time: str = ""  # a duration bounds fine-tuning by wall time instead of steps
     vocab_size: int = 4096
     persona: str = ""  # "" = the example persona for `lang`
     eval_samples: int = 100
@@ -68,7 +73,10 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
 
     if cfg.lang not in CORPORA:
         raise OwnGPTError(f"--lang must be one of {', '.join(CORPORA)}, not {cfg.lang!r}")
-    check_budgets([("pretrain time", cfg.pretrain_time), ("sft time", cfg.sft_time)])
+    check_budgets([(name, value) for name, value in (("pretrain time", cfg.pretrain_time),
+                                                      ("sft time", cfg.sft_time)) if value])
+    if cfg.minutes <= 0 or cfg.sft_steps <= 0:
+        raise OwnGPTError(f"--minutes and --sft-steps must be positive, not {cfg.minutes:g} and {cfg.sft_steps}")
     out = Path(cfg.out)
     data_dir, base_dir, chat_dir = out / "data", out / "pretrain", out / "chat"
     report: dict = {"config": asdict(cfg), "seconds": {}}
@@ -79,16 +87,25 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     prepare(CORPORA[cfg.lang]["pretrain"], data_dir, prep, progress=not quiet)
     report["seconds"]["prepare"] = round(time.perf_counter() - t0, 1)
 
-    echo(f"[2/5] pretrain: tiny-cpu recipe (context {CONTEXT}) for {cfg.pretrain_time} → {base_dir}")
+    plan = quickstart_plan(cfg, data_dir, spent=report["seconds"]["prepare"], echo=echo)
+    if plan is not None:
+        report["plan"] = asdict(plan)
+    pretrain_time = cfg.pretrain_time or plan.pretrain_time
+    model = f"{plan.model} recipe" if plan is not None and plan.model_overrides else "tiny-cpu recipe"
+    echo(f"[2/5] pretrain: {model} (context {CONTEXT}) for {pretrain_time} → {base_dir}")
     t = time.perf_counter()
-    report["pretrain"] = pretrain_stage(data_dir, base_dir, budget=cfg.pretrain_time, seed=cfg.seed,
-                                        overrides=cfg.extra_overrides, quiet=quiet, echo=echo)
+    model_overrides = plan.model_overrides if plan is not None else []
+    report["pretrain"] = pretrain_stage(data_dir, base_dir, budget=pretrain_time, seed=cfg.seed,
+                                        overrides=[*model_overrides, *cfg.extra_overrides], quiet=quiet, echo=echo)
     report["seconds"]["pretrain"] = round(time.perf_counter() - t, 1)
 
-    echo(f"[3/5] sft: conversations from {data_dir} + persona {Path(_persona_path(cfg)).name} for {cfg.sft_time} → {chat_dir}")
+    length = cfg.sft_time or f"{cfg.sft_steps:,} steps"
+    echo(f"[3/5] sft: conversations from {data_dir} + persona {Path(_persona_path(cfg)).name} for {length} → {chat_dir}")
     t = time.perf_counter()
+    lr = [f"train.lr={SFT_LR * plan.lr_scale:.3g}"] if plan is not None and plan.lr_scale != 1 else []
     report["sft"] = sft_stage(base_dir, data_dir, chat_dir, persona=_persona_path(cfg), budget=cfg.sft_time,
-                              seed=cfg.seed, quiet=quiet, echo=echo)
+                              steps=0 if cfg.sft_time else cfg.sft_steps, seed=cfg.seed, overrides=lr, quiet=quiet,
+                              echo=echo)
     report["seconds"]["sft"] = round(time.perf_counter() - t, 1)
 
     echo("[4/5] evaluate on held-out conversations")
@@ -101,6 +118,48 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     atomic_write_text(out / "quickstart_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     return report
+
+
+def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
+                    echo: Callable[[str], None] = print):
+    """The plan of `cfg.minutes` (owngpt/train/budget.py), or None when --pretrain-time fixed pretraining. Kept in
+    OUT/quickstart_plan.json: the same command run again continues the same plan instead of probing again."""
+    from dataclasses import fields
+
+    from owngpt.config import load_run_config
+    from owngpt.tokenizer import Tokenizer
+    from owngpt.train.budget import Plan, plan_budget
+    from owngpt.train.pretrain import padded_vocab
+
+    if cfg.pretrain_time:
+        return None
+    path = Path(cfg.out) / "quickstart_plan.json"
+    inputs = {"minutes": cfg.minutes, "sft_steps": cfg.sft_steps, "sft_time": cfg.sft_time,
+              "extra_overrides": cfg.extra_overrides}
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("inputs") == inputs:
+            plan = Plan(**{f.name: saved["plan"][f.name] for f in fields(Plan) if f.name in saved["plan"]})
+            echo(f"      the plan of the earlier run (in {path}): {plan.model}, pretraining {plan.pretrain_time}")
+            return plan
+    vocab = padded_vocab(Tokenizer.load(data_dir / "tokenizer").vocab_size)
+    settings = [f"model.block_size={CONTEXT}", f"model.vocab_size={vocab}", *cfg.extra_overrides]
+    pretrain_cfg = load_run_config("tiny-cpu", settings)
+    sft_batch = load_run_config("sft").train.batch_size
+    sft_cfg = replace(pretrain_cfg, train=replace(pretrain_cfg.train, batch_size=sft_batch))
+    # --set model.…: the user chose the model, the plan only splits the time
+    size_model = not any(o.startswith("model.") for o in cfg.extra_overrides)
+    sft_steps = 0 if cfg.sft_time else cfg.sft_steps
+    echo(f"      planning {cfg.minutes:g} minutes on this machine (a few seconds of probe steps)")
+    plan = plan_budget(cfg.minutes, spent, pretrain_cfg, sft_cfg, sft_steps=sft_steps, size_model=size_model,
+                       fixed_sft_seconds=parse_duration(cfg.sft_time) if cfg.sft_time else 0.0)
+    echo(f"      {plan.probe_tps:,} tokens/s here; {plan.model} ({plan.params:,} parameters besides the embedding), "
+         f"pretraining {plan.pretrain_seconds / 60:.1f} min (~{plan.tokens / 1e6:.1f}M tokens), fine-tuning "
+         f"{cfg.sft_time or f'{cfg.sft_steps:,} steps (~{plan.sft_seconds / 60:.1f} min)'}")
+    for warning in plan.warnings:
+        echo(f"      warning: {warning}")
+    atomic_write_text(path, json.dumps({"inputs": inputs, "plan": asdict(plan)}, indent=2))
+    return plan
 
 
 # ----------------------------------------------------------------------------- stages the one-command runs share
@@ -141,17 +200,19 @@ def move_stale_chat(chat_dir: Path, base: str | Path, echo: Callable[[str], None
         echo(f"      the base model changed since {chat_dir} was fine-tuned: that model moves to {stale}")
 
 
-def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str = "", budget: str, seed: int = 0,
-              overrides: Sequence[str] = (), quiet: bool = False, echo: Callable[[str], None] = print) -> dict:
-    """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `budget`
-    of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last."""
+def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str = "", budget: str = "",
+              steps: int = 0, seed: int = 0, overrides: Sequence[str] = (), quiet: bool = False,
+              echo: Callable[[str], None] = print) -> dict:
+    """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `steps`
+    steps, or else for `budget` of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last."""
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft
 
     # The sft preset's rate suits models of any size; this ~1M-parameter one learns faster at twice it (a 5-minute
     # sweep in docs/benchmarks.md: persona name recall 70% at 1e-3 vs 58% at 5e-4, same perplexity).
-    settings = [f"train.out_dir={chat_dir}", f"train.max_time={budget}", "train.max_steps=0", f"train.seed={seed}",
-                f"train.lr={SFT_LR}", *overrides]
+    length = [f"train.max_steps={steps}", "train.max_time="] if steps else [f"train.max_time={budget}",
+                                                                              "train.max_steps=0"]
+    settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}", *overrides]
     move_stale_chat(chat_dir, base, echo)
     result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona),
                              load_run_config("sft", settings).train, quiet=quiet)

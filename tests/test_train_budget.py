@@ -1,0 +1,106 @@
+"""Planning a budget in minutes (owngpt/train/budget.py): fine-tuning's steps kept on any machine, pretraining
+the rest, the model sized by the depth rule to the tokens it will see, a warning on a slow machine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from owngpt.config import load_run_config
+from owngpt.train.budget import (MIN_PRETRAIN, REFERENCE_TPS, TOKENS_PER_PARAM, depth_overrides, model_size,
+                                 plan_budget, training_tokens_per_second)
+
+
+def _configs():
+    pre = load_run_config("tiny-cpu", ["model.block_size=256", "model.vocab_size=4096"])
+    sft = replace(pre, train=replace(pre.train, batch_size=16))
+    return pre, sft
+
+
+def _probe(tps: float):
+    """A machine that trains the tiny-cpu recipe at `tps` tokens/s at any batch size (bigger models: by FLOPs)."""
+    return lambda cfg: tps
+
+
+def test_fine_tuning_keeps_its_steps_and_pretraining_gets_the_rest():
+    pre, sft = _configs()
+    plan = plan_budget(18, 30.0, pre, sft, sft_steps=1400, size_model=False, probe=_probe(REFERENCE_TPS))
+    assert plan.model == "tiny-cpu" and plan.model_overrides == [] and plan.lr_scale == 1.0
+    assert plan.sft_seconds == pytest.approx(1400 * 16 * 256 / REFERENCE_TPS, rel=1e-3)
+    assert plan.pretrain_seconds == pytest.approx(18 * 60 - 30 - plan.evaluate_seconds - plan.sft_seconds, abs=0.2)
+    assert plan.tokens == pytest.approx(plan.pretrain_seconds * REFERENCE_TPS, rel=1e-3)
+    assert plan.warnings == []
+
+
+def test_a_slower_machine_fine_tunes_longer_pretrains_less_and_is_warned():
+    pre, sft = _configs()
+    fast = plan_budget(18, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    slow = plan_budget(18, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS / 2))
+    assert slow.sft_steps == fast.sft_steps == 1400
+    assert slow.sft_seconds == pytest.approx(2 * fast.sft_seconds, rel=1e-3)
+    assert slow.pretrain_seconds < fast.pretrain_seconds
+    assert any("2.0x slower" in w and "1,400 steps" in w and "persona holds" in w for w in slow.warnings)
+
+
+def test_too_small_a_budget_keeps_a_minimum_of_pretraining_and_says_the_run_ends_late():
+    pre, sft = _configs()
+    plan = plan_budget(4, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    assert plan.pretrain_seconds == MIN_PRETRAIN
+    assert any("ends ~" in w and "late" in w for w in plan.warnings)
+
+
+def test_more_minutes_buy_a_bigger_model_by_the_depth_rule_and_never_more_than_the_tokens_pay_for():
+    pre, sft = _configs()
+    small = plan_budget(18, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    big = plan_budget(600, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    assert small.model == "tiny-cpu"
+    depth = int(big.model.split()[1])
+    assert depth >= 3
+    assert big.model_overrides[:3] == [f"model.n_layer={depth}", f"model.n_embd={64 * depth}",
+                                       f"model.n_head={depth}"]
+    assert big.tokens >= TOKENS_PER_PARAM * big.params  # the tokens pay for this size ...
+    bigger = load_run_config("tiny-cpu", ["model.block_size=256", "model.vocab_size=4096",
+                                          *depth_overrides(depth + 1, 3e-3, 128)[:3]])
+    params, flops = model_size(bigger)
+    _, flops0 = model_size(pre)
+    sft_seconds = 1400 * 16 * 256 / (REFERENCE_TPS * flops0 / flops)
+    tokens = (600 * 60 - 30 - big.evaluate_seconds - sft_seconds) * REFERENCE_TPS * flops0 / flops
+    assert tokens < TOKENS_PER_PARAM * params  # ... and not the next one
+    assert big.lr_scale == pytest.approx((128 / (64 * depth)) ** 0.5, rel=1e-3)
+
+
+def test_the_depth_rule_scales_the_learning_rate_by_width():
+    got = depth_overrides(4, 3e-3, 128)
+    assert got == ["model.n_layer=4", "model.n_embd=256", "model.n_head=4", "train.lr=0.00212",
+                   "train.min_lr=0.000212"]
+
+
+def test_the_probe_times_real_training_steps():
+    cfg = load_run_config("tiny-cpu", ["model.block_size=32", "model.vocab_size=256", "model.n_layer=1",
+                                       "train.batch_size=2", "train.device=cpu"])
+    assert training_tokens_per_second(cfg, steps=2, warmup=1) > 0
+
+
+def test_the_quickstart_plan_is_kept_and_a_rerun_continues_it(tmp_path, monkeypatch):
+    from owngpt.data.prepare import PrepareConfig, prepare
+    from owngpt.pipeline import QuickstartConfig, quickstart_plan
+    from owngpt.train import budget
+
+    src = tmp_path / "corpus.txt"
+    src.write_text("hello there, how are you today? " * 200, encoding="utf-8")
+    data = tmp_path / "qs" / "data"
+    prepare([str(src)], data, PrepareConfig(vocab_size=300), progress=False)
+    calls = []
+    monkeypatch.setattr(budget, "training_tokens_per_second", lambda cfg: calls.append(cfg) or 10_000.0)
+    cfg = QuickstartConfig(out=str(tmp_path / "qs"), minutes=18)
+    plan = quickstart_plan(cfg, data, spent=20.0, echo=lambda s: None)
+    assert len(calls) == 2 and plan.probe_tps == 10_000
+    saved = json.loads((tmp_path / "qs" / "quickstart_plan.json").read_text())
+    assert saved["plan"]["pretrain_seconds"] == plan.pretrain_seconds
+    again = quickstart_plan(cfg, data, spent=99.0, echo=lambda s: None)  # no probe: the same plan
+    assert len(calls) == 2 and again == plan
+    other = quickstart_plan(replace(cfg, minutes=30), data, spent=20.0, echo=lambda s: None)
+    assert len(calls) == 4 and other.pretrain_seconds > plan.pretrain_seconds
+    assert quickstart_plan(replace(cfg, pretrain_time="5m"), data, spent=0.0, echo=lambda s: None) is None
