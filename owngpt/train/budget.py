@@ -9,11 +9,14 @@ budget, and the model is sized to it:
     2. size    every candidate model, smallest first: the tiny-cpu recipe (the floor, measured best at the
                quickstart's budget), then depth 3, 4, ... by the depth rule (n_layer = depth, n_embd = 64 * depth,
                heads of 64, lr scaled by width^-1/2 from tiny-cpu's); its throughput scaled from the probe by
-               training FLOPs per token; fine-tuning time = steps x tokens per step / that throughput; pretraining
+               training FLOPs per token; fine-tuning time = steps x tokens per step / that throughput (x SFT_OVERHEAD
+               for its validation and checkpoints); pretraining
                time = what is left; the largest candidate whose pretraining sees TOKENS_PER_PARAM tokens per
                parameter (Chinchilla's 20; parameters other than the embedding table) wins
-    3. warn    when the probe is slower than the README's reference machine, or the budget leaves pretraining
-               less than MIN_PRETRAIN seconds (then it gets that much, and the run ends late)
+    3. floor   pretraining never gets fewer than MIN_PRETRAIN_STEPS steps: a base trained less does not hold its
+               persona even after the fine-tuning steps. When the budget cannot pay for both on this machine, the
+               plan says so before any training and how long the run will take instead (more than asked)
+    4. warn    when the probe is slower than the README's reference machine
 
 The plan is written beside the run, so that running the same command again continues the same plan instead of
 probing a machine busy with something else.
@@ -35,9 +38,15 @@ from owngpt.runtime import autocast, configure, resolve_device
 
 TOKENS_PER_PARAM = 20
 # Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
-# machine the README's figures come from (docs/benchmarks.md, "Planning a budget")
-REFERENCE_TPS = 15_000
-MIN_PRETRAIN = 120.0  # seconds: less does not make a base model that can hold a conversation
+# machine the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32: 11,595; docs/benchmarks.md)
+REFERENCE_TPS = 11_500
+# Fine-tuning's wall time over its probed step time: validation every 100 steps, checkpoints, batches built on the
+# host (the quickstart on the reference machine: 1,400 steps in 576 s against 492 s probed)
+SFT_OVERHEAD = 1.17
+# The floor, in steps of the quickstart's shape (batch 8 x 256 tokens): with 1,400 fine-tuning steps, a base of
+# 2,691 pretraining steps named its persona in 84% of answers, one of 622 steps in 62% (docs/benchmarks.md)
+MIN_PRETRAIN_STEPS = 2500
+PRETRAIN_OVERHEAD = 1.10  # pretraining's wall time over its probed step time (validation, checkpoints)
 MAX_DEPTH = 24
 
 
@@ -97,6 +106,7 @@ class Plan:
     minutes: float
     sft_steps: int
     pretrain_seconds: float = 0.0
+    pretrain_steps: int = 0  # > 0: the floor bound pretraining, which runs these steps whatever they take
     sft_seconds: float = 0.0  # estimated
     evaluate_seconds: float = 0.0  # reserved
     model: str = "tiny-cpu"  # "tiny-cpu" or "depth N"
@@ -143,7 +153,8 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
     for name, extra, cfg in candidates:
         params, flops = model_size(cfg) if extra else (params0, flops0)
         scale = flops0 / flops
-        sft_seconds = sft_steps * tokens_per_sft_step / (tps_sft * scale) if sft_steps else fixed_sft_seconds
+        sft_seconds = (SFT_OVERHEAD * sft_steps * tokens_per_sft_step / (tps_sft * scale) if sft_steps
+                       else fixed_sft_seconds)
         pretrain_seconds = left - sft_seconds
         tokens = pretrain_seconds * tps_pre * scale
         if choice is not None and tokens < TOKENS_PER_PARAM * params:
@@ -156,13 +167,17 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
         plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)
     plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
     plan.sft_seconds = round(sft_seconds, 1)
-    if pretrain_seconds < MIN_PRETRAIN:
+    tokens_per_step = pretrain_cfg.train.batch_size * pretrain_cfg.model.block_size
+    floor = PRETRAIN_OVERHEAD * MIN_PRETRAIN_STEPS * tokens_per_step / p_tps
+    if pretrain_seconds < floor:
+        plan.pretrain_steps = MIN_PRETRAIN_STEPS
+        total = spent + plan.evaluate_seconds + sft_seconds + floor
         plan.warnings.append(
-            f"{minutes:g} minutes leave pretraining {max(0.0, pretrain_seconds) / 60:.1f} min after fine-tuning "
-            f"(~{sft_seconds / 60:.1f} min here): it gets {MIN_PRETRAIN / 60:.0f} min, and the "
-            f"run ends ~{(MIN_PRETRAIN - pretrain_seconds) / 60:.1f} min late; give more --minutes")
-        pretrain_seconds = MIN_PRETRAIN
-        tokens = pretrain_seconds * p_tps
+            f"{minutes:g} minutes are too few on this machine for a model that holds its persona: pretraining gets "
+            f"its minimum of {MIN_PRETRAIN_STEPS:,} steps (~{floor / 60:.1f} min) and fine-tuning "
+            + (f"its {sft_steps:,} steps" if sft_steps else "its time") + f" (~{sft_seconds / 60:.1f} min), so the "
+            f"run takes ~{total / 60:.0f} minutes")
+        pretrain_seconds, tokens = floor, MIN_PRETRAIN_STEPS * tokens_per_step
     plan.pretrain_seconds, plan.tokens = round(pretrain_seconds, 1), int(tokens)
     if slowdown > 1.2:
         plan.warnings.append(
