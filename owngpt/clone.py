@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from owngpt.data.chats.model import ChatOptions
+from owngpt.data.split import DEFAULT_RATIOS
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text
 from owngpt.pipeline import CORPORA, check_budgets, held_out_and_models, pretrain_stage, sft_stage
@@ -48,7 +49,7 @@ class CloneConfig:
     vocab_size: int = 4096
     persona: str = ""  # a persona file (e.g. from `owngpt persona suggest`): system prompt + identity chats
     eval_samples: int = 100
-    split: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    split: tuple[float, float, float] = DEFAULT_RATIOS  # `owngpt persona suggest` drafts from this train split
     seed: int = 0
     pretrain_overrides: list[str] = field(default_factory=list)  # --set for pretraining, e.g. model.n_layer=2
     sft_overrides: list[str] = field(default_factory=list)
@@ -67,13 +68,18 @@ def _check(cfg: CloneConfig) -> None:
 
 def _settings(cfg: CloneConfig) -> dict:
     """The config as the report records it: the block list by its file and size, not its words (they may be the
-    very things you wanted kept out); file names scrubbed."""
+    very things you wanted kept out); --me values (a phone number, an e-mail) and every path scrubbed."""
     from owngpt.data.pii import scrubbed
 
     settings = asdict(cfg)
     chats = settings["chats"]
     chats["block_words"], chats["block_patterns"] = len(cfg.chats.block_words), len(cfg.chats.block_patterns)
-    settings["exports"] = [scrubbed(s) for s in cfg.exports]
+    chats["me"] = [scrubbed(x) for x in cfg.chats.me]
+    chats["block_source"] = scrubbed(cfg.chats.block_source)
+    for key in ("exports", "pretrain_data"):
+        settings[key] = [scrubbed(s) for s in settings[key]]
+    for key in ("out", "base", "persona"):
+        settings[key] = scrubbed(settings[key])
     return settings
 
 
@@ -82,10 +88,11 @@ def read_exports(cfg: CloneConfig, examples: int = 3):
     stage, whose parse the later stages read again."""
     from owngpt.data.chats.dryrun import dry_run
     from owngpt.data.chats.export import ChatExports
+    from owngpt.data.sources import ReadOptions
 
     _check(cfg)
     exports = ChatExports()
-    return dry_run(cfg.exports, cfg.chats, examples=examples, exports=exports), exports
+    return dry_run(cfg.exports, ReadOptions(chats=cfg.chats), examples=examples, exports=exports), exports
 
 
 def run_clone(cfg: CloneConfig, *, echo: Callable[[str], None] = print, quiet: bool = False) -> dict:

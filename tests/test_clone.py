@@ -144,3 +144,16 @@ def test_clone_dry_run_leaves_out_a_chat_where_i_wrote_nothing(tmp_path):
     assert "lurk.txt: left out: --me 'Alice' names nobody here" in result.output
     result = invoke(["clone", str(multi), "--me", "Zed", "--dry-run"])
     assert result.exit_code == 1 and "names nobody here" in str(result.exception)
+
+
+def test_the_report_settings_hold_no_personal_data(tmp_path):
+    from owngpt.clone import CloneConfig, _settings
+    from owngpt.data.chats.model import ChatOptions
+
+    number = "+1 415 555 2671"
+    cfg = CloneConfig(exports=[f"chat {number}.txt"], chats=ChatOptions(me=("Alex", number, "jo@example.com")),
+                      out=f"runs/{number}", base=f"runs/base {number}", persona=f"me {number}.yaml",
+                      pretrain_data=[f"notes {number}/"])
+    shown = json.dumps(_settings(cfg), ensure_ascii=False)
+    assert "555 2671" not in shown and "jo@example.com" not in shown
+    assert _settings(cfg)["chats"]["me"][0] == "Alex" and "<PHONE>" in _settings(cfg)["persona"]

@@ -14,7 +14,7 @@ from helpers import write
 from owngpt.data.chats.model import ChatOptions, Message, with_owner
 from owngpt.data.chats.sessions import split_sessions, turns_of
 from owngpt.data.records import Conversation, Document, Skip
-from owngpt.data.sources import read_sources
+from owngpt.data.sources import ReadOptions, read_sources
 from owngpt.errors import OwnGPTError
 
 
@@ -41,7 +41,7 @@ def test_the_loss_mask_covers_only_my_turns(tmp_path):
     from owngpt.tokenizer import render_conversation, train_char
 
     path = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
-    convs = [r.messages for r in read_sources([str(path)], chats=ChatOptions(me=("Alex",)))
+    convs = [r.messages for r in read_sources([str(path)], ReadOptions(chats=ChatOptions(me=("Alex",))))
              if isinstance(r, Conversation)]
     tok = train_char([WHATSAPP_ANDROID])
     for messages in convs:
@@ -57,7 +57,7 @@ def test_the_block_list_drops_whole_messages_in_any_width(tmp_path):
                                         "1/1/24, 10:02 - Me: ok\n1/1/24, 10:03 - Bo: ＳＥＣＲＥＴ again\n"
                                         "1/1/24, 10:04 - Me: order 12345 shipped\n")
     opts = ChatOptions(me=("Me",), block_words=("secret",), block_patterns=(r"order \d+",))
-    records = list(read_sources([str(path)], chats=opts))
+    records = list(read_sources([str(path)], ReadOptions(chats=opts)))
     assert [r.messages for r in records if isinstance(r, Conversation)] == [
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]]
     assert [(r.loc, r.reason) for r in records if isinstance(r, Skip)] == [
@@ -81,7 +81,7 @@ ME = ("Alex", "小明", "987654321")  # my names on the different apps
 
 def test_a_folder_of_exports_is_recognised_file_by_file(tmp_path):
     folder = exports(tmp_path)
-    records = list(read_sources([str(folder)], chats=ChatOptions(me=ME)))
+    records = list(read_sources([str(folder)], ReadOptions(chats=ChatOptions(me=ME))))
     convs = [r for r in records if isinstance(r, Conversation)]
     assert [r.text for r in records if isinstance(r, Document)] == ["Just a note, not a chat.\n"]
     assert sorted({c.loc.split(":")[0].rsplit("/", 1)[1] for c in convs}) == [
@@ -90,9 +90,9 @@ def test_a_folder_of_exports_is_recognised_file_by_file(tmp_path):
     # forced on a folder: its files of that format's suffix that no reader recognises are read as that format (so
     # notes.txt is now a mistake), recognised ones as what they are; files of other suffixes are left out, reported
     with pytest.raises(OwnGPTError, match=r"notes\.txt: no text messages found in this WhatsApp export"):
-        read_sources([f"whatsapp:{folder}"], chats=ChatOptions(me=ME))
+        read_sources([f"whatsapp:{folder}"], ReadOptions(chats=ChatOptions(me=ME)))
     (folder / "notes.txt").unlink()
-    forced = list(read_sources([f"whatsapp:{folder}"], chats=ChatOptions(me=ME)))
+    forced = list(read_sources([f"whatsapp:{folder}"], ReadOptions(chats=ChatOptions(me=ME))))
     assert {r.loc.split(":")[0].rsplit("/", 1)[1] for r in forced if isinstance(r, Conversation)} == {
         "qq.txt", "wa_android.txt", "wa_ios.txt"}
     assert sorted(r.loc.rsplit("/", 1)[1] for r in forced if isinstance(r, Skip) and "file type" in r.reason) == [
@@ -107,7 +107,7 @@ def test_prefixes_and_owners_in_the_spec(tmp_path):
     with pytest.raises(OwnGPTError, match=r"unknown format prefix 'line:'; known: wechat:FILE, qq:FILE"):
         read_sources([f"line:{path}"])
     with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME"):
-        read_sources([str(path)], chats=ChatOptions())  # chat options given: checked before any record is read
+        read_sources([str(path)], ReadOptions(chats=ChatOptions()))  # chat options given: checked before reading
     with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME"):
         read_sources([f"whatsapp:{path}"])  # so is a prefix
     assert [type(r) for r in read_sources([str(path)])] == [Document]  # nothing says it is a chat: plain text
@@ -156,7 +156,7 @@ def test_a_very_long_session_is_cut_into_windows_with_the_loss_on_my_turns_only(
         who = "Me" if i % 2 else "Bo"
         lines.append(f"1/1/24, {10 + i // 60}:{i % 60:02d} - {who}: {'reply' if i % 2 else 'question'} number {i}")
     path = write(tmp_path / "long.txt", "\n".join(lines) + "\n")
-    (conv,) = [r.messages for r in read_sources([str(path)], chats=ChatOptions(me=("Me",)))
+    (conv,) = [r.messages for r in read_sources([str(path)], ReadOptions(chats=ChatOptions(me=("Me",))))
                if isinstance(r, Conversation)]
     assert len(conv) == 120
     tok = train_char(["\n".join(lines)])
@@ -200,7 +200,7 @@ def test_a_chat_where_i_wrote_nothing_is_left_out_and_counted(tmp_path):
     assert any("lurk.txt: left out: --me 'Alice' names nobody here" in s for s in report["skips"]["listed"])
     with pytest.raises(OwnGPTError, match=r"lurk\.txt: --me 'Zed' names nobody here.*no message is yours in the 1 "
                                           r"other export either"):
-        read_sources([str(multi / "lurk.txt"), str(multi / "a.txt")], chats=ChatOptions(me=("Zed",)))
+        read_sources([str(multi / "lurk.txt"), str(multi / "a.txt")], ReadOptions(chats=ChatOptions(me=("Zed",))))
 
 
 def test_a_phone_number_in_a_file_name_is_written_and_printed_nowhere(tmp_path):
@@ -221,3 +221,41 @@ def test_a_phone_number_in_a_file_name_is_written_and_printed_nowhere(tmp_path):
         result = CliRunner().invoke(app, ["prepare", str(path), "--me", "Alex", *args])
         shown = result.output + str(result.exception or "")
         assert "555 2671" not in shown and "<PHONE>" in shown, shown
+
+
+def test_a_left_out_session_is_counted_once_under_one_reason(tmp_path):
+    from owngpt.data.chats.export import export_records
+    from owngpt.data.chats.sessions import NO_REPLY, OPENER
+
+    path = write(tmp_path / "chat.txt", "1/1/24, 10:00 - Al: anyone?\n1/1/24, 10:01 - Al: hello?\n"  # only mine
+                                        "1/2/24, 10:00 - Al: hi\n1/2/24, 10:01 - Bo: hey\n"  # mine, then no reply
+                                        "1/3/24, 10:00 - Al: so\n1/3/24, 10:01 - Bo: yes?\n1/3/24, 10:02 - Al: ok\n")
+    records = list(export_records(path, fmt="whatsapp", opts=ChatOptions(me=("Al",))))
+    skips = sorted((int(r.loc.rsplit(":", 1)[1]), r.reason) for r in records if isinstance(r, Skip))
+    assert skips == [(1, OPENER), (3, NO_REPLY), (5, OPENER)]  # the last: an opener of a session that is kept
+    assert sum(isinstance(r, Conversation) for r in records) == 1
+
+
+def test_a_plus_in_me_of_a_spec_stays_a_plus(tmp_path):
+    from owngpt.data.chats.model import split_query
+
+    assert split_query("chat.txt?me=+14155552671", ChatOptions())[1].me == ("+14155552671",)
+    assert split_query("chat.txt?me=Al%20B&me=x", ChatOptions(me=("y",)))[1].me == ("Al B", "x", "y")
+    spec = with_owner("chat.txt", ["+1 415 555 2671", "a&b"])
+    assert split_query(spec, ChatOptions()) == ("chat.txt", ChatOptions(me=("+1 415 555 2671", "a&b")))
+
+
+def test_prepare_without_chat_options_leaves_out_an_export_i_wrote_nothing_in(tmp_path):
+    from chat_exports import WECHAT_ROWS
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    folder = tmp_path / "in"
+    write(folder / "notes.txt", "plain doc\n")
+    write(folder / "group.csv", wechat_csv([r for r in WECHAT_ROWS if r[1] == 0]))  # a group I only read
+    report = prepare([str(folder)], tmp_path / "out", PrepareConfig(tokenizer_kind="char"), progress=False)
+    assert report["total"]["documents"]["in"] == 1 and report["total"]["conversations"]["in"] == 0
+    (export,) = report["chat_exports"]
+    assert export["status"] == "left out" and "you wrote nothing here" in export["note"]
+    assert any("group.csv: left out: you wrote nothing here" in s for s in report["skips"]["listed"])
+    with pytest.raises(OwnGPTError, match="you wrote nothing here"):  # chat options given: the run is about chats
+        read_sources([str(folder)], ReadOptions(chats=ChatOptions(me=("Alex",))))

@@ -94,3 +94,40 @@ def test_group_speakers_are_named_or_pseudonymous_never_wxids(tmp_path):
     convs, _ = split(path)
     assert convs[0][0]["content"] == "韩梅梅: 周末有空吗\n王老师: 我有\n韩梅梅: 那就周六"  # the remark before the nickname
     assert "wxid" not in json.dumps(convs)
+
+
+def test_a_csv_forced_as_wechat_shows_its_first_row_scrubbed(tmp_path):
+    path = write(tmp_path / "contacts.csv", f"jane.doe@gmail.com,{PHONE},hello\n")  # no header: its first row is data
+    with pytest.raises(OwnGPTError, match=r"not a PyWxDump WeChat CSV.*\(its columns: <EMAIL>, <PHONE>, hello\)") as e:
+        read_export(path, "wechat", ChatOptions())
+    assert "jane" not in str(e.value) and "555" not in str(e.value)
+
+
+USERS = {"wxid_hmm": {"wxid": "wxid_hmm", "nickname": "韩梅梅", "remark": "", "account": "hmm"},
+         "wxid_wang": {"wxid": "wxid_wang", "nickname": "王", "remark": "王老师", "account": ""}}
+
+
+def test_users_json_in_a_folder_is_the_contact_list_left_out_without_names(tmp_path):
+    from owngpt.data.sources import read_sources
+
+    folder = tmp_path / "export"
+    write(folder / "wx.csv", wechat_csv())
+    write(folder / "users.json", json.dumps(USERS, ensure_ascii=False))
+    write(folder / "other.json", json.dumps({"wxid_x": 1, "text": "a plain document"}))  # not a contact list
+    records = list(read_sources([str(folder)]))
+    skips = [r for r in records if isinstance(r, Skip) and r.loc.endswith("users.json")]
+    assert [s.reason for s in skips] == ["WeChat contact list (users.json), used for speaker names"]
+    assert not any("wxid" in r.reason or "韩梅梅" in r.reason for r in records if isinstance(r, Skip))
+    assert sum(isinstance(r, Conversation) for r in records) == 2
+    assert any(not isinstance(r, (Skip, Conversation)) and r.text == "a plain document" for r in records)
+
+
+def test_users_json_beside_a_named_csv_is_in_the_prepare_fingerprint(tmp_path):
+    from owngpt.data.fingerprint import input_fingerprint_data
+
+    csv = write(tmp_path / "export" / "wx.csv", wechat_csv())
+    before = input_fingerprint_data([str(csv)])
+    users = write(tmp_path / "export" / "users.json", json.dumps(USERS, ensure_ascii=False))
+    after = input_fingerprint_data([str(csv)])
+    assert before != after and any(e[0] == str(users) for e in after[0][1:])
+    assert input_fingerprint_data([f"wechat:{csv}"])[0][1:] == after[0][1:]  # forced, too

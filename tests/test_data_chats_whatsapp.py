@@ -40,7 +40,7 @@ def test_android_export_gives_my_replies_as_the_assistant_and_counts_what_it_lea
         (1, "system line"), (6, "media (left out of the export)"), (9, "deleted message"),
         (10, "my messages that open a session (nothing to reply to)"),
         (16, "session with no reply from me"),
-        (18, "my messages that open a session (nothing to reply to)"), (18, "session with no reply from me"),
+        (18, "session with no reply from me"),  # left out whole: counted once
     ]
     parsed = read_export(path, "whatsapp", ChatOptions(me=("Alex",)))
     assert [(m.speaker, m.mine) for m in parsed.messages][:3] == [("Sam", False), ("Alex", True), ("Alex", True)]
@@ -127,3 +127,10 @@ def test_a_log_file_is_not_taken_for_an_android_export(tmp_path):
     mixed = write(tmp_path / "mixed.txt", "1/1/24, 10:00 - A: x\n[01/02/2024, 10:00:05] B: y\n")
     assert detect_format(mixed) is None  # two forms at once: no export writes that
     assert detect_format(write(tmp_path / "c.txt", "1/1/24, 10:00 - A: x\n1/1/24, 10:01 - B: y\n")) == "whatsapp"
+
+
+def test_an_ios_edited_message_keeps_no_invisible_mark(tmp_path):
+    path = write(tmp_path / "_chat.txt", "[03/02/2024, 19:00:05] Bo: hi\n"
+                                         "[03/02/2024, 19:00:06] Alice: hey \u200e<This message was edited>\n")
+    convs, _ = records(path, me=("Alice",))
+    assert convs == [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]]

@@ -174,3 +174,14 @@ def test_reverse_conversation_plays_the_dialogue_backwards_with_roles_swapped(to
     ids, mask = render_conversation(tok, reverse_conversation(conv))
     scored = tok.decode([i for i, m in zip(ids, mask) if m and i != tok.im_end_id])
     assert "u2" in scored and "u1" in scored and "a1" not in scored and "a2" not in scored
+
+
+def test_a_chat_export_without_me_is_an_error_not_an_ignored_document(tmp_path):
+    from chat_exports import WHATSAPP_ANDROID
+    from helpers import write
+    from owngpt.errors import OwnGPTError
+
+    path = write(tmp_path / "chat.txt", WHATSAPP_ANDROID)
+    with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME.*speakers found: Sam \(7\)"):
+        load_conversations([str(path)])  # sft / evaluate --data load conversations: never read it as a document
+    assert len(load_conversations([f"{path}?me=Alex"]).conversations) == 2

@@ -22,7 +22,7 @@ def test_an_english_export_gives_an_english_persona_that_loads(tmp_path):
     persona = load_persona(write(tmp_path / "me.yaml", text))
     assert persona.name == "Alex" and persona.languages == ["en"] and persona.facts == []
     assert persona.style == "playful"  # an emoji in every message, laughing in every message
-    assert facts["messages"] == 14 and facts["emoji"] == ["😂"]
+    assert facts["messages"] == 7 and facts["emoji"] == ["😂"]  # my replies: each session opens with one of mine
     assert "sounds good" in " ".join(facts["phrases"]) and "😂" in persona.instructions
     assert "Alex" in system_prompt(persona)
 
@@ -59,7 +59,7 @@ def test_suggest_needs_a_name_and_the_cli_writes_the_file(tmp_path):
     args = ["persona", "suggest", str(wx), "--name", "小明", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert load_persona(out).name == "小明" and "persona drafted from 4 of your messages" in result.output
+    assert load_persona(out).name == "小明" and "persona drafted from 3 of your messages" in result.output
     assert CliRunner().invoke(app, args).exit_code == 1  # exists: --force to overwrite
     assert CliRunner().invoke(app, args + ["--force"]).exit_code == 0
 
@@ -110,3 +110,38 @@ def test_a_prepared_folder_gives_its_train_split_only(tmp_path):
             for m in line.record["messages"] if m["role"] == "assistant"}
     mine = my_messages([str(tmp_path / "data")], ChatOptions())
     assert held and mine and not held & set(mine)
+
+
+@pytest.mark.parametrize("me", [PHONE, "jane.doe@gmail.com", "987654321", "wxid_abc123", "user12345"])
+def test_a_name_from_me_that_is_personal_data_or_an_id_is_left_for_me_to_write(tmp_path, me):
+    chat = "".join(f"1/{d}/24, 9:00 PM - Bo: hi {d}?\n1/{d}/24, 9:01 PM - {me}: hello there friend\n"
+                   for d in range(1, 29))
+    path = write(tmp_path / "chat.txt", chat)
+    text, _ = suggest_persona([str(path)], ChatOptions(me=(me,)))
+    assert me not in text and "555" not in text and "jane" not in text
+    assert 'name: ""' in text and "--me was an id or held personal data" in text
+    assert "Write the way you text" in text
+    with pytest.raises(OwnGPTError, match="'name' is required"):
+        load_persona(write(tmp_path / "p.yaml", text))  # until I write it
+    text, _ = suggest_persona([str(path)], ChatOptions(me=(me,)), name="Jo")  # --name is taken as given
+    assert load_persona(write(tmp_path / "q.yaml", text)).name == "Jo"
+
+
+def test_raw_exports_give_only_the_sessions_prepare_puts_in_train(tmp_path):
+    from owngpt.data.corpus import read_split
+    from owngpt.data.prepare import PrepareConfig, prepare
+
+    chat = "".join(f"1/{1 + d % 28}/{24 + d // 28}, 9:00 PM - Bo: question {d}\n"
+                   f"1/{1 + d % 28}/{24 + d // 28}, 9:01 PM - Al: answer number {d}\n" for d in range(80))
+    path = write(tmp_path / "chat.txt", chat)
+    prepare([str(path)], tmp_path / "data", PrepareConfig(chats=ChatOptions(me=("Al",)), tokenizer_kind="char"),
+            progress=False)  # the default split, as `owngpt clone` prepares
+
+    def mine(split):
+        return {m["content"] for line in read_split(tmp_path / "data", "conversations", split)
+                for m in line.record["messages"] if m["role"] == "assistant"}
+
+    held = mine("val") | mine("test")
+    got = my_messages([str(path)], ChatOptions(me=("Al",)))
+    assert held and not held & set(got)
+    assert set(got) == mine("train")

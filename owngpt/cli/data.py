@@ -59,14 +59,6 @@ def prepare(
     chats = chats if chats != ChatOptions() else None  # none given: an export nothing says I am in may be text
     clean = CleanConfig(nfkc=not no_nfkc, keep_cjk_punct=not fold_punct, strip_html=strip_html,
                         scrub_pii=not no_scrub, junk_filter=not no_junk, min_chars=min_chars, max_chars=max_chars)
-    if dry_run:  # what prepare would read, the same way, writing nothing
-        from owngpt.cli.reports import print_dry_run
-        from owngpt.data.chats.dryrun import dry_run as report_of
-
-        print_dry_run(report_of(list(sources), chats, clean, exclude=[out] if out else []))
-        return
-    if not out:
-        raise OwnGPTError("give the output folder: --out DIR (only --dry-run writes nothing and needs none)")
     cfg = PrepareConfig(
         clean=clean, dedup=not no_dedup, near_dup_threshold=near_dup_threshold,
         split=(1.0 - tail, tail, 0.0) if tail is not None else parse_ratios(split),
@@ -75,6 +67,14 @@ def prepare(
         text_field=text_field, text_column=text_column, split_blocks=split_blocks,
         conversations_as_text=conversations_as_text, max_documents=max_documents, workers=workers, chats=chats,
     )
+    if dry_run:  # what prepare would read, the same way (its reading options), writing nothing
+        from owngpt.cli.reports import print_dry_run
+        from owngpt.data.chats.dryrun import dry_run as report_of
+
+        print_dry_run(report_of(list(sources), cfg.reading, clean, exclude=[out] if out else []))
+        return
+    if not out:
+        raise OwnGPTError("give the output folder: --out DIR (only --dry-run writes nothing and needs none)")
     report = run_prepare(list(sources), out, cfg, progress=not quiet, force=force)
     print_report(report, out)
 

@@ -20,7 +20,7 @@ from owngpt.data.encoding import converted_from
 from owngpt.data.pii import scrubbed
 from owngpt.data.records import Conversation, Document, Skip
 from owngpt.data.report import Progress, Report
-from owngpt.data.split import split_of, unit_hash
+from owngpt.data.split import conversation_key, split_of, unit_hash
 from owngpt.data.split_files import SplitWriters, record_id, tail_assign
 from owngpt.io import TMP_SUFFIX
 
@@ -111,7 +111,7 @@ class RecordPass:
             content, ch = self.cleaner.account_message(raw, rec.loc, message_result)
             changed |= ch
             messages.append({"role": m.get("role"), "content": content})
-        key = json.dumps(messages, ensure_ascii=False)
+        key = conversation_key(messages)
         ok, reason = check_conversation(messages)
         if ok is None:
             c["removed"] += 1

@@ -12,12 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from owngpt.data.chats.model import ChatOptions
 from owngpt.data.clean import CleanConfig, Cleaner, quoted
 from owngpt.data.corpus import is_prepared, read_split, refuse_unfinished
 from owngpt.data.pii import scrubbed
 from owngpt.data.raw import cleaned, cleaning_summary
 from owngpt.data.records import Conversation, Skip, reason_kind
-from owngpt.data.sources import read_sources
+from owngpt.data.sources import ReadOptions, read_sources
 from owngpt.tokenizer import Message, Tokenizer, messages_problem, render_conversation
 
 
@@ -82,8 +83,9 @@ class ConversationSet:
 def load_conversations(specs: Iterable[str], split: str = "train") -> ConversationSet:
     """Conversations from prepared folders (their `conversations/SPLIT.jsonl`) or any dialogue source spec.
     Raw sources have no splits: they are returned whole whatever `split` says, with every message cleaned and
-    scrubbed as `prepare` does (owngpt/data/raw.py; counted in the summary's "cleaning"). An unfinished prepare
-    folder raises OwnGPTError (owngpt/data/corpus.py)."""
+    scrubbed as `prepare` does (owngpt/data/raw.py; counted in the summary's "cleaning"). A chat export is read as
+    a chat, never as a document: one that does not say which speaker I am (no `FILE?me=NAME`) raises OwnGPTError
+    naming the speakers found, as does an unfinished prepare folder (owngpt/data/corpus.py)."""
     out = ConversationSet()
     raw_specs = []
     for spec in specs:
@@ -98,7 +100,8 @@ def load_conversations(specs: Iterable[str], split: str = "train") -> Conversati
             raw_specs.append(spec)
     if raw_specs:
         cleaner = Cleaner(CleanConfig())
-        for rec in cleaned(read_sources(raw_specs), cleaner):
+        # chat options given (the defaults): only `prepare`, which reads documents, reads an unowned export as one
+        for rec in cleaned(read_sources(raw_specs, ReadOptions(chats=ChatOptions())), cleaner):
             if isinstance(rec, Conversation):
                 out.add(rec.messages, rec.loc)
             elif isinstance(rec, Skip):

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from owngpt.data.builtin import BUILTINS
+from owngpt.data.chats.wechat import SUFFIXES as WECHAT_SUFFIXES, contacts_path
 from owngpt.data.shards import FORMAT, read_manifest
 from owngpt.data.sources import BUILTIN_PREFIX, spec_target
-from owngpt.data.walk import expand
+from owngpt.data.walk import Entry, expand
 from owngpt.errors import OwnGPTError
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ def _stat_entry(path: Path) -> list:
 
 def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ()) -> list:
     """What identifies the inputs without reading them: the paths, sizes and mtimes of the files read_sources
-    would read (the same walker: owngpt/data/walk.py), and the names of the paths it leaves out; builtin
-    package versions."""
+    would read (the same walker: owngpt/data/walk.py) and of the WeChat contact list beside a CSV named directly
+    (the reader takes speaker names from it), and the names of the paths it leaves out; builtin package versions."""
     out: list = []
     for spec in specs:
         if spec.startswith(BUILTIN_PREFIX):
@@ -67,8 +68,16 @@ def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ())
                     entry.append([str(e.path), None])
             else:
                 entry.append([str(e.path), e.reason])
+        entry += [_stat_entry(p) for p in _contact_lists(found)]
         out.append(entry)
     return out
+
+
+def _contact_lists(found: list[Entry]) -> list[Path]:
+    """The WeChat contact lists beside the CSV files named directly that the walk did not list itself."""
+    listed = {e.path for e in found}
+    beside = [contacts_path(e.path) for e in found if e.folder is None and e.path.suffix.lower() in WECHAT_SUFFIXES]
+    return [p for p in dict.fromkeys(beside) if p not in listed and p.is_file()]
 
 
 # Bumped whenever the same inputs and settings would give different output (a cleaning or dedup fix), so that a
@@ -76,7 +85,9 @@ def input_fingerprint_data(specs: list[str], exclude: Sequence[str | Path] = ())
 # 3: personal data written in full-width forms or split by invisible characters scrubbed (owngpt/data/pii.py), and
 # unfinished prepare outputs among the inputs left out. 4: chat exports read anew (WhatsApp media and system lines in
 # their real forms only, WeChat group speakers by name or pseudonym, older quote replies kept, file names scrubbed).
-PIPELINE_VERSION = 4
+# 5: WhatsApp's invisible mark before "<This message was edited>" cut, a left-out session counted once, users.json
+# left out as WeChat's contact list.
+PIPELINE_VERSION = 5
 
 
 def input_bytes(inputs: list) -> int:

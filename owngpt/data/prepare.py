@@ -50,8 +50,8 @@ from owngpt.data.shards import (
     tokenize_to_shards,
     write_manifest,
 )
-from owngpt.data.sources import read_sources
-from owngpt.data.split import SPLITS, parse_ratios, tail_cut, unit_hash
+from owngpt.data.sources import ReadOptions, read_sources
+from owngpt.data.split import DEFAULT_RATIOS, SPLITS, parse_ratios, tail_cut, unit_hash
 from owngpt.data.workers import SERIAL_BYTES, cleaned_records, default_workers, start_pool
 from owngpt.errors import OwnGPTError
 from owngpt.io import TMP_SUFFIX, atomic_write_text, fsync_tree, output_dir, publish_dir
@@ -65,7 +65,7 @@ class PrepareConfig:
     clean: CleanConfig = field(default_factory=CleanConfig)
     dedup: bool = True  # exact duplicates (and near ones, unless near_dup_threshold is 0)
     near_dup_threshold: float = 0.8  # MinHash/LSH Jaccard threshold on character 4-grams; 0 = no near dedup
-    split: tuple[float, float, float] = (0.9, 0.05, 0.05)  # train, val, test
+    split: tuple[float, float, float] = DEFAULT_RATIOS  # train, val, test
     split_mode: str = "hash"  # hash | tail
     tail: float = 0.1  # tail mode: the last fraction of the documents' text → val
     tokenizer: str | None = None  # an existing tokenizer (folder or tokenizer.json); None = train one
@@ -79,7 +79,12 @@ class PrepareConfig:
     max_documents: int = 0  # read at most this many documents + conversations; 0 = all
     workers: int = 0  # processes that clean; 0 = one per CPU for inputs of 4 MB or more (Linux), 1 = none
     shard_tokens: int = DEFAULT_SHARD_TOKENS
-    chats: ChatOptions | None = None  # chat exports: who is me, sessions, groups, block list (None = defaults)
+    chats: ChatOptions | None = None  # chat exports: who is me, sessions, groups, block list (None = none given)
+
+    @property
+    def reading(self) -> ReadOptions:
+        """How the sources are read: the options read_sources takes (and a dry run, so it reads the same)."""
+        return ReadOptions(self.text_field, self.text_column, self.split_blocks, self.chats)
 
 
 def _validate(cfg: PrepareConfig) -> tuple[float, float, float]:
@@ -113,8 +118,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     # The output folder may lie inside an input folder (`owngpt prepare . --out data`): it is never read as input.
     # User errors in the specs (a missing file, a --me that names nobody) are raised here.
     exports = exports if exports is not None else ChatExports()
-    records = read_sources(sources, text_field=cfg.text_field, text_column=cfg.text_column,
-                           split_blocks=cfg.split_blocks, exclude=[out], chats=cfg.chats, exports=exports)
+    records = read_sources(sources, cfg.reading, exclude=[out], exports=exports)
     inputs = input_fingerprint_data(sources, exclude=[out])  # stats every input once, for the cache and the pool
     fp = fingerprint(inputs, cfg, given_tok.hash if given_tok is not None else None)
     ui = Progress(progress)

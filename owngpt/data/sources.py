@@ -12,6 +12,11 @@
     its owner as `whatsapp:chat.txt?me=NAME`. Each is parsed once, when the specs are checked, into the run's
     ChatExports, which also decides what becomes of an export in which no message is mine (left out and counted;
     read as a document when no chat option was given at all; see owngpt/data/chats/export.py)
+  - PyWxDump's `users.json` (WeChat's contact list, read by the WeChat reader for speaker names) is left out with
+    a Skip that names no one
+
+How files are read is one `ReadOptions` (prepare's --text-field, --text-column, --split-blocks and chat options),
+the object `prepare`, its dry run and the verbs that load conversations all hand to read_sources.
 
 Files are decoded by owngpt/data/encoding.py: UTF-8, or UTF-16 / GB18030 converted (their records' `loc` ends in
 " [utf-16]" / " [gb18030]"); a binary file is one Skip("binary file"). Invalid UTF-8 is never replaced by guesswork:
@@ -32,6 +37,7 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -40,6 +46,7 @@ from owngpt.data.builtin import read_builtin
 from owngpt.data.chats.export import DOCUMENT, FORMATS, PREFIXES as CHAT_PREFIXES, ChatExports, chat_spec
 from owngpt.data.chats.export import file_format
 from owngpt.data.chats.model import ChatOptions, has_query
+from owngpt.data.chats.wechat import CONTACTS_NOTE, is_contact_list
 from owngpt.data.dialogue import alternating_messages, instruction_pair, normalise_messages
 from owngpt.data.encoding import Line, file_encoding, iter_lines, read_whole
 from owngpt.data.records import Conversation, Document, Record, Skip
@@ -50,6 +57,19 @@ TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
 READABLE_SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".json", ".csv", ".tsv")
 DIALOGUE_PREFIXES = ("chitchat:", "dialog:")
 BUILTIN_PREFIX = "builtin:"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How read_sources reads files: `owngpt prepare`'s reading options, and the chat options."""
+
+    text_field: str = "text"  # JSONL/JSON: the field holding a document's text (--text-field)
+    text_column: str = "text"  # CSV/TSV: the column holding a document's text (--text-column)
+    split_blocks: bool = False  # plain text: one document per blank-line-separated block (--split-blocks)
+    # Chat exports: who is me, sessions, groups, block list. None: no chat option was given (prepare without --me),
+    # so an export nothing says I am in is read as a document (prepare reads documents) and one I wrote nothing in
+    # is left out; verbs that load conversations pass ChatOptions(), so such an export is an error naming --me.
+    chats: ChatOptions | None = None
 
 
 # ----------------------------------------------------------------------------- plain text
@@ -310,37 +330,37 @@ def _csv_rows(path: Path, source: str, text_column: str, tsv: bool, delimiter: s
 # ----------------------------------------------------------------------------- specs
 
 
-def _reader_for(path: Path, dialogue: bool, opts: dict[str, Any]) -> Callable[..., Iterator[Record]]:
+def _reader_for(path: Path, dialogue: bool, opts: ReadOptions) -> Callable[..., Iterator[Record]]:
     """The reader of one file: chitchat text, else by its suffix (chat exports: see _plan)."""
     if dialogue:
         return read_chitchat
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return partial(read_jsonl, text_field=opts["text_field"])
+        return partial(read_jsonl, text_field=opts.text_field)
     if suffix == ".json":
-        return partial(read_json, text_field=opts["text_field"])
+        return partial(read_json, text_field=opts.text_field)
     if suffix in (".csv", ".tsv"):
-        return partial(read_csv, text_column=opts["text_column"])
-    return partial(read_text, split_blocks=opts["split_blocks"])
+        return partial(read_csv, text_column=opts.text_column)
+    return partial(read_text, split_blocks=opts.split_blocks)
 
 
-def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]]]:
+def _plan(spec: str, opts: ReadOptions, exclude: tuple[str | Path, ...],
+          exports: ChatExports) -> list[Callable[[], Iterator[Record]]]:
     """What reading one spec means, as a list of zero-argument readers; user errors are raised here."""
     if spec.startswith(BUILTIN_PREFIX):
         records = read_builtin(spec[len(BUILTIN_PREFIX):], spec)  # checks name and package now
         return [lambda: records]
     dialogue = spec.startswith(DIALOGUE_PREFIXES)
-    chat, target, chat_opts = chat_spec(spec.split(":", 1)[1] if dialogue else spec, opts["chats"])
+    chat, target, chat_opts = chat_spec(spec.split(":", 1)[1] if dialogue else spec, opts.chats or ChatOptions())
     # no chat option given at all (not by the verb, a prefix or `?me=`): an export nothing says I am in may be text
-    lenient = not opts["chats_given"] and chat is None and not has_query(spec)
-    opts = {**opts, "chats": chat_opts}
+    lenient = opts.chats is None and chat is None and not has_query(spec)
     _check_prefix(spec, target)
     # dialogue text is plain text; a forced chat format reads its own kind of file in a folder
     suffixes = TEXT_SUFFIXES if dialogue else FORMATS[chat].SUFFIXES if chat else READABLE_SUFFIXES
     wanted = " ".join(suffixes)
     tasks: list[Callable[[], Iterator[Record]]] = []
     skips: list[Skip] = []
-    entries, walked = expand(target, exclude=opts.get("exclude", ()))
+    entries, walked = expand(target, exclude=exclude)
     folders: dict[Path, list[Path]] = {f: [] for f in walked}  # folder -> its files that are not of a readable type
     found: list[Path] = []
     named = {e.path for e in entries if e.folder is None}
@@ -361,10 +381,13 @@ def _plan(spec: str, opts: dict[str, Any]) -> list[Callable[[], Iterator[Record]
     for f in found:
         fmt, forced = (None, False) if dialogue else file_format(f, chat, f in named)
         if fmt is not None:  # parsed now: who is me is checked before any work, and the parse is kept to read
-            export = opts["exports"].read(f, fmt, chat_opts, forced=forced, lenient=lenient)
+            export = exports.read(f, fmt, chat_opts, forced=forced, lenient=lenient)
             if export.status != DOCUMENT:
                 tasks.append(partial(export.records, spec))
                 continue
+        elif not dialogue and is_contact_list(f):  # the WeChat reader's, not a document; its names stay out
+            tasks.append(partial(iter, [Skip(spec, str(f), CONTACTS_NOTE)]))
+            continue
         read = _reader_for(f, dialogue, opts)
         if not dialogue and f.suffix.lower() in (".csv", ".tsv"):
             # Reading the header now makes a wrong --text-column fail at once, not after an hour of work.
@@ -392,25 +415,23 @@ def spec_target(spec: str) -> str:
     return chat_spec(spec.split(":", 1)[1] if dialogue else spec, ChatOptions())[1]
 
 
-def read_sources(
-    specs: list[str], *, text_field: str = "text", text_column: str = "text", split_blocks: bool = False,
-    exclude: Sequence[str | Path] = (), chats: ChatOptions | None = None, exports: ChatExports | None = None,
-) -> Iterator[Record]:
+def read_sources(specs: list[str], opts: ReadOptions | None = None, *, exclude: Sequence[str | Path] = (),
+                 exports: ChatExports | None = None) -> Iterator[Record]:
     """Records from every spec in order (see the module docstring for what a spec can be). Folders are listed by
     owngpt/data/walk.py: hidden files are left out; special files, broken links, folders in `exclude` (the run's
     output folder) and earlier `prepare` outputs are Skips; linked folders are followed, each read once.
 
     Specs are checked now: a missing path, empty folder, unknown builtin, missing package, CSV without
     `text_column`, a chat export that does not say which speaker I am, or chat exports of which none has a message
-    of mine raise OwnGPTError before any record is read; the records themselves are streamed. `chats` None means
-    no chat option was given; `exports` collects the chat exports read (and parses each once across calls).
+    of mine raise OwnGPTError before any record is read; the records themselves are streamed. `opts`: how to read
+    (ReadOptions; None: its defaults, no chat option given); `exports` collects the chat exports read (and parses
+    each once across calls).
     """
     if isinstance(specs, (str, Path)):
         specs = [str(specs)]
+    opts = opts or ReadOptions()
     exports = exports if exports is not None else ChatExports()
-    opts = dict(text_field=text_field, text_column=text_column, split_blocks=split_blocks, exclude=tuple(exclude),
-                chats=chats or ChatOptions(), chats_given=chats is not None, exports=exports)
-    tasks = [task for spec in specs for task in _plan(str(spec), opts)]
+    tasks = [task for spec in specs for task in _plan(str(spec), opts, tuple(exclude), exports)]
     exports.check()
     return _chain(tasks)
 

@@ -4,6 +4,10 @@
 intervals. It depends only on the text, so a document keeps its split when other documents are added, removed
 or reordered, and when the corpus is prepared again elsewhere: a validation document never leaks into training.
 
+A conversation's split is the hash split of `conversation_key`: its cleaned messages as JSON (the key prepare also
+deduplicates conversations by), so whoever asks which sessions are held out (`owngpt persona suggest`) gets
+prepare's answer.
+
 `tail_split`: the last `fraction` of one long text becomes validation, as nanoGPT does for character-level
 Shakespeare; the cut moves forward to the next line break when there is one close by, so no line is cut in two.
 """
@@ -11,8 +15,10 @@ Shakespeare; the cut moves forward to the next line break when there is one clos
 from __future__ import annotations
 
 import hashlib
+import json
 
 SPLITS = ("train", "val", "test")
+DEFAULT_RATIOS = (0.9, 0.05, 0.05)  # train, val, test: `owngpt prepare --split`'s default
 
 
 def parse_ratios(spec: str | tuple[float, ...] | list[float]) -> tuple[float, float, float]:
@@ -57,6 +63,11 @@ def split_of(u: float, ratios: tuple[float, float, float]) -> str:
 def hash_split(text: str, ratios: tuple[float, float, float]) -> str:
     """'train' | 'val' | 'test' for this text, decided by its hash alone."""
     return split_of(unit_hash(text), ratios)
+
+
+def conversation_key(messages: list[dict[str, str]]) -> str:
+    """The text a cleaned conversation's split hash (and its exact-duplicate check) is taken from."""
+    return json.dumps(messages, ensure_ascii=False)
 
 
 def tail_cut(text: str, fraction: float) -> int:

@@ -25,21 +25,23 @@ from owngpt.data.clean import CleanConfig, Cleaner
 from owngpt.data.pii import scrubbed
 from owngpt.data.raw import cleaning_summary
 from owngpt.data.records import Conversation, Document, Skip, reason_kind
-from owngpt.data.sources import read_sources
+from owngpt.data.sources import ReadOptions, read_sources
 from owngpt.lang import language
 
 SESSION_REASONS = (OPENER, NO_REPLY, GROUP_SKIPPED)
 
 
-def dry_run(specs: Sequence[str], opts: ChatOptions | None, clean: CleanConfig | None = None, *, examples: int = 3,
-            example_chars: int = 160, exports: ChatExports | None = None,
+def dry_run(specs: Sequence[str], reading: ReadOptions | None = None, clean: CleanConfig | None = None, *,
+            examples: int = 3, example_chars: int = 160, exports: ChatExports | None = None,
             exclude: Sequence[str | Path] = ()) -> dict[str, Any]:
-    """The report of the module docstring for what `owngpt prepare SPECS` would read with these chat options (None:
-    none given, as prepare without --me); OwnGPTError for what prepare would refuse. `exports` keeps the chat
-    exports parsed, for a run that goes on to prepare them (owngpt/clone.py)."""
+    """The report of the module docstring for what `owngpt prepare SPECS` would read with these reading options
+    (PrepareConfig.reading: --text-field, --text-column, --split-blocks, the chat options, None among them when none
+    was given, as prepare without --me); OwnGPTError for what prepare would refuse. `exports` keeps the chat exports
+    parsed, for a run that goes on to prepare them (owngpt/clone.py)."""
+    reading = reading or ReadOptions()
     exports = exports if exports is not None else ChatExports()
     cleaner = Cleaner(clean or CleanConfig())
-    records = read_sources(list(specs), exclude=exclude, chats=opts, exports=exports)  # checks every spec now
+    records = read_sources(list(specs), reading, exclude=exclude, exports=exports)  # checks every spec now
     # "FILE:", how every location in an export read as a chat starts
     chat_locs = tuple(f"{scrubbed(str(r.path))}:" for r in exports.reads.values() if r.status == CHAT)
     skipped, left_out, totals = Counter(), Counter(), Counter()
@@ -66,7 +68,7 @@ def dry_run(specs: Sequence[str], opts: ChatOptions | None, clean: CleanConfig |
     messages, mine = sum(f["messages"] for f in read), sum(f["mine"] for f in read)
     my_texts = exports.my_messages()
     langs = Counter(language(t) or "other" for t in my_texts)
-    opts = opts or ChatOptions()
+    opts = reading.chats or ChatOptions()
     return {
         "files": files,
         "messages": messages, "mine": mine, "share_mine": mine / max(1, messages),

@@ -11,9 +11,11 @@ that one parse. It also decides what happens to an export in which no message is
 it for every export a spec names):
   - nothing says which speaker I am (no --me, and the export has no owner flag): an error; but a file the format
     was only recognised in (not forced by a prefix), read by a verb given no chat options (`owngpt prepare docs/`),
-    is read as a document instead, and the report says so: plain text is what such a run reads;
+    is read as a document instead, and the report says so: plain text is what such a run reads. Only prepare
+    reads so leniently: verbs that load conversations always give chat options (owngpt/data/sources.ReadOptions);
   - --me names nobody there, or I wrote nothing there: the file is left out (a Skip, counted) — unless no export of
-    the run has a message of mine, which is an error (`check`).
+    the run has a message of mine, which is an error (`check`). A run given no chat options is not about chats:
+    there an export I wrote nothing in (WeChat's own flag says so) is left out and counted, never an error.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ class ExportRead:
     problem: OwnerProblem | None  # why no message is mine (None: some are)
     status: str = CHAT
     note: str = ""  # for LEFT_OUT and DOCUMENT: why, for the report
+    lenient: bool = False  # read by a run given no chat options: leaving it out is never an error (`check`)
 
     def records(self, source: str) -> Iterator[Record]:
         """Its Conversation / Skip records (CHAT), or one Skip saying why it was left out (LEFT_OUT)."""
@@ -176,13 +179,14 @@ class ChatExports:
             raise OwnGPTError(problem.message)
         else:
             status, note = LEFT_OUT, f"left out: {problem.detail}"
-        got = self.reads[key] = ExportRead(Path(path), fmt, opts, parsed, problem, status, note)
+        got = self.reads[key] = ExportRead(Path(path), fmt, opts, parsed, problem, status, note, lenient)
         return got
 
     def check(self) -> None:
-        """OwnGPTError when exports were read as chats but none has a message of mine (the first one's problem)."""
-        reads = [r for r in self.reads.values() if r.status != DOCUMENT]
-        if reads and not any(r.status == CHAT for r in reads):
+        """OwnGPTError when exports were read as chats but none has a message of mine (the first one's problem);
+        exports read by a run given no chat options do not count (see the module docstring)."""
+        reads = [r for r in self.reads.values() if r.status != DOCUMENT and not r.lenient]
+        if reads and not any(r.status == CHAT for r in self.reads.values()):
             others = len(reads) - 1
             more = f"; and no message is yours in the {others} other export{'s' if others > 1 else ''} either"
             raise OwnGPTError(reads[0].problem.message + (more if others else ""))

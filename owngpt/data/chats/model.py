@@ -233,7 +233,8 @@ def split_query(spec: str, opts: ChatOptions) -> tuple[str, ChatOptions]:
     m = _QUERY.search(spec)
     if m is None:
         return spec, opts
-    query = parse_qs(m.group(1), keep_blank_values=False)
+    # '+' is itself here (`?me=+14155552671`), not the space of a web form: only %XX escapes are decoded
+    query = parse_qs(m.group(1).replace("+", "%2B"), keep_blank_values=False)
     changes: dict = {}
     if "me" in query:
         changes["me"] = tuple(query["me"]) + tuple(x for x in opts.me if x not in query["me"])

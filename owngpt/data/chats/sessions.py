@@ -8,7 +8,8 @@ For each chat of an export (a contact, a group), in time order:
      messages in a user turn starts with "Name: ", so the model sees who said what; groups="merge" leaves the names
      out and groups="skip" leaves group chats out;
   3. my messages before anyone else wrote in a session have nothing to reply to: they are left out (counted); a
-     session with no reply from me is left out (counted). Everything else is one Conversation, so the loss is on
+     session with no reply from me is left out (counted). A session left out is counted once, under one reason:
+     OPENER when it holds only my messages, else NO_REPLY. Everything else is one Conversation, so the loss is on
      what I wrote and other people's words are only context.
 A message the block list matches is dropped whole before any of this, and so is everything `Dropped` (media,
 system lines). Very long sessions are kept whole here: fine-tuning cuts them into context-sized windows at turn
@@ -108,12 +109,13 @@ def _session(session: list[Message], parsed: Parsed, source: str, opts: ChatOpti
         yield Skip(source, parsed.loc(session[0].line), GROUP_SKIPPED)
         return
     turns = turns_of(session)
+    replies = turns[1:] if turns[0].mine else turns
+    if not any(t.mine for t in replies):  # the session is left out whole: one Skip
+        yield Skip(source, parsed.loc(session[0].line), NO_REPLY if replies else OPENER)
+        return
     if turns[0].mine:
         yield Skip(source, parsed.loc(turns[0].line), OPENER)
-        turns = turns[1:]
-    if not any(t.mine for t in turns):
-        yield Skip(source, parsed.loc(session[0].line), NO_REPLY)
-        return
+        turns = replies
     names = group and opts.groups == "names"
     messages = [{"role": "assistant" if t.mine else "user", "content": t.text(names and not t.mine)} for t in turns]
     yield Conversation(messages, source, parsed.loc(turns[0].line))

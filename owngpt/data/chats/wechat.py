@@ -17,7 +17,9 @@ Names: the CSV knows people only by their account ids (wxid_...), which must not
 chat the other speakers are named from the `users.json` PyWxDump writes beside the CSV files (the remark you gave
 a contact, else their nickname); anyone it does not name gets a pseudonym, stable within the chat, in order of
 appearance: "A", "B", ... So a user turn reads "韩梅梅: 周末有空吗\nB: 我有", never "wxid_hmm: ...". (A private chat
-has no names in its turns; reports show the wxid beside the name, for you to recognise.)
+has no names in its turns; reports show the wxid beside the name, for you to recognise.) `users.json` itself is no
+source of text: wherever files are read it is left out with CONTACTS_NOTE, which names no one (`is_contact_list`),
+and a prepare of a CSV named directly follows it (`contacts_path`, owngpt/data/fingerprint.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from owngpt.data.chats.model import ChatOptions, Dropped, Message, Parsed, epoch, text_lines
+from owngpt.data.encoding import head_text
 from owngpt.data.pii import scrubbed
 from owngpt.errors import OwnGPTError
 
@@ -36,6 +39,8 @@ REQUIRED = ("type_name", "is_sender", "talker", "room_name", "CreateTime")
 TEXT = "文本"
 QUOTES = ("引用回复", "带有引用的文本消息", "类似文字消息而不一样的消息")  # kept as the reply's own text
 SYSTEM = ("系统通知", "拍一拍", "邀请加群", "添加好友", "群公告")
+CONTACTS = "users.json"  # PyWxDump's contact list, beside the CSV files
+CONTACTS_NOTE = "WeChat contact list (users.json), used for speaker names"
 
 
 def sniff(head: str, suffix: str) -> bool:
@@ -65,8 +70,8 @@ def parse(path: Path, opts: ChatOptions) -> Parsed:
     missing = [c for c in REQUIRED if c not in header] + ([] if {"msg", "content"} & set(header) else ["msg"])
     if missing:
         raise OwnGPTError(f"{scrubbed(str(path))}:1{mark}: not a PyWxDump WeChat CSV: no column "
-                          f"{', '.join(map(repr, missing))} "
-                          f"(its columns: {', '.join(header) or 'none'})")
+                          f"{', '.join(map(repr, missing))} "  # a file without a header shows its first row:
+                          f"(its columns: {scrubbed(', '.join(header)) or 'none'})")  # scrubbed, as every value
     col = {name: i for i, name in enumerate(header)}
     start = 2
     for row in rows:
@@ -75,24 +80,49 @@ def parse(path: Path, opts: ChatOptions) -> Parsed:
             continue
         get = lambda name: row[col[name]].strip() if col.get(name, len(row)) < len(row) else ""  # noqa: E731
         parsed.items.append(_item(get, line, "msg" in col))
-    _name_speakers(parsed.messages, _contacts(path.parent / "users.json"))
+    _name_speakers(parsed.messages, _contacts(contacts_path(path)))
     return parsed
 
 
-def _contacts(path: Path) -> dict[str, str]:
-    """wxid -> the name to show (remark, else nickname) from PyWxDump's users.json; {} without a readable one."""
+def contacts_path(csv_path: Path) -> Path:
+    """Where PyWxDump writes the contact list of the chats of a CSV: beside it."""
+    return csv_path.parent / CONTACTS
+
+
+def _users(path: Path) -> dict[str, dict]:
+    """PyWxDump's users.json as {wxid: that user's object}; {} without a readable one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
+    return {str(wxid): user for wxid, user in data.items() if isinstance(user, dict)}
+
+
+def is_contact_list(path: Path) -> bool:
+    """Whether a .json file is PyWxDump's contact list: an object mapping wxid_... to objects with a nickname or
+    remark (only a file that starts like one is parsed whole)."""
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        head = head_text(path).lstrip("\ufeff \t\r\n")
+    except OSError:
+        return False
+    if not head.startswith("{") or not ("nickname" in head or "remark" in head):
+        return False
+    users = _users(path)
+    return any(wxid.startswith("wxid_") for wxid in users) and any(
+        "nickname" in user or "remark" in user for user in users.values())
+
+
+def _contacts(path: Path) -> dict[str, str]:
+    """wxid -> the name to show (remark, else nickname) from PyWxDump's users.json; {} without a readable one."""
     names = {}
-    for wxid, user in data.items():
-        if isinstance(user, dict):
-            name = str(user.get("remark") or user.get("nickname") or "").strip()
-            if name:
-                names[str(wxid)] = name
+    for wxid, user in _users(path).items():
+        name = str(user.get("remark") or user.get("nickname") or "").strip()
+        if name:
+            names[wxid] = name
     return names
 
 

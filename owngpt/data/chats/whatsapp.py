@@ -57,7 +57,8 @@ _EVENT = re.compile(r"(?:.+ )?(?:added|removed|left|joined using this group's in
                     r"phone number|the group settings|to \+)|deleted this group's icon|pinned a message|(?:is|are) "
                     r"now an admin|You're now an admin|turned (?:on|off) disappearing messages).*", re.S)
 _QUOTED_EVENT = re.compile(r'(?:(?!: ).)* (?:changed the subject|created group|changed the group name)\b.*"', re.S)
-_EDITED = re.compile(r"\s*<[^<>]*(?:edited|bearbeitet|editado|modifié|已编辑)[^<>]*>\s*$", re.I)
+_EDITED = re.compile(rf"[\s{_INVISIBLE}]*<[^<>]*(?:edited|bearbeitet|editado|modifié|已编辑)[^<>]*>[\s{_INVISIBLE}]*$",
+                     re.I)  # with the invisible marks iOS writes before it
 
 
 def header(line: str) -> tuple[re.Match, bool] | None:
