@@ -34,7 +34,7 @@ CORPORA: dict[str, dict[str, list[str]]] = {
 
 SFT_LR = 1e-3
 # Fine-tuning steps of the quickstart: identity chats are a share of every batch, so steps decide whether the model
-# learns its name (1,255 steps: 84% of answers named it; 581 steps: 58%; docs/benchmarks.md)
+# learns its name (1,255 steps: 80% of answers named it; 1,400: 84%; 581: 58%; docs/benchmarks.md)
 SFT_STEPS = 1400
 CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
 

@@ -1,8 +1,8 @@
 """A budget in minutes, planned on the machine at hand (`owngpt quickstart --minutes N`).
 
 Fine-tuning gets a fixed number of steps, whatever the machine: the persona's identity chats are a share of every
-batch, so the steps, not the minutes, decide whether the model learns its name (1,255 steps named it in 84% of
-answers; the 581 steps a slower CPU reached in the same 5 minutes, in 58%). Pretraining gets the rest of the
+batch, so the steps, not the minutes, decide whether the model learns its name (1,255 steps named it in 80% of
+answers, 1,400 in 84%; the 581 steps a slower CPU reached in the same 5 minutes, in 58%). Pretraining gets the rest of the
 budget, and the model is sized to it:
 
     1. probe   time a few training steps of the pretraining and the fine-tuning shapes (random tokens, ~5 s)
