@@ -159,12 +159,11 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
         tokens = pretrain_seconds * tps_pre * scale
         if choice is not None and tokens < TOKENS_PER_PARAM * params:
             break
-        choice = (name, extra, params, tps_pre * scale, tps_sft * scale, sft_seconds, pretrain_seconds, tokens)
-    name, extra, params, p_tps, s_tps, sft_seconds, pretrain_seconds, tokens = choice
+        choice = (name, extra, cfg.model.n_embd, params, tps_pre * scale, tps_sft * scale, sft_seconds,
+                  pretrain_seconds, tokens)
+    name, extra, width, params, p_tps, s_tps, sft_seconds, pretrain_seconds, tokens = choice
     plan.model, plan.model_overrides, plan.params = name, extra, params
-    if extra:
-        width = 64 * int(name.split()[1])
-        plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)
+    plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)  # 1.0 for tiny-cpu itself
     plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
     plan.sft_seconds = round(sft_seconds, 1)
     tokens_per_step = pretrain_cfg.train.batch_size * pretrain_cfg.model.block_size
