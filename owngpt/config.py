@@ -139,6 +139,9 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bf16 autocast on CUDA and AMX CPUs
     compile: Literal["auto", "on", "off"] = "auto"  # auto = torch.compile on CUDA only
     threads: int = 0  # CPU threads for torch; 0 = torch's default
+    parallel: Literal["auto", "ddp", "fsdp", "none"] = "auto"  # under torchrun: auto = DDP when world size > 1
+    dist_backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto = nccl on CUDA GPUs, gloo on CPUs
+    dist_timeout: str = "10m"  # how long the other ranks wait for one that died or hangs before they stop
     resume: str = "auto"  # auto (continue out_dir's latest checkpoint) | none | PATH
     init_from: str = ""  # start weights from this checkpoint (fine-tuning)
     tensorboard: bool = True
@@ -154,10 +157,11 @@ class TrainConfig:
         if not 0 <= self.min_lr <= self.lr:
             raise OwnGPTError(f"train.min_lr must be between 0 and train.lr ({self.lr:g}), not {self.min_lr!r} "
                               "(lowering train.lr? set train.min_lr too)")
-        try:
-            parse_duration(self.max_time)
-        except OwnGPTError as e:
-            raise OwnGPTError(f"train.max_time: {e}") from None
+        for name in ("max_time", "dist_timeout"):
+            try:
+                parse_duration(getattr(self, name))
+            except OwnGPTError as e:
+                raise OwnGPTError(f"train.{name}: {e}") from None
         if not DEVICE_PATTERN.fullmatch(str(self.device)):
             raise OwnGPTError(f"train.device must be auto, cpu, mps, cuda or cuda:N, not {self.device!r}")
 

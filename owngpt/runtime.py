@@ -1,15 +1,18 @@
 """Where and how torch runs: the device, mixed precision (autocast), CPU threads and TF32, and RNG states.
 
 Every stage asks here: training (`fit`), loading a checkpoint for chat or evaluation (`device="auto"`), and
-(next) torch.distributed's rank and world size. RNG states are captured as plain tensors and ints, so a
-checkpoint's train_state.pt loads with torch.load(weights_only=True).
+torch.distributed's process group when a command runs under `torchrun` (rank, world size, backend). RNG states
+are captured as plain tensors and ints, so a checkpoint's train_state.pt loads with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import os
 import random
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return _check_available(name)
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _check_available(torch.device("cuda"))
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -59,7 +62,10 @@ def torch_build() -> str:
 
 
 def _check_available(device: torch.device) -> torch.device:
-    """`device` if this machine and PyTorch build can run on it, else an OwnGPTError in one line."""
+    """`device` if this machine and PyTorch build can run on it, else an OwnGPTError in one line. Under torchrun a
+    bare "cuda" is this process's own GPU, cuda:LOCAL_RANK, as every launcher of one process per GPU expects."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     use_cpu = "or use the CPU (--device cpu; to train: --set train.device=cpu)"
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -164,3 +170,64 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- torch.distributed
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK), 0 when not launched by torchrun: known before any process
+    group exists, so the CLI can keep ranks other than 0 quiet from its first line."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def launched_world_size() -> int:
+    """The number of processes torchrun started for this run (WORLD_SIZE), 1 when not launched by torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place in a torchrun job. `control` is a gloo group for the host-side agreements (stop now?
+    how long has the run taken?) so that they never make a GPU wait; on CPU it is the default group itself."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+    control: Any
+    created_here: bool  # this call made the group, so the caller that asked for it also ends it
+
+
+def init_process_group(device: torch.device, backend: str = "auto", timeout_s: float = 600.0) -> ProcessGroup | None:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, MASTER_ADDR, ...), or None
+    for a single process. backend auto = nccl for CUDA devices, gloo for the CPU; a backend the device cannot use
+    is an OwnGPTError. timeout_s bounds how long a collective waits for a rank that died or hangs."""
+    import torch.distributed as dist
+
+    world = launched_world_size()
+    if world <= 1 and not dist.is_initialized():
+        return None
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise OwnGPTError(f"train.dist_backend=nccl needs CUDA GPUs, but this run trains on {device}: use "
+                          "train.dist_backend=gloo (or auto) for CPU processes")
+    if backend not in ("gloo", "nccl"):
+        raise OwnGPTError(f"train.dist_backend must be auto, gloo or nccl, not {backend!r}")
+    if backend == "nccl" and not dist.is_nccl_available():
+        raise OwnGPTError(f"train.dist_backend=nccl: {torch_build()} has no NCCL; install a CUDA build "
+                          f"(`{CUDA_WHEELS}`) or use train.dist_backend=gloo")
+    created = False
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        kwargs = {"device_id": device} if backend == "nccl" else {}
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+        created = True
+    elif dist.get_backend() != backend:
+        raise OwnGPTError(f"the process group already uses {dist.get_backend()}, but this run asks for {backend}")
+    control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s)) if backend != "gloo" else None
+    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                        local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0), backend=backend,
+                        control=control, created_here=created)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -45,6 +46,15 @@ def _register() -> None:
     import owngpt.cli.clone  # noqa: F401
 
 
+def _quiet_other_ranks() -> None:
+    """Under torchrun only rank 0 speaks: the others' standard output goes nowhere (their errors still show, with
+    torchrun's rank prefix), so a run over N processes reads like a run in one."""
+    from owngpt.runtime import launched_rank
+
+    if launched_rank() > 0:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the life of the process
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; print OwnGPTError and running out of GPU memory as one line (traceback only with
     --debug), and click's usage errors as click prints them."""
@@ -52,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     from owngpt.allocator import keep_freed_memory
 
     keep_freed_memory()  # before any tensor exists: no step pays the allocator's unmap-and-fault again
+    _quiet_other_ranks()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

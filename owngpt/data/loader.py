@@ -73,6 +73,11 @@ class TokenBatches:
         self.generator = torch.Generator().manual_seed(seed)
         self.batches = 0
 
+    def skip(self) -> None:
+        """Move past one batch without reading it: another process reads it (distributed training)."""
+        torch.randint(int(self._cum[-1]), (self.batch_size,), generator=self.generator)
+        self.batches += 1
+
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x, y: (B, T) int64 on the device."""
         picks = torch.randint(int(self._cum[-1]), (self.batch_size,), generator=self.generator).numpy()
@@ -161,14 +166,23 @@ class PackedBatches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(len(self.x), generator=g)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch; shuffled epochs drop their last partial batch, in-order passes end with it."""
+    def _advance(self) -> torch.Tensor:
+        """The next batch's row indices; shuffled epochs drop their last partial batch, in-order passes end with it."""
         order = self._order()
         if self.cursor + (self.batch_size if self.shuffle else 1) > len(order):
             self.epoch, self.cursor = self.epoch + 1, 0
             order = self._order()
         idx = order[self.cursor : self.cursor + self.batch_size]
         self.cursor += self.batch_size
+        return idx
+
+    def skip(self) -> None:
+        """Move past one batch without reading it: another process reads it (distributed training)."""
+        self._advance()
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch (see _advance)."""
+        idx = self._advance()
         x, y = self.x[idx], self.y[idx]
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)

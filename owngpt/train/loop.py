@@ -9,6 +9,10 @@ the same batches and dropout masks and so produces the same losses as a run that
 The host never waits for the device inside a step: each step's loss and gradient norm travel back by a
 non-blocking copy and are read while the next step runs (resolve()); logging, the progress bar and the
 non-finite count follow one step behind, and evaluations and checkpoints first read every queued step.
+
+Under torchrun the same loop runs in every process through a `Parallel` (train/distributed.py): each rank takes
+its share of every step's micro-batches, losses and counts are summed over ranks, rank 0's clock decides
+time budgets, and only rank 0 logs, draws progress and writes files.
 """
 
 from __future__ import annotations
@@ -25,18 +29,17 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from owngpt.checkpoint.format import latest_checkpoint, load_checkpoint, save_checkpoint
-from owngpt.checkpoint.meta import make_meta
+from owngpt.checkpoint.format import latest_checkpoint
 from owngpt.config import TrainConfig, parse_duration
 from owngpt.allocator import keep_freed_memory
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
-from owngpt.model.registry import arch_of, config_dict
-from owngpt.runtime import autocast, capture_rng_state, configure, dtype_reason, restore_rng_state
+from owngpt.runtime import autocast, configure, dtype_reason
+from owngpt.train.distributed import Parallel, setup_parallel
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
 from owngpt.train.progress import StepValues, clock, progress_bar
-from owngpt.train.resume import load_fitting, resume_path
+from owngpt.train.resume import CheckpointedRun
 
 
 @dataclass
@@ -74,20 +77,41 @@ def _oom_error(cfg: TrainConfig) -> OwnGPTError:
     )
 
 
-class _Trainer:
-    """The state of one fit() call; split into methods only to keep each piece readable."""
+class _NoLogger:
+    """Ranks other than 0 log nothing."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Trainer(CheckpointedRun):
+    """The state of one fit() call; split into methods only to keep each piece readable (saving and resuming: the
+    CheckpointedRun part, train/resume.py)."""
 
     def __init__(self, model: nn.Module, train_batches, val_batches, cfg: TrainConfig, run_dir: Path,
                  run_config: dict, tokenizer, weights_filter, quiet: bool,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None, par: Parallel | None = None) -> None:
         self.raw_model, self.cfg, self.run_dir = model, cfg, run_dir
-        self.echo = echo
-        self.train_batches, self.val_batches = train_batches, val_batches
-        self.run_config, self.tokenizer, self.weights_filter, self.quiet = run_config, tokenizer, weights_filter, quiet
+        self.par = par = par or Parallel()
+        self.echo = echo if par.is_main else None
+        self.run_config, self.tokenizer, self.weights_filter = run_config, tokenizer, weights_filter
+        self.quiet = quiet or not par.is_main
         self.device = next(model.parameters()).device
         self.autocast, self.amp_dtype = autocast(self.device, cfg.dtype)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        if self.scaler is not None and par.world_size > 1:
+            raise OwnGPTError("train.dtype=float16 needs a loss scaler, which owngpt does not run across processes: "
+                              "use train.dtype=bfloat16 (or auto) under torchrun")
         configure(self.device, cfg.threads)
+        # the micro-batches this rank runs per step: grad_accum shared by the ranks, so the global batch stays
+        self.accum = par.accum(cfg, getattr(getattr(model, "cfg", None), "block_size", None))
+        self.train_batches, self.val_batches = par.shard(train_batches), par.shard(val_batches)
+        self.net = par.wrap(model, self.amp_dtype)  # what the forward pass runs through (DDP's wrapper, FSDP's model)
+        if par.rank > 0:  # each rank its own dropout masks; rank 0 keeps the stream a single process would use
+            torch.manual_seed(cfg.seed + par.rank)
         self.optimizer = make_optimizer(model, cfg)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         # fused AdamW skips a step by itself when told so on the device (its CPU and CUDA kernels read found_inf;
@@ -104,8 +128,9 @@ class _Trainer:
         full = all(p.requires_grad for p in model.parameters())
         self.flops_per_token = model.flops_per_token() if full and hasattr(model, "flops_per_token") else None
         self.peak_flops = peak_flops(self.device, self.amp_dtype)
-        self.next_train = _next_fn(train_batches)
-        self.val_start = val_batches.state_dict() if val_batches is not None and hasattr(val_batches, "state_dict") else None
+        self.next_train = _next_fn(self.train_batches)
+        self.val_start = (self.val_batches.state_dict() if self.val_batches is not None
+                          and hasattr(self.val_batches, "state_dict") else None)
         # counters, restored on resume
         self.step = 0
         self.tokens = 0
@@ -120,81 +145,10 @@ class _Trainer:
         self.resumed_from: str | None = None
         self.expected_steps = 10**9  # the step the run is expected to end at (the lr schedule's horizon)
 
-    # ------------------------------------------------------------------ resume / save
-
-    def resume(self) -> None:
-        path = resume_path(self.cfg, self.run_dir)
-        if path is None:
-            return
-        state, meta, ts = load_checkpoint(path)
-        if ts is None:
-            raise OwnGPTError(f"{path} has no train_state.pt, so it cannot be resumed; start a new run (another --out) "
-                              f"with train.init_from={path}")
-        theirs, ours = meta.tokenizer_hash, getattr(self.tokenizer, "hash", None)
-        if theirs and ours and theirs != ours:
-            raise OwnGPTError(f"{path} was trained with tokenizer {theirs}, but this data uses tokenizer {ours}: "
-                              "resume with the data it was trained on, or start the new run in another --out")
-        load_fitting(self.raw_model, path, state, self.weights_filter)
-        # the moments and step counts continue; the settings are this run's (a resume may change weight decay,
-        # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
-        settings = [{k: g[k] for k in ("weight_decay", "betas", "eps", "momentum", "lr_scale") if k in g}
-                    for g in self.optimizer.param_groups]
-        if "muon" in ts["optimizer"] and self.cfg.optimizer != "muon":
-            raise OwnGPTError(f"{path} was trained with train.optimizer=muon: resume with it, or start a new run "
-                              "(another --out, or train.init_from=CHECKPOINT) with AdamW")
-        self.optimizer.load_state_dict(ts["optimizer"])
-        for group, own in zip(self.optimizer.param_groups, settings):
-            group.update(own)
-        if self.scaler is not None and "scaler" in ts:
-            self.scaler.load_state_dict(ts["scaler"])
-        restore_rng_state(ts["rng"])
-        if ts.get("loader") is not None and hasattr(self.train_batches, "load_state_dict"):
-            self.train_batches.load_state_dict(ts["loader"])
-        self.step, self.tokens = int(ts["step"]), int(ts["tokens"])
-        self.best_val = float(ts["best_val_loss"])
-        self.best_step = ts.get("best_step")
-        self.bad_evals = int(ts["bad_evals"])
-        self.nonfinite_in_row, self.nonfinite_total = int(ts["nonfinite_in_row"]), int(ts["nonfinite_total"])
-        self.elapsed_before = float(ts["elapsed"])
-        self.val_history = [(int(s), float(v)) for s, v in ts.get("val_history", [])]
-        self.last_saved_step = self.step
-        self.resumed_from = str(path)
-        if self.echo is not None:
-            self.echo(f"resuming from {path} (step {self.step}, {self.tokens:,} tokens seen)")
-
-    def save(self, val_loss: float | None, best: bool, elapsed: float) -> Path:
-        state = self.raw_model.state_dict()
-        if self.weights_filter is not None:
-            state = {k: v for k, v in state.items() if self.weights_filter(k)}
-        meta = make_meta(arch=arch_of(self.raw_model), model_config=config_dict(self.raw_model), tokenizer=self.tokenizer,
-                         run_config=self.run_config, tokens=self.tokens, val_loss=val_loss,
-                         best_val_loss=self.best_val if math.isfinite(self.best_val) else None,
-                         weights_filtered=self.weights_filter is not None)
-        train_state = {
-            "optimizer": self.optimizer.state_dict(),
-            "rng": capture_rng_state(),
-            "loader": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else None,
-            "step": self.step,
-            "tokens": self.tokens,
-            "best_val_loss": self.best_val,
-            "best_step": self.best_step,
-            "bad_evals": self.bad_evals,
-            "nonfinite_in_row": self.nonfinite_in_row,
-            "nonfinite_total": self.nonfinite_total,
-            "elapsed": elapsed,
-            "val_history": [[s, v] for s, v in self.val_history],
-        }
-        if self.scaler is not None:
-            train_state["scaler"] = self.scaler.state_dict()
-        path = save_checkpoint(self.run_dir, self.step, state, meta, train_state, tokenizer=self.tokenizer,
-                               best=best, keep_last=self.cfg.keep_last)
-        self.last_saved_step = self.step
-        return path
-
     # ------------------------------------------------------------------ steps
 
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
-        logits = self.raw_model(x)  # (B, T, V)
+        logits = self.net(x)  # (B, T, V)
         # fp32 softmax: bf16 logits lose ~2 digits, which shows up as a noisy, biased loss
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1,
                                reduction=reduction)
@@ -214,18 +168,22 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         # the step's loss is the mean over all its target tokens, not the mean of the micro-batches' means: with
-        # masked targets (chat fine-tuning: assistant tokens only) micro-batches hold different numbers of them
-        batches = [self.next_train() for _ in range(cfg.grad_accum)]
-        targets = sum((y != -1).sum() for _x, y in batches).clamp(min=1)
+        # masked targets (chat fine-tuning: assistant tokens only) micro-batches hold different numbers of them.
+        # Under torchrun the count is over every rank's micro-batches, and each rank's loss is scaled by the world
+        # size because DDP and FSDP average the ranks' gradients: the sum is then the one-process step's gradient.
+        par = self.par
+        batches = [self.next_train() for _ in range(self.accum)]
+        targets = par.sum_(sum((y != -1).sum() for _x, y in batches)).clamp(min=1)
         total = torch.zeros((), device=self.device)
-        for x, y in batches:
-            scaled = self.loss_of(x, y, reduction="sum") / targets
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        for i, (x, y) in enumerate(batches):
+            with par.sync_gradients(self.net, sync=i == len(batches) - 1):
+                scaled = self.loss_of(x, y, reduction="sum") / targets * par.world_size
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             total += scaled.detach()
-            self.tokens += x.numel()
-        loss = total
+            self.tokens += x.numel() * par.world_size
+        loss = par.sum_(total) / par.world_size
         if self.on_device_skip:
-            norm = (torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True) if cfg.grad_clip > 0
+            norm = (par.norm(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)) if cfg.grad_clip > 0
                     else torch.full((), float("nan"), device=self.device))
             bad = ~torch.isfinite(loss)
             if cfg.grad_clip > 0:  # finite loss, inf gradient: also skip
@@ -242,7 +200,8 @@ class _Trainer:
             return StepValues(self.step + 1, lr, self.tokens, loss_value, float("nan"))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)) if cfg.grad_clip > 0 else float("nan")
+        norm = (float(par.norm(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)))
+                if cfg.grad_clip > 0 else float("nan"))
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -255,21 +214,25 @@ class _Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean loss per target token over `eval_batches` validation batches — the same batches every time."""
+        """Mean loss per target token over `eval_batches` validation batches — the same batches every time, shared
+        by the ranks as training's are. A rank left without a batch of its own in the last round still runs one
+        (FSDP gathers weights in every rank's forward pass) and counts nothing from it."""
         if self.val_start is not None:
             self.val_batches.load_state_dict(self.val_start)
         next_val = _next_fn(self.val_batches)
         self.raw_model.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        count = 0
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, targets
         # at most one pass over a fixed validation set (packed conversations): no row counted twice
         n = min(max(1, self.cfg.eval_batches), getattr(self.val_batches, "batches_per_pass", 10**9))
-        for _ in range(n):
+        world, rank = self.par.world_size, self.par.rank
+        for j in range(-(-n // world)):
             x, y = next_val()
-            loss_sum += self.loss_of(x, y, reduction="sum").double()
-            count += int((y != -1).sum())
+            counted = float(j * world + rank < n)
+            sums[0] += self.loss_of(x, y, reduction="sum").double() * counted
+            sums[1] += (y != -1).sum() * counted
         self.raw_model.train()
-        return loss_sum.item() / max(1, count)
+        loss_sum, count = self.par.sum_(sums).tolist()
+        return loss_sum / max(1.0, count)
 
     # ------------------------------------------------------------------ the loop
 
@@ -290,7 +253,8 @@ class _Trainer:
         if cfg.max_steps <= 0 and cfg.max_tokens <= 0 and time_budget <= 0:
             raise OwnGPTError("no training budget: set train.max_steps, train.max_tokens or train.max_time (e.g. --time 10m)")
         self.resume()
-        logger = MetricsLogger(self.run_dir, cfg.tensorboard, resume_step=self.step if self.resumed_from else None)
+        logger = (MetricsLogger(self.run_dir, cfg.tensorboard, resume_step=self.step if self.resumed_from else None)
+                  if self.par.is_main else _NoLogger())
         start = self.started = time.perf_counter()
         start_tokens, start_step = self.tokens, self.step
         self.paused = 0.0  # seconds spent evaluating and saving: left out of tokens/s
@@ -307,7 +271,9 @@ class _Trainer:
                                          eta=clock(None))
                 report = functools.partial(self.resolve, pending, logger=logger, progress=progress, task=task)
                 while True:
-                    elapsed = self.elapsed_before + time.perf_counter() - start
+                    # rank 0's clock for everything that depends on it (the time budget, the lr horizon): ranks that
+                    # disagreed by a millisecond would stop at different steps or use different learning rates
+                    elapsed = self.par.from_main(self.elapsed_before + time.perf_counter() - start)
                     if cfg.max_steps > 0 and self.step >= cfg.max_steps:
                         reason = f"reached max_steps={cfg.max_steps}"
                     elif cfg.max_tokens > 0 and self.tokens >= cfg.max_tokens:
@@ -359,10 +325,11 @@ class _Trainer:
             raise _oom_error(cfg) from None
         finally:
             logger.close()
+            self.par.close()
         seconds = time.perf_counter() - start
         tokens_per_s = (self.tokens - start_tokens) / max(1e-9, train_time)
         last_loss = self.last_loss
-        if self.step == start_step and self.step > 0:  # a finished run resumed: report how its last session ended
+        if self.step == start_step and self.step > 0 and self.par.is_main:  # a finished run resumed: its last figures
             last = next((r for r in reversed(read_metrics(self.run_dir / "metrics.jsonl")) if r["kind"] == "train"), {})
             last_loss, tokens_per_s = last.get("loss", last_loss), last.get("tokens_per_s", tokens_per_s)
         result = FitResult(
@@ -422,7 +389,7 @@ class _Trainer:
         per token, PaLM's count) over the datasheet bf16 peak; {} elsewhere."""
         if not self.flops_per_token or not self.peak_flops:
             return {}
-        return {"mfu": tokens_per_s * self.flops_per_token / self.peak_flops}
+        return {"mfu": tokens_per_s * self.flops_per_token / (self.peak_flops * self.par.world_size)}
 
     def record_val(self, val: float, logger: MetricsLogger, elapsed: float) -> bool:
         self.val_history.append((self.step, val))
@@ -435,6 +402,8 @@ class _Trainer:
         return improved
 
     def finish(self, result: FitResult, steps_this_session: int) -> None:
+        if not self.par.is_main:
+            return
         plot_losses(self.run_dir)
         n_params = sum(p.numel() for p in self.raw_model.parameters())
         n_train = sum(p.numel() for p in self.raw_model.parameters() if p.requires_grad)
@@ -443,6 +412,7 @@ class _Trainer:
             "seconds": self.elapsed_before + result.seconds, "params": n_params, "trainable_params": n_train,
             "device": str(self.device), "dtype": dtype_reason(self.device, self.cfg.dtype, self.amp_dtype),
             "compiled": self.compiled,
+            **({"parallel": f"{self.par.mode} over {self.par.world_size} processes"} if self.par.world_size > 1 else {}),
             **self.mfu(result.tokens_per_s),
         })
 
@@ -470,9 +440,16 @@ def fit(
     """
     keep_freed_memory()  # a library caller gets the CLI's allocator setting too
     run_dir = output_dir(run_dir)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False, allow_unicode=True))
-    trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter, quiet,
-                       echo)
+    par = setup_parallel(cfg, model)  # under torchrun: joins the process group; alone: the trivial Parallel
+    try:
+        if par.is_main:
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False,
+                                                                        allow_unicode=True))
+        trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter,
+                           quiet, echo, par)
+    except BaseException:
+        par.close()
+        raise
     return trainer.run()
 
 

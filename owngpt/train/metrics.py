@@ -139,7 +139,8 @@ def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
         f"| last train loss | {info.get('last_train_loss', float('nan')):.4f} |",
         f"| parameters | {info.get('params', 0):,} ({info.get('trainable_params', 0):,} trained) |",
         f"| skipped non-finite steps | {info.get('nonfinite_steps', 0)} |",
-        f"| device | {info.get('device', '')} ({info.get('dtype', '')}, compile: {info.get('compiled', False)}) |",
+        f"| device | {info.get('device', '')} ({info.get('dtype', '')}, compile: {info.get('compiled', False)}"
+        + (f"; {info['parallel']}) |" if info.get("parallel") else ") |"),
         "",
         "Files: `config.yaml` (resolved settings), `metrics.jsonl`, `tb/` (TensorBoard), `loss.png`, "
         "`best/` and `checkpoints/` (load with `owngpt.checkpoint.format.load_model`).",

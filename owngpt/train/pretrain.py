@@ -18,7 +18,7 @@ from owngpt.data.loader import TokenBatches
 from owngpt.data.shards import read_manifest
 from owngpt.errors import OwnGPTError
 from owngpt.io import output_dir
-from owngpt.runtime import resolve_device
+from owngpt.runtime import launched_rank, resolve_device
 from owngpt.train.loop import FitResult, fit
 
 VOCAB_MULTIPLE = 64  # matmuls over a vocab padded to a multiple of 64 run faster; extra rows are never targets
@@ -91,5 +91,6 @@ def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str]
         echo("warning: no validation split, so no best checkpoint and no early stopping")
     result = fit(model, train, val, cfg, cfg.out_dir, run_config=to_dict(run_config), tokenizer=tok, quiet=quiet,
                  echo=echo)
-    echo((Path(cfg.out_dir) / "summary.md").read_text(encoding="utf-8"))
+    if launched_rank() == 0:  # under torchrun rank 0 writes the run folder (other machines may not see it)
+        echo((Path(cfg.out_dir) / "summary.md").read_text(encoding="utf-8"))
     return result

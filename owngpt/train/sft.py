@@ -23,7 +23,7 @@ from owngpt.data.raw import describe
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.lora import LoRAConfig
-from owngpt.runtime import resolve_device
+from owngpt.runtime import launched_rank, resolve_device
 
 
 @dataclass
@@ -196,7 +196,9 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     report["trainable_parameters"] = n_train
     output_dir(run_dir)
-    atomic_write_text(run_dir / "sft_report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    main = launched_rank() == 0  # under torchrun rank 0 writes the run folder (other machines may not see it)
+    if main:
+        atomic_write_text(run_dir / "sft_report.json", json.dumps(report, indent=2, ensure_ascii=False))
     model.to(device)
     # `chat` is what `owngpt chat` reads to use the same system prompt the model was fine-tuned with.
     chat_defaults = {"system_prompt": report.get("system_prompt"), "reverse": cfg.reverse}
@@ -204,7 +206,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
                   "base_meta": meta.to_dict(), "chat": chat_defaults}
     result = fit(model, train_batches, val_batches, train_cfg, run_dir, run_config=run_config, tokenizer=tok,
                  weights_filter=weights_filter, quiet=quiet, echo=echo)
-    if cfg.lora is not None:
+    if cfg.lora is not None and main:
         from owngpt.checkpoint.adapter import export_adapter
 
         export_adapter(run_dir, cfg.lora, meta)
