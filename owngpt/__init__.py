@@ -15,13 +15,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str = "auto") -> "Generator":
+def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str = "auto",
+         dtype: str = "auto") -> "Generator":
     """Load a checkpoint (a run folder or a checkpoint folder) with its tokenizer, optionally applying a LoRA
     adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
-    `.tokenizer`, `.meta`."""
+    `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32."""
     from owngpt.generate.api import load as _load
 
-    return _load(path, adapter=adapter, device=device)
+    return _load(path, adapter=adapter, device=device, dtype=dtype)
 
 
 __all__ = ["load", "__version__"]

@@ -205,9 +205,10 @@ def move_stale_chat(chat_dir: Path, base: str | Path, echo: Callable[[str], None
 
 def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str = "", budget: str = "",
               steps: int = 0, seed: int = 0, overrides: Sequence[str] = (), quiet: bool = False,
-              echo: Callable[[str], None] = print) -> dict:
+              echo: Callable[[str], None] = print, identity_share: float | None = None) -> dict:
     """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `steps`
-    steps, or else for `budget` of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last."""
+    steps, or else for `budget` of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last.
+    identity_share: the identity chats' share of the training text (None: SFTConfig's default)."""
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft
 
@@ -217,7 +218,8 @@ def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str 
                                                                               "train.max_steps=0"]
     settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}", *overrides]
     move_stale_chat(chat_dir, base, echo)
-    result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona),
+    share = {} if identity_share is None else {"identity_share": identity_share}
+    result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona, **share),
                              load_run_config("sft", settings).train, quiet=quiet)
     return {"best_val_loss": result.best_val_loss, "steps": result.steps,
             "train_conversations": sft_report["train_conversations"]}
@@ -232,9 +234,9 @@ def held_out_and_models(data_dir: Path, chat_dir: Path, base: str | Path | None 
     from owngpt.evaluate.chat_eval import held_out_conversations
 
     held_out = held_out_conversations([str(data_dir)], "test")
-    models = {"chat": load_reply_model(chat_dir)}
+    models = {"chat": load_reply_model(chat_dir, dtype="float32")}  # figures in fp32: comparable across machines
     if base is not None:
-        models["base"] = load_reply_model(base, system=models["chat"].system or "")
+        models["base"] = load_reply_model(base, system=models["chat"].system or "", dtype="float32")
     return held_out, models
 
 

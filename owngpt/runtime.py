@@ -122,6 +122,22 @@ def autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=torch_dtype), torch_dtype
 
 
+INFERENCE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def inference_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
+    """The dtype a model generates in: auto = bf16 weights on CPUs with native bf16 (AMX or avx512_bf16) and on
+    CUDA GPUs that support it, fp32 elsewhere (on AVX2-only CPUs bf16 is emulated and slower). Decoding reads every
+    weight once per token, so bf16 weights halve the bytes a token costs; the logits are read in fp32."""
+    if requested not in INFERENCE_DTYPES:
+        raise OwnGPTError(f"--dtype must be {', '.join(INFERENCE_DTYPES)}, not {requested!r}")
+    if requested == "auto":
+        fast_bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+            device.type == "cpu" and cpu_has_bf16_matmul())
+        return torch.bfloat16 if fast_bf16 else torch.float32
+    return torch.bfloat16 if requested == "bfloat16" else torch.float32
+
+
 def dtype_reason(device: torch.device, requested: str, chosen: torch.dtype) -> str:
     """Why a run computes in `chosen`, for its summary: 'bfloat16 (auto: the CPU has avx512_bf16)'."""
     name = str(chosen).replace("torch.", "")
@@ -222,8 +238,15 @@ def init_process_group(device: torch.device, backend: str = "auto", timeout_s: f
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        kwargs = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+        timeout = datetime.timedelta(seconds=timeout_s)
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is not None:
+            # torchrun keeps one store for all its restarts (--max-restarts): without a prefix per attempt, restarted
+            # processes read the dead ones' addresses from it and hang or fail connecting to them
+            store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+            kwargs.update(store=dist.PrefixStore(f"owngpt/attempt-{attempt}", store), rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
         created = True
     elif dist.get_backend() != backend:
         raise OwnGPTError(f"the process group already uses {dist.get_backend()}, but this run asks for {backend}")

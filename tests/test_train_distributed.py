@@ -212,10 +212,23 @@ def _start_and_kill_a_rank(corpus: Path, run: Path, max_restarts: int, steps: in
     return proc, time.time()
 
 
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    """torchrun's output once it exits; a torchrun (and its workers) still running after `timeout` is killed and the
+    test fails, rather than leaving them behind."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        for pid in _workers_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        out = proc.communicate()[0]
+        pytest.fail(f"torchrun still running after {timeout} s:\n{out[-3000:]}")
+
+
 def test_a_killed_rank_stops_the_others_and_resume_auto_continues(tmp_path, corpus):
     run = tmp_path / "run"
     proc, killed_at = _start_and_kill_a_rank(corpus, run, max_restarts=0, steps=100_000)
-    out, _ = proc.communicate(timeout=120)
+    out = _finish(proc, 120)
     assert proc.returncode != 0
     assert time.time() - killed_at < 60, "the surviving rank must not hang"
     assert "FAILED" in out and "SIGKILL" in out
@@ -228,9 +241,10 @@ def test_a_killed_rank_stops_the_others_and_resume_auto_continues(tmp_path, corp
 
 
 def test_torchrun_max_restarts_with_resume_auto_finishes_the_run(tmp_path, corpus):
+    """The restarted processes join a fresh rendezvous (not the dead ones' addresses) and resume."""
     run = tmp_path / "run"
     proc, _ = _start_and_kill_a_rank(corpus, run, max_restarts=1, steps=600)
-    out, _ = proc.communicate(timeout=240)
+    out = _finish(proc, 240)
     assert proc.returncode == 0, out[-3000:]
     assert json.loads((run / "result.json").read_text())["steps"] == 600
     assert "resuming from" in out  # the restarted ranks continued from the last checkpoint, not from step 0

@@ -68,17 +68,17 @@ class ChatSession:
     def from_checkpoint(cls, path: str, *, adapter: str | None = None, device: str = "auto", system: str | None = None,
                         persona: str | None = None, gen: GenerationConfig | None = None, seed: int | None = None,
                         mmi: int = 0, backward: str | None = None,
-                        content_filter: ContentFilter | None = None) -> "ChatSession":
+                        content_filter: ContentFilter | None = None, dtype: str = "auto") -> "ChatSession":
         """Load a chat model (and optionally its LoRA adapter and an MMI backward model) and start a session.
 
         System prompt: `system`, else the persona file's, else the one the checkpoint was fine-tuned with."""
-        loaded = load_reply_model(path, adapter=adapter, device=device, system=system, persona=persona)
+        loaded = load_reply_model(path, adapter=adapter, device=device, system=system, persona=persona, dtype=dtype)
         gen = gen or replace(CHAT_DEFAULTS)
         if seed is not None:
             gen = replace(gen, seed=seed)
         back = None
         if backward:
-            b = load_reply_model(backward, device=device, system="")
+            b = load_reply_model(backward, device=device, system="", dtype=dtype)
             back = (b.model, b.tokenizer)
         elif mmi > 1:
             raise OwnGPTError("--mmi N needs a backward model: --backward CKPT (trained with `owngpt sft --reverse`)")

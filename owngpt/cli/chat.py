@@ -33,6 +33,7 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help="Non-interactive mode: print one JSON object per input line (input, reply, message, error)."),
     moderation: Optional[str] = options.moderation(),
     device: str = options.device(),
+    dtype: str = options.dtype(),
 ) -> None:
     from owngpt.chat import ChatSession, chat_generation_config
     from owngpt.generate.moderation import load_content_filter
@@ -41,7 +42,8 @@ def chat(
                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed)
     content_filter = load_content_filter(moderation) if moderation else None
     session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
-                                          gen=gen, mmi=mmi, backward=backward, content_filter=content_filter)
+                                          gen=gen, mmi=mmi, backward=backward, content_filter=content_filter,
+                                          dtype=dtype)
     if message:
         ok = _script(session, message, as_json)
     elif not sys.stdin.isatty():

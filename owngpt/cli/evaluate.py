@@ -23,6 +23,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     device: str = options.device(),
+    dtype: str = options.dtype("float32", " Default float32 here, so figures compare across machines."),
     style: bool = typer.Option(False, "--style", help="Does it sound like the data? Style of replies sampled at "
                                "held-out points against the real replies there (length, emoji, punctuation, "
                                "distinct-n, character 3-grams), with --base beside it."),
@@ -33,7 +34,7 @@ def evaluate(
     from owngpt.chat.reply import load_reply_model
     from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
 
-    chat_model = load_reply_model(checkpoint, adapter=adapter, device=device)
+    chat_model = load_reply_model(checkpoint, adapter=adapter, device=device, dtype=dtype)
     model, tok = chat_model.model, chat_model.tokenizer
     conversations = held_out_conversations(options.owned(list(data), me), split)
     cfg = ChatEvalConfig(samples=samples, seed=seed)
@@ -54,7 +55,7 @@ def evaluate(
 
         models = {"model": chat_model}
         if base:
-            models["base"] = load_reply_model(base, device=device, system=chat_model.system or "")
+            models["base"] = load_reply_model(base, device=device, system=chat_model.system or "", dtype=dtype)
         result["style"] = evaluate_style(models, conversations, style_config(samples, seed))
         print_style(result["style"])
     if out:

@@ -37,6 +37,7 @@ def generate(
     truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens, leaving room for --max-new-tokens but giving up at most half the context). A prompt that fits is never cut."),
     adapter: Optional[str] = options.adapter(),
     device: str = options.device(),
+    dtype: str = options.dtype(),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
     echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation."),
 ) -> None:
@@ -51,7 +52,7 @@ def generate(
     if beams > 1 and num_samples > beams:  # beam search is deterministic: repeating it would only repeat its text
         raise OwnGPTError(f"--num-samples {num_samples} with --beams {beams}: beam search keeps {beams} beams, so at "
                           f"most {beams} distinct results")
-    loaded = owngpt.load(checkpoint, adapter=adapter, device=device)
+    loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype)
     tok = loaded.tokenizer
     if tok is None:
         raise OwnGPTError(f"checkpoint {checkpoint} carries no tokenizer folder; it cannot turn text into tokens")

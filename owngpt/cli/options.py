@@ -15,6 +15,11 @@ def device() -> Any:
     return typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA, else MPS, else CPU).")
 
 
+def dtype(default: str = "auto", note: str = "") -> Any:
+    return typer.Option(default, "--dtype", help="Weights' dtype for generating: auto | float32 | bfloat16 (auto: bf16 on "
+                        "CPUs with native bf16 — AMX or avx512_bf16 — and on CUDA GPUs, fp32 elsewhere)." + note)
+
+
 def adapter() -> Any:
     return typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply "
                         "to CHECKPOINT.")

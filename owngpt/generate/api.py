@@ -11,7 +11,7 @@ from owngpt.checkpoint.meta import CheckpointMeta
 from owngpt.errors import OwnGPTError
 from owngpt.generate.engine import device_of, generate_texts, stream_text
 from owngpt.generate.settings import GenerationConfig, make_config
-from owngpt.runtime import resolve_device
+from owngpt.runtime import inference_dtype, resolve_device
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
@@ -68,9 +68,11 @@ class Generator:
         return f"Generator({self.model.describe() if hasattr(self.model, 'describe') else type(self.model).__name__})"
 
 
-def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto") -> Generator:
+def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto",
+         dtype: str = "auto") -> Generator:
     """A checkpoint (run folder: its best, else latest; or a checkpoint folder) with its tokenizer, on `device`,
-    optionally with a LoRA adapter (RUN/adapter of `owngpt sft --lora`) applied to it."""
+    optionally with a LoRA adapter (RUN/adapter of `owngpt sft --lora`) applied to it. dtype: the weights' dtype
+    for generation (runtime.inference_dtype: auto = bf16 where the hardware computes it natively, else fp32)."""
     from owngpt.checkpoint.format import load_model
 
     if not Path(path).exists():
@@ -83,5 +85,5 @@ def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "
 
         load_adapter(adapter, model, meta)
         model.to(dev)
-    model.eval()
+    model.to(inference_dtype(dev, dtype)).eval()  # after the adapter: its weights take the same dtype
     return Generator(model, tokenizer, meta)

@@ -73,13 +73,13 @@ def with_adapter(base: ReplyModel, adapter: str | Path, system: str | None = Non
     shared = {id(p): p for p in base.model.parameters()}  # deepcopy hands these back as they are
     model = copy.deepcopy(base.model, memo=shared)
     load_adapter(adapter, model, base.meta)
-    model.eval()
+    model.to(next(base.model.parameters()).dtype).eval()  # the adapter's weights in the base's dtype
     meta = adapter_run_meta(adapter) or base.meta
     return ReplyModel(model, base.tokenizer, meta, resolve_system_prompt(system, None, meta))
 
 
 def load_served(runs: list[str], adapters: list[str] = (), *, device: str = "auto",
-                system: str | None = None) -> dict[str, ServedModel]:
+                system: str | None = None, dtype: str = "auto") -> dict[str, ServedModel]:
     """{id: ServedModel} for each run and each adapter (applied to the first run: a persona per adapter). Two
     models with the same id is an error naming both."""
     if not runs:
@@ -93,7 +93,7 @@ def load_served(runs: list[str], adapters: list[str] = (), *, device: str = "aut
         served[m.id] = m
 
     for run in runs:
-        add(ServedModel(model_id(run), load_reply_model(run, device=device, system=system), run))
+        add(ServedModel(model_id(run), load_reply_model(run, device=device, system=system, dtype=dtype), run))
     base = served[model_id(runs[0])].reply
     for spec in adapters:
         name, path = parse_adapter(spec)

@@ -1,0 +1,69 @@
+"""How reliably the quickstart's chat model names itself: fine-tune one pretrained base several times (seeds) at
+several identity shares, as the quickstart does (its sft stage, its step count), and measure each: persona name
+recall over the 50 held-out questions and held-out assistant perplexity (the quickstart's evaluation).
+
+    python benchmarks/bench_persona.py --base runs/quickstart [--shares 0.15,0.25] [--seeds 0,1] [--steps 1400]
+
+`--base` is a finished quickstart folder (its pretrain/ and data/ are used; nothing in it is changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_serve import cpu_description  # noqa: E402
+
+from owngpt.pipeline import SFT_STEPS, QuickstartConfig, evaluate_quickstart, sft_stage  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="runs/quickstart", help="a finished `owngpt quickstart` folder")
+    ap.add_argument("--shares", default="0.15,0.25", help="identity shares to compare, comma-separated")
+    ap.add_argument("--seeds", default="0,1", help="fine-tuning seeds, comma-separated")
+    ap.add_argument("--steps", type=int, default=SFT_STEPS)
+    args = ap.parse_args()
+    base = Path(args.base)
+    shares = [float(s) for s in args.shares.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for share in shares:
+                chat = Path(tmp) / f"chat-{share}-{seed}"
+                start = time.perf_counter()
+                sft = sft_stage(base / "pretrain", base / "data", chat, persona=_persona(), steps=args.steps, seed=seed,
+                                quiet=True, echo=lambda _: None, identity_share=share)
+                seconds = time.perf_counter() - start
+                result = evaluate_quickstart(QuickstartConfig(seed=0), base / "data", chat)
+                rows.append((share, seed, result["persona"]["recall"], result["perplexity"], seconds, sft["steps"]))
+                print(f"share {share:.2f} seed {seed}: recall {rows[-1][2]:.0%}, perplexity {rows[-1][3]:.1f}, "
+                      f"{seconds / 60:.1f} min", file=sys.stderr)
+    print(f"\n{cpu_description()}; base {base / 'pretrain'}; {args.steps} fine-tuning steps\n")
+    print("| identity share | seed | persona recall (50 answers) | held-out perplexity | fine-tuning min |")
+    print("|---|---|---|---|---|")
+    for share, seed, recall, ppl, seconds, _steps in rows:
+        print(f"| {share:.2f} | {seed} | {recall:.0%} | {ppl:.1f} | {seconds / 60:.1f} |")
+    print("\n| identity share | recall mean (min–max) | perplexity mean |")
+    print("|---|---|---|")
+    for share in shares:
+        mine = [r for r in rows if r[0] == share]
+        recalls = [r[2] for r in mine]
+        print(f"| {share:.2f} | {statistics.mean(recalls):.0%} ({min(recalls):.0%}–{max(recalls):.0%}) "
+              f"| {statistics.mean(r[3] for r in mine):.1f} |")
+
+
+def _persona() -> str:
+    from owngpt.persona import EXAMPLE_DIR
+
+    return str(EXAMPLE_DIR / "example-en.yaml")
+
+
+if __name__ == "__main__":
+    main()
