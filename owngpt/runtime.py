@@ -109,11 +109,17 @@ def cpu_has_bf16_matmul() -> bool:
     return cpu_bf16_support() is not None
 
 
+def cuda_has_bf16(device: torch.device) -> bool:
+    """True for GPUs that compute bf16 natively (compute capability 8.0 and later: Ampere, Ada, Hopper, ...); older
+    ones (V100, T4) emulate it, slower than fp32."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractContextManager, torch.dtype]:
     """(context, dtype) for mixed precision: bf16 autocast by default on CUDA GPUs that support it and on CPUs with
     native bf16 (AMX or avx512_bf16; no loss scaling needed with bf16); fp32 elsewhere unless asked."""
     if dtype == "auto":
-        fast_bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+        fast_bf16 = (device.type == "cuda" and cuda_has_bf16(device)) or (
             device.type == "cpu" and cpu_has_bf16_matmul())
         dtype = "bfloat16" if fast_bf16 else "float32"
     if dtype == "float32":
@@ -128,11 +134,12 @@ INFERENCE_DTYPES = ("auto", "float32", "bfloat16")
 def inference_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The dtype a model generates in: auto = bf16 weights on CPUs with native bf16 (AMX or avx512_bf16) and on
     CUDA GPUs that support it, fp32 elsewhere (on AVX2-only CPUs bf16 is emulated and slower). Decoding reads every
-    weight once per token, so bf16 weights halve the bytes a token costs; the logits are read in fp32."""
+    weight once per token, so bf16 weights halve the bytes a token costs; the bf16 logits are cast to fp32
+    for the sampler's arithmetic."""
     if requested not in INFERENCE_DTYPES:
         raise OwnGPTError(f"--dtype must be {', '.join(INFERENCE_DTYPES)}, not {requested!r}")
     if requested == "auto":
-        fast_bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (
+        fast_bf16 = (device.type == "cuda" and cuda_has_bf16(device)) or (
             device.type == "cpu" and cpu_has_bf16_matmul())
         return torch.bfloat16 if fast_bf16 else torch.float32
     return torch.bfloat16 if requested == "bfloat16" else torch.float32
@@ -192,8 +199,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def launched_rank() -> int:
-    """This process's rank as torchrun set it (RANK), 0 when not launched by torchrun: known before any process
-    group exists, so the CLI can keep ranks other than 0 quiet from its first line."""
+    """This process's rank: the process group's once one exists, else as torchrun set it (RANK), 0 when alone. Known
+    before any process group exists, so the CLI can keep ranks other than 0 quiet from its first line."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
     return int(os.environ.get("RANK", "0") or 0)
 
 
@@ -224,13 +235,19 @@ def init_process_group(device: torch.device, backend: str = "auto", timeout_s: f
     world = launched_world_size()
     if world <= 1 and not dist.is_initialized():
         return None
+    if device.type not in ("cpu", "cuda"):
+        raise OwnGPTError(f"training over several processes runs on CUDA GPUs (NCCL) or CPUs (gloo), not on "
+                          f"{device.type}: use --set train.device=cpu, or run one process (without torchrun)")
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise OwnGPTError(f"train.dist_backend must be auto, gloo or nccl, not {backend!r}")
     if backend == "nccl" and device.type != "cuda":
         raise OwnGPTError(f"train.dist_backend=nccl needs CUDA GPUs, but this run trains on {device}: use "
                           "train.dist_backend=gloo (or auto) for CPU processes")
-    if backend not in ("gloo", "nccl"):
-        raise OwnGPTError(f"train.dist_backend must be auto, gloo or nccl, not {backend!r}")
+    if backend == "gloo" and device.type == "cuda":
+        raise OwnGPTError("train.dist_backend=gloo cannot shard or average GPU tensors the way FSDP and DDP need "
+                          "them: use train.dist_backend=nccl (or auto) on GPUs, gloo for CPU processes")
     if backend == "nccl" and not dist.is_nccl_available():
         raise OwnGPTError(f"train.dist_backend=nccl: {torch_build()} has no NCCL; install a CUDA build "
                           f"(`{CUDA_WHEELS}`) or use train.dist_backend=gloo")

@@ -115,12 +115,25 @@ def test_choose_mode_and_its_refusals():
         TrainConfig(dist_timeout="soon")
 
 
-def test_nccl_on_cpu_is_refused_before_any_process_group(monkeypatch):
+def test_a_backend_the_device_lacks_is_refused_before_any_process_group(monkeypatch):
     from owngpt.runtime import init_process_group
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(OwnGPTError, match="nccl needs CUDA GPUs"):
         init_process_group(torch.device("cpu"), "nccl")
+    with pytest.raises(OwnGPTError, match="use train.dist_backend=nccl"):
+        init_process_group(torch.device("cuda"), "gloo")
+    with pytest.raises(OwnGPTError, match="not on mps"):
+        init_process_group(torch.device("mps"), "auto")
+
+
+def test_work_only_rank_0_does_raises_its_own_error_on_rank_0():
+    from owngpt.train.distributed import Parallel
+
+    par = Parallel()
+    assert par.main_only(lambda: 7) == 7
+    with pytest.raises(PermissionError, match="read-only"):
+        par.main_only(lambda: (_ for _ in ()).throw(PermissionError("read-only run folder")))
 
 
 # ----------------------------------------------------------------------------- under torchrun
@@ -148,8 +161,9 @@ def test_ddp_matches_one_process_and_fsdp_matches_ddp(tmp_path, corpus):
     assert json.loads((ddp / "result.json").read_text())["tokens"] == 8 * 2 * 4 * BLOCK  # global tokens
 
 
-@pytest.mark.parametrize("first,then", [((2, "ddp"), (1, "")), ((1, ""), (2, "ddp")), ((2, "fsdp"), (2, "ddp"))],
-                         ids=["2-to-1", "1-to-2", "fsdp-to-ddp"])
+@pytest.mark.parametrize("first,then", [((2, "ddp"), (1, "")), ((1, ""), (2, "ddp")), ((2, "fsdp"), (2, "ddp")),
+                                        ((1, ""), (2, "fsdp"))],
+                         ids=["2-to-1", "1-to-2", "fsdp-to-ddp", "1-to-fsdp"])
 def test_resume_at_another_world_size_continues_the_same_trajectory(tmp_path, corpus, first, then):
     """Stopped at step 6 by its budget, resumed at another world size to step 12 (a constant lr after warm-up, so
     that the shorter budget does not change the schedule): the losses and weights of a straight 12-step run."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -129,6 +129,28 @@ class Parallel:
     def gather_objects(self, obj: Any) -> list[Any]:
         return [obj]
 
+    def main_only(self, work: Callable[[], Any]) -> Any:
+        """work() on rank 0 (reading or writing the run folder), its result there (None elsewhere). If it raised,
+        every rank raises — rank 0 its own exception, the others an OwnGPTError naming it — instead of the others
+        waiting in their next collective for a rank that is gone."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = work()
+            except Exception as e:  # noqa: BLE001 - shared with the other ranks, then raised again as it was
+                error = e
+        try:
+            self.all_ok(None if error is None else f"rank 0 stopped: {error}")
+        except OwnGPTError:
+            if error is not None:
+                raise error from None
+            raise
+        return result
+
+    def share_resume(self, read: tuple) -> tuple:
+        """(checkpoint path, weights, train state) that rank 0 read, on every rank that needs them."""
+        return read
+
     def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The full weights on rank 0 ({} elsewhere)."""
         return model.state_dict()
@@ -166,15 +188,20 @@ class Distributed(Parallel):
         if self.mode == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
-            # gradients of frozen weights (LoRA) are never made: DDP buckets only those that require them
-            return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # gradients of frozen weights (LoRA) are never made: DDP buckets only those that require them; the buffers
+            # (position tables) follow from the config, so they are not re-sent at every forward pass
+            return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                           broadcast_buffers=False)
+        from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        # the mesh on the training device (by default FSDP would take the machine's GPU even for a CPU run)
+        mesh = init_device_mesh(device.type, (self.world_size,))
         policy = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32) \
             if device.type == "cuda" and amp_dtype == torch.bfloat16 else MixedPrecisionPolicy()
         for block in _blocks(model):  # each block's weights are gathered just before it runs, freed after
-            fully_shard(block, mp_policy=policy)
-        fully_shard(model, mp_policy=policy)  # the rest (embeddings, final norm, head) as one root group
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)  # the rest (embeddings, final norm, head) as one root group
         return model
 
     def shard(self, batches: Any) -> Any:
@@ -212,6 +239,19 @@ class Distributed(Parallel):
         if errors:
             raise OwnGPTError(errors[0])
 
+    def share_resume(self, read: tuple) -> tuple:
+        """DDP: every rank holds the whole state anyway, so it gets all of it. FSDP: the others get the path and the
+        counters; the weights and optimizer state stay on rank 0 and reach each rank as its own shards when they
+        are loaded (broadcast_from_rank0), so no rank but 0 ever holds the full state."""
+        if self.mode == "ddp":
+            return self.broadcast(read)
+        path, state, ts = read if self.is_main else (None, {}, None)
+        light = None if ts is None else {k: v for k, v in ts.items() if k != "optimizer"}
+        path, light = self.broadcast((path, light))
+        if self.is_main or light is None:
+            return path, state, ts
+        return path, {}, {**light, "optimizer": {}}
+
     def gather_objects(self, obj: Any) -> list[Any]:
         import torch.distributed as dist
 
@@ -232,7 +272,8 @@ class Distributed(Parallel):
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True,
+                                                                    strict=False))
 
     def optimizer_state(self, model: nn.Module, optimizer: Any) -> dict:
         if self.mode == "ddp":
@@ -248,8 +289,9 @@ class Distributed(Parallel):
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        named = _by_name(state, _param_names(model, optimizer))
-        set_optimizer_state_dict(model, optimizer, named, options=StateDictOptions(full_state_dict=True))
+        named = _by_name(state, _param_names(model, optimizer)) if self.is_main else {}
+        set_optimizer_state_dict(model, optimizer, named,
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
     def norm(self, value: torch.Tensor) -> torch.Tensor:
         """FSDP's gradient norm is a DTensor: its value over all shards as a plain tensor."""
@@ -259,7 +301,10 @@ class Distributed(Parallel):
         import torch.distributed as dist
 
         if self.group.created_here and dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                dist.destroy_process_group()
+            except Exception:  # noqa: BLE001 - a group broken by a dead rank: nothing left to tear down cleanly
+                pass
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
@@ -317,4 +362,25 @@ def setup_parallel(cfg: TrainConfig, model: nn.Module) -> Parallel:
     group = init_process_group(device, cfg.dist_backend, timeout)
     if group is None or group.world_size <= 1:
         return Parallel()
-    return Distributed(group, choose_mode(cfg, model, device, group.world_size))
+    par = Distributed(group, choose_mode(cfg, model, device, group.world_size))
+    par.mode = par.broadcast(par.mode)  # rank 0's choice: nodes with other GPUs would choose otherwise
+    return par
+
+
+def lost_contact(error: BaseException, par: Parallel, run_dir: Any) -> OwnGPTError | None:
+    """The one-line error for a collective that failed because another process died or hung, or None when
+    `error` is something else."""
+    import torch.distributed as dist
+
+    comm = isinstance(error, getattr(dist, "DistError", ())) or any(
+        s in str(error) for s in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+    if par.world_size <= 1 or not comm:
+        return None
+    from owngpt.checkpoint.format import latest_checkpoint
+
+    last = latest_checkpoint(run_dir) if par.is_main else None
+    return OwnGPTError(
+        f"rank {par.rank} lost contact with the other processes (one died, or hung past train.dist_timeout): "
+        f"{str(error).splitlines()[0][:200]}; run the same command again to continue"
+        + (f" from {last}" if last else " from the last complete checkpoint")
+        + " (--resume auto), or launch with torchrun --max-restarts=N to do it by itself")

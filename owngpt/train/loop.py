@@ -35,7 +35,7 @@ from owngpt.allocator import keep_freed_memory
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
 from owngpt.runtime import autocast, configure, dtype_reason
-from owngpt.train.distributed import Parallel, setup_parallel
+from owngpt.train.distributed import Parallel, lost_contact, setup_parallel
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
 from owngpt.train.progress import StepValues, clock, progress_bar
@@ -325,7 +325,6 @@ class _Trainer(CheckpointedRun):
             raise _oom_error(cfg) from None
         finally:
             logger.close()
-            self.par.close()
         seconds = time.perf_counter() - start
         tokens_per_s = (self.tokens - start_tokens) / max(1e-9, train_time)
         last_loss = self.last_loss
@@ -442,15 +441,18 @@ def fit(
     run_dir = output_dir(run_dir)
     par = setup_parallel(cfg, model)  # under torchrun: joins the process group; alone: the trivial Parallel
     try:
-        if par.is_main:
-            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(run_config), sort_keys=False,
-                                                                        allow_unicode=True))
+        par.main_only(lambda: atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(
+            _plain(run_config), sort_keys=False, allow_unicode=True)))
         trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter,
                            quiet, echo, par)
-    except BaseException:
+        return trainer.run()
+    except RuntimeError as e:
+        lost = lost_contact(e, par, run_dir)
+        if lost is None:
+            raise
+        raise lost from e
+    finally:
         par.close()
-        raise
-    return trainer.run()
 
 
 def _plain(obj: Any) -> Any:

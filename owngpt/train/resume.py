@@ -36,11 +36,9 @@ def resume_path(cfg: TrainConfig, run_dir: Path) -> Path | None:
     return None if path is None else latest_checkpoint(path) or best_or_latest(path)
 
 
-def load_fitting(model: nn.Module, path: Path, state: dict[str, torch.Tensor],
-                 weights_filter: Callable[[str], bool] | None,
-                 load: Callable[[nn.Module, dict[str, torch.Tensor]], None] | None = None) -> None:
-    """Load a checkpoint's weights (those `weights_filter` selects) into the model, or say in one line why they do
-    not fit it. `load(model, state)` does the loading when the model is sharded (FSDP); default load_state_dict."""
+def check_fits(model: nn.Module, path: Path, state: dict[str, torch.Tensor],
+               weights_filter: Callable[[str], bool] | None) -> None:
+    """Whether a checkpoint's weights (those `weights_filter` selects) fit the model; else say in one line why not."""
     own = model.state_dict()
     selected = {k for k in own if weights_filter is None or weights_filter(k)}
     missing = sorted(selected - set(state))
@@ -53,10 +51,6 @@ def load_fitting(model: nn.Module, path: Path, state: dict[str, torch.Tensor],
                                             f"shapes differ: {', '.join(resized[:2])}" if resized else "") if part)
         raise OwnGPTError(f"{path} does not fit this model ({found}); resume with the model settings that made it "
                           f"(its run folder's config.yaml), or start the new model in another --out")
-    if load is not None:
-        load(model, state)
-    else:
-        model.load_state_dict(state, strict=False)
 
 
 class CheckpointedRun:
@@ -77,27 +71,21 @@ class CheckpointedRun:
         if theirs and ours and theirs != ours:
             raise OwnGPTError(f"{path} was trained with tokenizer {theirs}, but this data uses tokenizer {ours}: "
                               "resume with the data it was trained on, or start the new run in another --out")
+        check_fits(self.raw_model, path, state, self.weights_filter)
+        if "muon" in ts["optimizer"] and self.cfg.optimizer != "muon":
+            raise OwnGPTError(f"{path} was trained with train.optimizer=muon: resume with it, or start a new run "
+                              "(another --out, or train.init_from=CHECKPOINT) with AdamW")
         return path, state, ts
 
     def resume(self) -> None:
-        read, error = (None, {}, None), None
-        if self.par.is_main:
-            try:
-                read = self._read_resume()
-            except OwnGPTError as e:
-                error = str(e)
-        self.par.all_ok(error)
-        path, state, ts = self.par.broadcast(read)
+        path, state, ts = self.par.share_resume(self.par.main_only(self._read_resume))
         if path is None:
             return
-        load_fitting(self.raw_model, path, state, self.weights_filter, load=self.par.load_model_state)
+        self.par.load_model_state(self.raw_model, state)
         # the moments and step counts continue; the settings are this run's (a resume may change weight decay,
         # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
         settings = [{k: g[k] for k in ("weight_decay", "betas", "eps", "momentum", "lr_scale") if k in g}
                     for g in self.optimizer.param_groups]
-        if "muon" in ts["optimizer"] and self.cfg.optimizer != "muon":
-            raise OwnGPTError(f"{path} was trained with train.optimizer=muon: resume with it, or start a new run "
-                              "(another --out, or train.init_from=CHECKPOINT) with AdamW")
         self.par.load_optimizer_state(self.raw_model, self.optimizer, ts["optimizer"])
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
@@ -134,13 +122,8 @@ class CheckpointedRun:
         state = self.par.model_state(self.raw_model)
         optimizer = self.par.optimizer_state(self.raw_model, self.optimizer)
         rngs = self.par.gather_objects(capture_rng_state())
-        path, error = None, None
-        if self.par.is_main:
-            try:
-                path = self._write(state, optimizer, rngs, val_loss, best, elapsed)
-            except OwnGPTError as e:
-                error = str(e)
-        self.par.all_ok(error)  # a save that failed on rank 0 stops every rank, not only rank 0
+        # a save that failed on rank 0 (disk full, non-finite weights) stops every rank, not only rank 0
+        path = self.par.main_only(lambda: self._write(state, optimizer, rngs, val_loss, best, elapsed))
         self.last_saved_step = self.step
         return path
 

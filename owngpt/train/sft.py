@@ -188,8 +188,11 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
     )
     weights_filter = None
     if cfg.lora is not None:
+        import torch
+
         from owngpt.model.lora import apply_lora
 
+        torch.manual_seed(train_cfg.seed)  # the same adapters' start on every run and every rank (FSDP shards them)
         apply_lora(model, cfg.lora)
         weights_filter = lambda name: "lora_" in name  # noqa: E731 - only the adapters are saved
         report["lora"] = asdict(cfg.lora)
