@@ -162,6 +162,8 @@ class TrainConfig:
                 parse_duration(getattr(self, name))
             except OwnGPTError as e:
                 raise OwnGPTError(f"train.{name}: {e}") from None
+        if parse_duration(self.dist_timeout) <= 0:
+            raise OwnGPTError(f"train.dist_timeout must be a positive duration such as '10m', not {self.dist_timeout!r}")
         if not DEVICE_PATTERN.fullmatch(str(self.device)):
             raise OwnGPTError(f"train.device must be auto, cpu, mps, cuda or cuda:N, not {self.device!r}")
 

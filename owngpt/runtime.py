@@ -115,13 +115,17 @@ def cuda_has_bf16(device: torch.device) -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU of compute capability 8+, or a CPU with AMX or
+    avx512_bf16. The one rule behind `auto` for training (autocast) and for generation (inference_dtype)."""
+    return (device.type == "cuda" and cuda_has_bf16(device)) or (device.type == "cpu" and cpu_has_bf16_matmul())
+
+
 def autocast(device: torch.device, dtype: str) -> tuple[contextlib.AbstractContextManager, torch.dtype]:
     """(context, dtype) for mixed precision: bf16 autocast by default on CUDA GPUs that support it and on CPUs with
     native bf16 (AMX or avx512_bf16; no loss scaling needed with bf16); fp32 elsewhere unless asked."""
     if dtype == "auto":
-        fast_bf16 = (device.type == "cuda" and cuda_has_bf16(device)) or (
-            device.type == "cpu" and cpu_has_bf16_matmul())
-        dtype = "bfloat16" if fast_bf16 else "float32"
+        dtype = "bfloat16" if native_bf16(device) else "float32"
     if dtype == "float32":
         return contextlib.nullcontext(), torch.float32
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
@@ -139,9 +143,7 @@ def inference_dtype(device: torch.device, requested: str = "auto") -> torch.dtyp
     if requested not in INFERENCE_DTYPES:
         raise OwnGPTError(f"--dtype must be {', '.join(INFERENCE_DTYPES)}, not {requested!r}")
     if requested == "auto":
-        fast_bf16 = (device.type == "cuda" and cuda_has_bf16(device)) or (
-            device.type == "cpu" and cpu_has_bf16_matmul())
-        return torch.bfloat16 if fast_bf16 else torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     return torch.bfloat16 if requested == "bfloat16" else torch.float32
 
 
@@ -220,8 +222,6 @@ class ProcessGroup:
 
     rank: int
     world_size: int
-    local_rank: int
-    backend: str
     control: Any
     created_here: bool  # this call made the group, so the caller that asked for it also ends it
 
@@ -268,6 +268,5 @@ def init_process_group(device: torch.device, backend: str = "auto", timeout_s: f
     elif dist.get_backend() != backend:
         raise OwnGPTError(f"the process group already uses {dist.get_backend()}, but this run asks for {backend}")
     control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s)) if backend != "gloo" else None
-    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                        local_rank=int(os.environ.get("LOCAL_RANK", "0") or 0), backend=backend,
-                        control=control, created_here=created)
+    return ProcessGroup(rank=dist.get_rank(), world_size=dist.get_world_size(), control=control,
+                        created_here=created)

@@ -113,6 +113,8 @@ def test_choose_mode_and_its_refusals():
         choose_mode(TrainConfig(parallel="fsdp", optimizer="muon"), model, cpu, 2)
     with pytest.raises(OwnGPTError, match="dist_timeout"):
         TrainConfig(dist_timeout="soon")
+    with pytest.raises(OwnGPTError, match="train.dist_timeout must be a positive duration"):
+        TrainConfig(dist_timeout="0")
 
 
 def test_a_backend_the_device_lacks_is_refused_before_any_process_group(monkeypatch):

@@ -22,7 +22,6 @@ single machine's CPU RAM holds, which covers what owngpt trains.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -268,8 +267,7 @@ class Distributed(Parallel):
 
     def load_model_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if self.mode == "ddp":
-            model.load_state_dict(state, strict=False)
-            return
+            return super().load_model_state(model, state)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True,
@@ -285,8 +283,7 @@ class Distributed(Parallel):
 
     def load_optimizer_state(self, model: nn.Module, optimizer: Any, state: dict) -> None:
         if self.mode == "ddp":
-            optimizer.load_state_dict(state)
-            return
+            return super().load_optimizer_state(model, optimizer, state)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
         named = _by_name(state, _param_names(model, optimizer)) if self.is_main else {}
@@ -337,7 +334,7 @@ def choose_mode(cfg: TrainConfig, model: nn.Module, device: torch.device, world_
     if world_size <= 1:
         return "none"
     if cfg.parallel != "auto":
-        mode = "none" if cfg.parallel == "none" else cfg.parallel
+        mode = cfg.parallel
         if mode == "none":
             raise OwnGPTError(f"train.parallel=none, but torchrun started {world_size} processes: run one process "
                               "(without torchrun, or --nproc_per_node=1), or use train.parallel=auto, ddp or fsdp")
@@ -356,10 +353,7 @@ def setup_parallel(cfg: TrainConfig, model: nn.Module) -> Parallel:
     """The Parallel for this process: the trivial one alone, a Distributed one under torchrun (joining its
     process group on first use)."""
     device = next(model.parameters()).device
-    timeout = parse_duration(cfg.dist_timeout)
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise OwnGPTError(f"train.dist_timeout must be a positive duration such as '10m', not {cfg.dist_timeout!r}")
-    group = init_process_group(device, cfg.dist_backend, timeout)
+    group = init_process_group(device, cfg.dist_backend, parse_duration(cfg.dist_timeout))
     if group is None or group.world_size <= 1:
         return Parallel()
     par = Distributed(group, choose_mode(cfg, model, device, group.world_size))
