@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Sequence
 
     from owngpt.generate.api import Generator
 
@@ -16,13 +17,14 @@ __version__ = "0.1.0"
 
 
 def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str = "auto",
-         dtype: str = "auto") -> "Generator":
+         dtype: str = "auto", ensemble: "Sequence[str | Path]" = ()) -> "Generator":
     """Load a checkpoint (a run folder or a checkpoint folder) with its tokenizer, optionally applying a LoRA
     adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
-    `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32."""
+    `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32.
+    ensemble: more checkpoints with the same tokenizer, whose next-token probabilities are averaged with this one's."""
     from owngpt.generate.api import load as _load
 
-    return _load(path, adapter=adapter, device=device, dtype=dtype)
+    return _load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble)
 
 
 __all__ = ["load", "__version__"]

@@ -35,7 +35,10 @@ def _require(obj: Any, section: str, names: tuple[str, ...], rule: str, ok: Call
 
 @dataclass
 class ModelConfig:
-    """Architecture of the decoder-only Transformer (see owngpt/model/gpt.py).
+    """Architecture of the model: the decoder-only Transformer (see owngpt/model/gpt.py) unless `arch` names a
+    baseline (owngpt/model/registry.py `make_model`: `lstm`, or `seq2seq` the encoder-decoder Transformer), which
+    takes its sizes from the generic fields here (vocab_size, block_size, n_layer, n_embd, n_head, dropout; the
+    seq2seq also tie_embeddings, the LSTM's head is always its own) and ignores the GPT-only ones.
 
     `preset` picks a family of defaults: `gpt2` (learned positions, LayerNorm eps 1e-5, tanh-GELU, biases,
     tied embeddings: GPT-2's exact maths) or `modern` (RoPE, RMSNorm, SwiGLU, no biases). `depth` is the
@@ -46,6 +49,7 @@ class ModelConfig:
     are ints.
     """
 
+    arch: Literal["gpt", "lstm", "seq2seq"] = "gpt"
     preset: Literal["gpt2", "modern"] = "modern"
     vocab_size: int = 50304
     block_size: int = 256

@@ -268,3 +268,64 @@ def sample_conversation_of(chat_dir: Path, lang: str, *, seed: int = 0) -> list[
 
     session = ChatSession.from_checkpoint(str(chat_dir), seed=seed)
     return sample_conversation(session, SAMPLE_TURNS[lang])
+
+
+# ----------------------------------------------------------------------------- baselines (`owngpt baseline`)
+
+BASELINE_ARCHS = ("ngram", "lstm", "seq2seq", "gpt")
+
+
+@dataclass
+class BaselineConfig:
+    """One baseline, trained by one command on a prepared folder: OUT/chat is the chat model (and OUT/pretrain the
+    base the neural ones are fine-tuned from). `gpt` runs the same recipe with the GPT, for like-for-like figures."""
+
+    arch: str = "lstm"  # ngram | lstm | seq2seq | gpt
+    data: str = ""
+    out: str = "runs/baseline"
+    pretrain_time: str = "10m"  # neural models: pretraining wall time
+    sft_time: str = "5m"  # neural models: fine-tuning wall time
+    persona: str = ""  # identity chats mixed into fine-tuning (or the n-gram's counts)
+    order: int = 5  # ngram: n
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)  # --set for pretraining (model.*, train.*)
+    sft_overrides: list[str] = field(default_factory=list)  # --sft-set for fine-tuning (train.*)
+
+
+def train_baseline(cfg: BaselineConfig, *, echo: Callable[[str], None] = print, quiet: bool = False) -> dict:
+    """Train (or, for the n-gram, count) one baseline into cfg.out; resumes what is there. Returns its report,
+    also written to OUT/baseline_report.json."""
+    if cfg.arch not in BASELINE_ARCHS:
+        raise OwnGPTError(f"unknown baseline {cfg.arch!r}: choose one of {', '.join(BASELINE_ARCHS)}")
+    if not cfg.data:
+        raise OwnGPTError("a baseline needs --data DIR (a folder written by `owngpt prepare`)")
+    if cfg.arch == "ngram" and cfg.order < 1:
+        raise OwnGPTError(f"--order must be 1 or more (the n of the n-gram), not {cfg.order}")
+    out, data_dir = Path(cfg.out), Path(cfg.data)
+    report: dict = {"config": asdict(cfg), "seconds": {}}
+    t0 = time.perf_counter()
+    if cfg.arch == "ngram":
+        from owngpt.model.ngram import NGramConfig
+        from owngpt.train.ngram import train_ngram
+
+        echo(f"counting an order-{cfg.order} Kneser-Ney n-gram on {data_dir} → {out / 'chat'}")
+        report["ngram"] = train_ngram(data_dir, out / "chat", NGramConfig(order=cfg.order, block_size=CONTEXT),
+                                      persona=cfg.persona, echo=echo)
+        report["seconds"]["count"] = round(time.perf_counter() - t0, 1)
+    else:
+        check_budgets([("pretrain time", cfg.pretrain_time), ("sft time", cfg.sft_time)])
+        arch = [] if cfg.arch == "gpt" else [f"model.arch={cfg.arch}"]
+        echo(f"[1/2] pretrain: {cfg.arch} (context {CONTEXT}) for {cfg.pretrain_time} → {out / 'pretrain'}")
+        report["pretrain"] = pretrain_stage(data_dir, out / "pretrain", budget=cfg.pretrain_time, seed=cfg.seed,
+                                            overrides=[*arch, *cfg.overrides], quiet=quiet, echo=echo)
+        report["seconds"]["pretrain"] = round(time.perf_counter() - t0, 1)
+        echo(f"[2/2] sft: conversations of {data_dir}" + (f" + persona {Path(cfg.persona).name}" if cfg.persona else "")
+             + f" for {cfg.sft_time} → {out / 'chat'}")
+        t = time.perf_counter()
+        report["sft"] = sft_stage(out / "pretrain", data_dir, out / "chat", persona=cfg.persona, budget=cfg.sft_time,
+                                  seed=cfg.seed, overrides=cfg.sft_overrides, quiet=quiet, echo=echo)
+        report["seconds"]["sft"] = round(time.perf_counter() - t, 1)
+    report["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "baseline_report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    return report

@@ -62,3 +62,69 @@ def test_chat_perplexity_is_the_masked_cross_entropy():
     got = chat_perplexity(model, tok, [conv])
     assert got["tokens"] == int(keep.sum()) == len(tok.encode("hello you")) + 1  # the reply and its <|im_end|>
     assert got["loss"] == pytest.approx(expected, rel=1e-5) and got["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
+
+
+class _Uniform(__import__("torch").nn.Module):
+    """Every token equally likely: perplexity must equal the vocabulary size."""
+
+    def __init__(self, vocab: int, block: int = 64) -> None:
+        import torch
+        from types import SimpleNamespace
+
+        super().__init__()
+        self.cfg = SimpleNamespace(vocab_size=vocab, block_size=block)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx, valid=None):
+        import torch
+
+        return torch.zeros(*idx.shape, self.cfg.vocab_size)
+
+
+def test_uniform_model_perplexity_is_the_vocabulary_size_and_bits_per_byte_follows():
+    import math
+
+    from owngpt.evaluate.metrics import document_scores
+    from owngpt.tokenizer import train_char
+
+    tok = train_char(["abcdefgh é"])
+    texts = ["abc deff", "é" * 30 + "ab", "h"]
+    model = _Uniform(tok.vocab_size, block=8)  # windows of 9 tokens: long documents are cut and still scored once each
+    got = document_scores(model, tok, texts)
+    n_tokens = sum(len(tok.encode(t)) for t in texts)
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    assert got["tokens"] == n_tokens and got["bytes"] == n_bytes
+    assert got["perplexity"] == pytest.approx(tok.vocab_size, rel=1e-6)
+    # every token costs log2(V) bits: bits/byte = tokens * log2(V) / bytes
+    assert got["bits_per_byte"] == pytest.approx(n_tokens * math.log2(tok.vocab_size) / n_bytes, rel=1e-6)
+
+
+def test_bits_per_byte_of_assistant_tokens_leaves_special_tokens_out():
+    import math
+
+    from owngpt.evaluate.metrics import chat_items, scored_bits
+    from owngpt.tokenizer import train_char
+
+    tok = train_char(["hi there, hello you"])
+    model = _Uniform(tok.vocab_size)
+    conv = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello you"}]
+    got = scored_bits(model, tok, chat_items(tok, [conv], 64))
+    # only "hello you" is scored (its <|im_end|> carries no bytes): 9 tokens of 1 byte each
+    assert got["bytes"] == 9 and got["text_tokens"] == 9
+    assert got["bits_per_byte"] == pytest.approx(math.log2(tok.vocab_size), rel=1e-6)
+
+
+def test_bleu_is_sacrebleus_corpus_bleu_with_zh_tokenisation_for_chinese():
+    import sacrebleu
+
+    from owngpt.evaluate.metrics import corpus_bleu
+
+    hyps = ["the cat sat on the mat", "hello there my friend", "a b c d"]
+    refs = ["the cat is on the mat", "hello my friend", "a b c d"]
+    got = corpus_bleu(hyps, refs)
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert "tok:13a" in got["signature"] and got["tokenize"] == "13a"
+    zh_h, zh_r = ["我们今天去公园散步", "你好世界"], ["今天我们去公园散步吧", "你好，世界"]
+    got = corpus_bleu(zh_h, zh_r)
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(zh_h, [zh_r], tokenize="zh").score)
+    assert "tok:zh" in got["signature"]

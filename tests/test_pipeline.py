@@ -110,12 +110,16 @@ def test_cli_pipeline_prepare_pretrain_generate_sft_chat_evaluate(corpus, tmp_pa
                            "--max-new-tokens", "6", "--device", "cpu"]))
     assert isinstance(turns[0]["reply"], str)
 
-    # evaluate: perplexity on held-out assistant tokens, distinct-n, persona recall
-    ok(["evaluate", str(chat), "--data", str(data), "--split", "test", "--persona", "example-en", "--samples", "4",
+    # eval: documents and assistant tokens (perplexity, bits-per-byte), BLEU and distinct-n of replies, persona recall
+    ok(["eval", str(chat), "--data", str(data), "--split", "test", "--persona", "example-en", "--samples", "4",
         "--out", str(tmp_path / "eval.json")])
-    result = json.loads((tmp_path / "eval.json").read_text())
-    assert result["assistant_tokens"] > 0 and result["perplexity"] > 1
-    assert 0 <= result["distinct_1"] <= 1 and result["persona"]["questions"] == 50
+    result = json.loads((tmp_path / "eval.json").read_text())["models"][str(chat)]
+    assert result["chat"]["assistant_tokens"] > 0 and result["chat"]["perplexity"] > 1
+    assert result["documents"]["bits_per_byte"] > 0 and result["chat"]["bits_per_byte"] > 0
+    assert 0 <= result["chat"]["distinct_1"] <= 1 and result["persona"]["questions"] == 50
+    assert result["chat"]["bleu"] >= 0 and "tok:13a" in result["chat"]["bleu_signature"]
+    # `evaluate` is the same verb
+    assert "bits/byte" in ok(["evaluate", str(chat), "--data", str(data), "--samples", "2", "--max-documents", "3"])
 
 
 def test_quickstart_rejects_bad_options(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from owngpt.chat.settings import CHAT_DEFAULTS
 from owngpt.chat.reply import (
@@ -68,11 +68,14 @@ class ChatSession:
     def from_checkpoint(cls, path: str, *, adapter: str | None = None, device: str = "auto", system: str | None = None,
                         persona: str | None = None, gen: GenerationConfig | None = None, seed: int | None = None,
                         mmi: int = 0, backward: str | None = None,
-                        content_filter: ContentFilter | None = None, dtype: str = "auto") -> "ChatSession":
-        """Load a chat model (and optionally its LoRA adapter and an MMI backward model) and start a session.
+                        content_filter: ContentFilter | None = None, dtype: str = "auto",
+                        ensemble: Sequence[str] = ()) -> "ChatSession":
+        """Load a chat model (and optionally its LoRA adapter, the checkpoints it is an ensemble with, and an MMI
+        backward model) and start a session.
 
         System prompt: `system`, else the persona file's, else the one the checkpoint was fine-tuned with."""
-        loaded = load_reply_model(path, adapter=adapter, device=device, system=system, persona=persona, dtype=dtype)
+        loaded = load_reply_model(path, adapter=adapter, device=device, system=system, persona=persona, dtype=dtype,
+                                  ensemble=ensemble)
         gen = gen or replace(CHAT_DEFAULTS)
         if seed is not None:
             gen = replace(gen, seed=seed)

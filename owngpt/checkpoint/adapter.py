@@ -99,7 +99,9 @@ def _check_base(directory: Path, info: dict[str, Any], model: nn.Module, base_me
     cfg = getattr(model, "cfg", None)
     if recorded and cfg is not None and hasattr(cfg, "__dataclass_fields__"):
         current = asdict(cfg)
-        for key in sorted((set(recorded) | set(current)) - {"dropout"}):  # dropout does not shape the weights
+        # dropout does not shape the weights; an adapter recorded before `arch` existed was made on a GPT
+        ignored = {"dropout"} | ({"arch"} - set(recorded))
+        for key in sorted((set(recorded) | set(current)) - ignored):
             if recorded.get(key) != current.get(key):
                 raise OwnGPTError(f"adapter {directory} was trained on a base model with {key}={recorded.get(key)!r}, "
                                   f"but this model has {key}={current.get(key)!r}; use the base checkpoint it was trained on")

@@ -36,11 +36,15 @@ def _register() -> None:
     import owngpt.cli.persona  # noqa: F401
     import owngpt.cli.tokenizer  # noqa: F401
     import owngpt.cli.train  # noqa: F401
+    import owngpt.cli.sweep  # noqa: F401
     import owngpt.cli.sft  # noqa: F401
     import owngpt.cli.generate  # noqa: F401
     import owngpt.cli.chat  # noqa: F401
     import owngpt.cli.lora  # noqa: F401
+    import owngpt.cli.baseline  # noqa: F401
     import owngpt.cli.evaluate  # noqa: F401
+    import owngpt.cli.compare  # noqa: F401
+    import owngpt.cli.rate  # noqa: F401
     import owngpt.cli.serve  # noqa: F401
     import owngpt.cli.quickstart  # noqa: F401
     import owngpt.cli.clone  # noqa: F401

@@ -19,6 +19,7 @@ FILTERED_NOTE = "(the reply was cut by the content filter)"
 def chat(
     checkpoint: str = typer.Argument(..., help="Chat model: a run folder (its best checkpoint) or a checkpoint folder."),
     adapter: Optional[str] = options.adapter(),
+    ensemble: List[str] = options.ensemble(),
     persona: Optional[str] = typer.Option(None, "--persona", help="Persona YAML/Markdown (or example-en / example-zh) whose system prompt to use."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt text (overrides --persona and the one recorded by `owngpt sft`; \"\" = none)."),
     temperature: float = options.temperature(CHAT_DEFAULTS.temperature),
@@ -43,7 +44,7 @@ def chat(
     content_filter = load_content_filter(moderation) if moderation else None
     session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
                                           gen=gen, mmi=mmi, backward=backward, content_filter=content_filter,
-                                          dtype=dtype)
+                                          dtype=dtype, ensemble=ensemble)
     if message:
         ok = _script(session, message, as_json)
     elif not sys.stdin.isatty():

@@ -1,4 +1,6 @@
-"""`owngpt evaluate`: held-out assistant perplexity, distinct-n of sampled replies, persona name recall."""
+"""`owngpt eval` (alias `owngpt evaluate`): perplexity and bits-per-byte of documents and assistant replies, BLEU and
+distinct-n of sampled replies, persona name recall, the style comparison; one model, or an ensemble beside its
+members."""
 
 from __future__ import annotations
 
@@ -9,19 +11,27 @@ import typer
 
 from owngpt.cli import app, options
 
+HELP = ("Evaluate a model on a held-out split: loss, perplexity and bits-per-byte of its documents; on its "
+        "conversations the assistant tokens' perplexity and bits-per-byte, and BLEU (sacrebleu) and distinct-1/2 of "
+        "replies sampled as `owngpt chat` would; with --persona the share of 'what is your name?' answers that "
+        "contain the persona's name. Bits-per-byte compares models with different tokenizers. With --ensemble the "
+        "table shows each member alone and the ensemble.")
 
-@app.command(help="Evaluate a chat model on held-out conversations (assistant-token perplexity, distinct-1/2, "
-             "and with --persona the share of 'what is your name?' answers that contain the persona's name).")
+
 def evaluate(
     checkpoint: str = typer.Argument(..., help="Run folder (its best checkpoint) or checkpoint folder."),
-    data: List[str] = typer.Option(..., "--data", help="Prepared folder (its SPLIT conversations) or dialogue source; repeatable."),
+    data: List[str] = typer.Option(..., "--data", help="Prepared folder (its SPLIT documents and conversations) or "
+                                   "dialogue source (conversations only); repeatable."),
     split: str = typer.Option("test", "--split", help="Split of prepared folders to evaluate on."),
     adapter: Optional[str] = options.adapter(),
+    ensemble: List[str] = options.ensemble(),
     persona: Optional[str] = typer.Option(None, "--persona", help="Persona file: also measure name recall (50 questions)."),
     lang: str = typer.Option("en", "--lang", help="Language of the name questions: en or zh."),
-    samples: int = typer.Option(100, "--samples", help="Replies to sample for distinct-n."),
+    samples: int = typer.Option(100, "--samples", help="Replies to sample for BLEU and distinct-n."),
+    max_documents: int = typer.Option(0, "--max-documents", help="Score at most this many documents of the split (0 = all)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-    out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
+    out: Optional[str] = typer.Option(None, "--out", help="Also write the results as JSON to this file."),
     device: str = options.device(),
     dtype: str = options.dtype("float32", " Default float32 here, so figures compare across machines."),
     style: bool = typer.Option(False, "--style", help="Does it sound like the data? Style of replies sampled at "
@@ -32,33 +42,42 @@ def evaluate(
     me: List[str] = options.me(),
 ) -> None:
     from owngpt.chat.reply import load_reply_model
-    from owngpt.evaluate.chat_eval import ChatEvalConfig, evaluate_chat, held_out_conversations, persona_recall
+    from owngpt.cli.reports import print_eval
+    from owngpt.evaluate.suite import EvalConfig, evaluate_runs, with_ensemble_members
 
-    chat_model = load_reply_model(checkpoint, adapter=adapter, device=device, dtype=dtype)
-    model, tok = chat_model.model, chat_model.tokenizer
-    conversations = held_out_conversations(options.owned(list(data), me), split)
-    cfg = ChatEvalConfig(samples=samples, seed=seed)
-    # replies get the system prompt the checkpoint was fine-tuned with, as in `owngpt chat`
-    result = evaluate_chat(model, tok, conversations, cfg, system=chat_model.system)
-    typer.echo(f"{result['conversations']} conversations, {result['assistant_tokens']:,} assistant tokens: "
-               f"perplexity {result['perplexity']:.2f} (loss {result['loss']:.4f})")
-    typer.echo(f"{result['replies']} sampled replies: distinct-1 {result['distinct_1']:.3f}, distinct-2 {result['distinct_2']:.3f}")
-    if persona:
-        from owngpt.persona import load_persona, system_prompt
+    cfg = EvalConfig(split=split, samples=samples, seed=seed, max_documents=max_documents, persona=persona or "",
+                     lang=lang)
+    if adapter and ensemble:
+        from owngpt.errors import OwnGPTError
 
-        p = load_persona(persona)
-        result["persona"] = persona_recall(model, tok, p, lang, system=system_prompt(p, lang), cfg=cfg)
-        typer.echo(f"name recall: {result['persona']['recall']:.0%} of {result['persona']['questions']} answers contain {p.name!r}")
+        raise OwnGPTError("--adapter and --ensemble together are not supported: merge the adapter first "
+                          "(`owngpt lora merge`) and ensemble the merged checkpoint")
+    specs = options.owned(list(data), me)
+    models = {name: load_reply_model(path, adapter=adapter, device=device, dtype=dtype, ensemble=members)
+              for name, path, members in with_ensemble_members(checkpoint, ensemble)}
+    report = evaluate_runs(models, specs, cfg)
     if style:
         from owngpt.cli.reports import print_style
+        from owngpt.evaluate.chat_eval import held_out_conversations
         from owngpt.evaluate.style import evaluate_style, style_config
 
-        models = {"model": chat_model}
+        chat_model = next(iter(models.values()))
+        compared = {"model": chat_model}
         if base:
-            models["base"] = load_reply_model(base, device=device, system=chat_model.system or "", dtype=dtype)
-        result["style"] = evaluate_style(models, conversations, style_config(samples, seed))
-        print_style(result["style"])
+            compared["base"] = load_reply_model(base, device=device, system=chat_model.system or "", dtype=dtype)
+        report["style"] = evaluate_style(compared, held_out_conversations(specs, split), style_config(samples, seed))
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if as_json:
+        typer.echo(text)
+    else:
+        print_eval(report)
+        if style:
+            print_style(report["style"])
     if out:
         from owngpt.io import atomic_write_text
 
-        atomic_write_text(out, json.dumps(result, indent=2, ensure_ascii=False))
+        atomic_write_text(out, text)
+
+
+app.command("eval", help=HELP)(evaluate)
+app.command("evaluate", help="The same as `owngpt eval` (its earlier name).")(evaluate)

@@ -36,6 +36,7 @@ def generate(
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Samples per prompt; with --beams, the N best distinct beams (N <= --beams), best first."),
     truncate: str = typer.Option("error", "--truncate", help="A prompt longer than the context: 'error' (say so) or 'left' (keep its last tokens, leaving room for --max-new-tokens but giving up at most half the context). A prompt that fits is never cut."),
     adapter: Optional[str] = options.adapter(),
+    ensemble: List[str] = options.ensemble(),
     device: str = options.device(),
     dtype: str = options.dtype(),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
@@ -52,7 +53,7 @@ def generate(
     if beams > 1 and num_samples > beams:  # beam search is deterministic: repeating it would only repeat its text
         raise OwnGPTError(f"--num-samples {num_samples} with --beams {beams}: beam search keeps {beams} beams, so at "
                           f"most {beams} distinct results")
-    loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype)
+    loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble)
     tok = loaded.tokenizer
     if tok is None:
         raise OwnGPTError(f"checkpoint {checkpoint} carries no tokenizer folder; it cannot turn text into tokens")
@@ -79,7 +80,9 @@ def generate(
                 label = f"prompt {i // num_samples + 1}" + (f", {kind} {i % num_samples + 1}" if num_samples > 1 else "")
                 typer.secho(f"--- {label} ---", dim=True)
             typer.echo((prompt if echo else "") + out)
-    typer.secho(f"({time.perf_counter() - started:.1f}s, {loaded.model.describe()})", dim=True, err=True)
+    describe = getattr(loaded.model, "describe", None)
+    typer.secho(f"({time.perf_counter() - started:.1f}s, {describe() if describe else type(loaded.model).__name__})",
+                dim=True, err=True)
 
 
 def _read_prompt(path: Path) -> str:

@@ -25,6 +25,11 @@ def adapter() -> Any:
                         "to CHECKPOINT.")
 
 
+def ensemble() -> Any:
+    return typer.Option([], "--ensemble", help="Another checkpoint with the same tokenizer (repeatable): the model is "
+                        "then the ensemble of all of them, averaging their next-token probabilities.")
+
+
 def moderation() -> Any:
     return typer.Option(None, "--moderation", help="Content filter for replies: 'default' (a small list of strong "
                         "profanity and insults, English and Chinese) or a YAML file of words/patterns; a reply ends "

@@ -62,6 +62,8 @@ def print_report(report: dict) -> None:
         ("sft: steps / best val loss", f"{report['sft']['steps']:,} / {report['sft']['best_val_loss']:.3f}"),
         (f"held-out assistant perplexity ({ev['conversations']:,} test conversations)", f"{ev['perplexity']:.2f}"),
         ("  the same, base model before sft", f"{ev['base_perplexity']:.2f}" if "base_perplexity" in ev else "-"),
+        ("held-out assistant bits per byte", f"{ev['bits_per_byte']:.3f}" if "bits_per_byte" in ev else "-"),
+        (f"BLEU of {ev['replies']} sampled replies vs the real ones", f"{ev['bleu']:.2f}" if ev.get("bleu") is not None else "-"),
         (f"distinct-1 / distinct-2 of {ev['replies']} sampled replies", f"{ev['distinct_1']:.3f} / {ev['distinct_2']:.3f}"),
         (f"answers naming {persona['name']!r} (of {persona['questions']}), before → after sft",
          f"{persona.get('recall_before', float('nan')):.0%} → {persona['recall']:.0%}"),

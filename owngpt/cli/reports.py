@@ -87,3 +87,34 @@ def print_style(result: dict, console: Any = None) -> None:
         for name, text in ex.items():
             if name != "context":
                 console.print(f"    {name} › {text}".replace("\n", " / "))
+
+
+def print_eval(report: dict, console: Any = None) -> None:
+    """`owngpt eval`'s table: a row per measure, a column per model; then notes, BLEU's signature and examples."""
+    from rich.table import Table
+
+    from owngpt.console import console as make_console
+    from owngpt.evaluate.suite import EVAL_ROWS, eval_cell
+
+    console = console or make_console()
+    models = report["models"]
+    table = Table(title=f"held-out {report['split']} split of {report['data']}")
+    table.add_column("measure", no_wrap=True)
+    for name, r in models.items():
+        table.add_column(f"{name}\n({r['arch']}, {r['size']})", justify="right", overflow="fold")
+    for title, section, key, fmt in EVAL_ROWS:
+        if any(section in r for r in models.values()):
+            table.add_row(title, *(eval_cell(r, section, key, fmt) for r in models.values()))
+    console.print(table)
+    notes = {note for r in models.values() for note in r["notes"]}
+    for note in sorted(notes):
+        console.print(f"note: {note}", soft_wrap=True)
+    first = next(iter(models.values()))
+    if first.get("chat", {}).get("bleu_signature"):
+        console.print(f"BLEU: sacrebleu {first['chat']['bleu_signature']}, {first['chat']['replies']} sampled replies "
+                      "against the real reply at each held-out conversation's first answer", soft_wrap=True)
+    for name, r in models.items():
+        for ex in r.get("chat", {}).get("examples", [])[:2]:
+            console.print(f"  [{name}] user › {ex['prompt']}".replace("\n", " / "), soft_wrap=True)
+            console.print(f"  [{name}] real › {ex['reference']}".replace("\n", " / "), soft_wrap=True)
+            console.print(f"  [{name}] model › {ex['reply']}".replace("\n", " / "), soft_wrap=True)

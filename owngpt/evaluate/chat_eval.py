@@ -1,4 +1,5 @@
-"""Evaluate a chat model: held-out assistant perplexity, diversity of sampled replies, persona name recall.
+"""Evaluate a chat model: held-out assistant perplexity and bits-per-byte, BLEU and diversity of sampled replies,
+persona name recall.
 
 Replies are sampled by the one reply path (`owngpt.chat.reply.replies`): the same system prompt (a
 conversation's own, else the one the checkpoint was fine-tuned with, when the caller passes it), history fitting,
@@ -14,7 +15,7 @@ from typing import Sequence
 from owngpt.chat.reply import replies
 from owngpt.chat.settings import chat_generation_config
 from owngpt.errors import OwnGPTError
-from owngpt.evaluate.metrics import chat_perplexity, distinct_n, name_recall
+from owngpt.evaluate.metrics import chat_items, chat_perplexity, corpus_bleu, distinct_n, name_recall, scored_bits
 from owngpt.generate.settings import SEEDS, GenerationConfig
 from owngpt.tokenizer import Tokenizer
 
@@ -30,20 +31,26 @@ class ChatEvalConfig:
     seed: int = 0  # batch k samples with seed + k * batch_size
 
 
-def reply_prompts(conversations: Sequence[Messages], n: int, system: str | None = None) -> list[Messages]:
-    """Up to n prompts: each conversation cut just before its first assistant reply that follows a user turn."""
-    prompts: list[Messages] = []
+def reply_pairs(conversations: Sequence[Messages], n: int, system: str | None = None) -> list[tuple[Messages, str]]:
+    """Up to n (prompt, reference) pairs: each conversation cut just before its first assistant reply that follows a
+    user turn (with `system` in front when it has no system message), and that reply."""
+    pairs: list[tuple[Messages, str]] = []
     for messages in conversations:
         for i, m in enumerate(messages):
             if m["role"] == "assistant" and i > 0 and messages[i - 1]["role"] == "user":
                 prefix = list(messages[:i])
                 if system and prefix[0]["role"] != "system":
                     prefix.insert(0, {"role": "system", "content": system})
-                prompts.append(prefix)
+                pairs.append((prefix, m["content"]))
                 break
-        if len(prompts) >= n:
+        if len(pairs) >= n:
             break
-    return prompts
+    return pairs
+
+
+def reply_prompts(conversations: Sequence[Messages], n: int, system: str | None = None) -> list[Messages]:
+    """The prompts of `reply_pairs`."""
+    return [prompt for prompt, _ in reply_pairs(conversations, n, system)]
 
 
 def held_out_conversations(specs: Sequence[str], split: str = "test") -> list[Messages]:
@@ -70,23 +77,32 @@ def sample_replies(model, tok: Tokenizer, prompts: Sequence[Messages], cfg: Chat
 
 def evaluate_chat(model, tok: Tokenizer, conversations: Sequence[Messages], cfg: ChatEvalConfig | None = None,
                   *, system: str | None = None) -> dict:
-    """Perplexity on the assistant tokens of held-out conversations, and distinct-1/2 of replies sampled with
-    `system` as the system prompt of conversations that bring none."""
+    """On the assistant tokens of held-out conversations: perplexity (the <|im_end|> ending each reply included, as
+    in training) and bits-per-byte (text tokens only); of replies sampled as `owngpt chat` would (with `system` as
+    the system prompt of conversations that bring none) at the first reply of each conversation: corpus BLEU
+    against the real reply there (sacrebleu) and distinct-1/2."""
     cfg = cfg or ChatEvalConfig()
-    ppl = chat_perplexity(model, tok, conversations)
-    prompts = reply_prompts(conversations, cfg.samples)
-    if prompts and len(prompts) < cfg.samples:  # few held-out conversations: several sampled replies to each
-        prompts = (prompts * -(-cfg.samples // len(prompts)))[: cfg.samples]
-    sampled = sample_replies(model, tok, prompts, cfg, system=system)
+    ppl = chat_perplexity(model, tok, conversations, batch_size=cfg.batch_size)
+    bits = scored_bits(model, tok, chat_items(tok, conversations, model.cfg.block_size), batch_size=cfg.batch_size)
+    pairs = reply_pairs(conversations, cfg.samples)
+    if pairs and len(pairs) < cfg.samples:  # few held-out conversations: several sampled replies to each
+        pairs = (pairs * -(-cfg.samples // len(pairs)))[: cfg.samples]
+    sampled = sample_replies(model, tok, [prompt for prompt, _ in pairs], cfg, system=system)
+    bleu = corpus_bleu(sampled, [ref for _, ref in pairs]) if sampled else {"bleu": None, "signature": None}
     return {
         "conversations": len(conversations),
         "assistant_tokens": ppl["tokens"],
         "loss": ppl["loss"],
         "perplexity": ppl["perplexity"],
+        "assistant_bytes": bits["bytes"],
+        "bits_per_byte": bits["bits_per_byte"],
         "replies": len(sampled),
+        "bleu": bleu["bleu"],
+        "bleu_signature": bleu["signature"],
         "distinct_1": distinct_n(sampled, 1),
         "distinct_2": distinct_n(sampled, 2),
-        "examples": sampled[:5],
+        "examples": [{"prompt": prompt[-1]["content"], "reference": ref, "reply": reply}
+                     for (prompt, ref), reply in zip(pairs[:5], sampled[:5])],
     }
 
 

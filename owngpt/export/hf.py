@@ -7,7 +7,8 @@ stores (out, in). HF's causal-mask buffers (`attn.bias`, `attn.masked_bias`) are
 Weights are read only from safetensors (a pickle `.bin` can run code when loaded); `transformers` is
 optional and imported only when a transformers model object is passed in or exported to.
 
-Not handled: other HF architectures (GPT-Neo, LLaMA, ...), exact-erf GELU variants, sharded `.bin` files.
+Not handled: owngpt's baselines (LSTM, seq2seq: refused), other HF architectures (GPT-Neo, LLaMA, ...), exact-erf
+GELU variants, sharded `.bin` files.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     where owngpt's does."""
     from safetensors.torch import save_file
 
+    arch = getattr(model, "arch", "gpt")
+    if arch != "gpt":
+        raise OwnGPTError(f"only GPT models export to Hugging Face GPT-2, and this is a {arch} model")
     directory = output_dir(directory)
     state = hf_state_from_gpt(model)
     if model.cfg.tie_embeddings:

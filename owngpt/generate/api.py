@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Collection, Iterator, Sequence
 
 import torch
 
@@ -69,21 +69,40 @@ class Generator:
 
 
 def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto",
-         dtype: str = "auto") -> Generator:
+         dtype: str = "auto", ensemble: Sequence[str | Path] = ()) -> Generator:
     """A checkpoint (run folder: its best, else latest; or a checkpoint folder) with its tokenizer, on `device`,
     optionally with a LoRA adapter (RUN/adapter of `owngpt sft --lora`) applied to it. dtype: the weights' dtype
-    for generation (runtime.inference_dtype: auto = bf16 where the hardware computes it natively, else fp32)."""
+    for generation (runtime.inference_dtype: auto = bf16 where the hardware computes it natively, else fp32).
+    ensemble: more checkpoints with the same tokenizer; the model is then an Ensemble (owngpt/model/ensemble.py)
+    that averages their next-token probabilities with this one's (the adapter applies to `path` only; the meta is
+    `path`'s)."""
     from owngpt.checkpoint.format import load_model
 
-    if not Path(path).exists():
-        raise OwnGPTError(f"checkpoint {path} does not exist: give a run folder (e.g. runs/pretrain) or a "
-                          "checkpoint folder (RUN/best, RUN/checkpoints/step_0001000)")
     dev = resolve_device(device)
-    model, meta, tokenizer = load_model(path, device=dev)
+    model, meta, tokenizer = load_model(_existing(path), device=dev)
     if adapter is not None:
         from owngpt.checkpoint.adapter import load_adapter
 
         load_adapter(adapter, model, meta)
         model.to(dev)
+    if ensemble:
+        from owngpt.model.ensemble import Ensemble
+
+        members = [model]
+        for other in ensemble:
+            member, other_meta, _ = load_model(_existing(other), device=dev)
+            if other_meta.tokenizer_hash != meta.tokenizer_hash:
+                raise OwnGPTError(f"cannot ensemble {path} and {other}: they were trained with different tokenizers "
+                                  f"({meta.tokenizer_hash} vs {other_meta.tokenizer_hash}); an ensemble averages "
+                                  "next-token probabilities, so every member must use the same token ids")
+            members.append(member)
+        model = Ensemble(members)
     model.to(inference_dtype(dev, dtype)).eval()  # after the adapter: its weights take the same dtype
     return Generator(model, tokenizer, meta)
+
+
+def _existing(path: str | Path) -> str | Path:
+    if not Path(path).exists():
+        raise OwnGPTError(f"checkpoint {path} does not exist: give a run folder (e.g. runs/pretrain) or a "
+                          "checkpoint folder (RUN/best, RUN/checkpoints/step_0001000)")
+    return path

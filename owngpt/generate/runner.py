@@ -67,7 +67,11 @@ def step_limit(model, prompt_len: int, cfg: GenerationConfig) -> int:
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """Where the model's weights are: its first parameter's device, else its first buffer's (the n-gram model is
+    all buffers), else the CPU."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -96,7 +100,9 @@ def _left_padded(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[t
 
 class Runner:
     """Feeds the rows of a batch to the model, one token per row per step, with a KV cache or (use_cache=False,
-    the reference) rerunning the whole sequence every step. Rows `join` in groups and leave through `keep`.
+    the reference) rerunning the whole sequence every step. A model without `new_cache` (the n-gram, LSTM and
+    encoder-decoder baselines, an ensemble) always runs the reference way: its forward takes `(ids, valid=...)` and
+    must ignore the left padding `valid` marks. Rows `join` in groups and leave through `keep`.
     `capacity` is the KV cache's first length (default: what the first rows need, at least FIRST_CAPACITY); it
     doubles, up to the context, when a row needs more. Joins and leaves copy the cache, so a cache only as long
     as the rows need keeps them cheap."""
@@ -104,7 +110,7 @@ class Runner:
     FIRST_CAPACITY = 64
 
     def __init__(self, model, use_cache: bool = True, capacity: int | None = None) -> None:
-        self.model, self.use_cache = model, use_cache
+        self.model, self.use_cache = model, use_cache and hasattr(model, "new_cache")
         self.device = device_of(model)
         self.block = model.cfg.block_size
         self.capacity = min(self.block, capacity or self.FIRST_CAPACITY)

@@ -6,9 +6,9 @@ A (rank, in) Kaiming-uniform and B (out, rank) zero, so a fresh adapter changes 
 `LoRALinear` keeps the base layer's own `weight` / `bias` Parameters under their original names, so a
 wrapped model still loads a base state dict, and merging restores the base's exact parameter names.
 
-Not handled: Embedding/Conv layers, quantized bases, several adapters stacked on one layer, and LoRA on a
-layer whose weight is tied to another (GPT's lm_head with tied embeddings): merging it would also change
-the embeddings, so `apply_lora` refuses it.
+Not handled: models other than the GPT (the LSTM and seq2seq baselines are refused), Embedding/Conv layers,
+quantized bases, several adapters stacked on one layer, and LoRA on a layer whose weight is tied to another (GPT's
+lm_head with tied embeddings): merging it would also change the embeddings, so `apply_lora` refuses it.
 """
 
 from __future__ import annotations
@@ -133,7 +133,12 @@ def has_lora(model: nn.Module) -> bool:
 
 def apply_lora(model: nn.Module, cfg: LoRAConfig) -> list[str]:
     """Replace the targeted nn.Linear layers by LoRALinear in place, freeze every base parameter, and return
-    the wrapped layer names. Afterwards only `lora_` parameters require grad."""
+    the wrapped layer names. Afterwards only `lora_` parameters require grad. The baselines (LSTM, seq2seq) are
+    refused: LoRA is for the GPT."""
+    arch = getattr(model, "arch", None)
+    if arch not in (None, "gpt"):
+        raise OwnGPTError(f"LoRA adapters are made for GPT models, and this is a {arch} model: fine-tune it fully "
+                          "(without --lora)")
     found = _targeted(model, cfg)
     tied = _tied_names(model)
     for name, linear in found:

@@ -43,6 +43,12 @@ ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/
 FINISH = {"cancelled": "stop"}  # OpenAI's finish_reason for a row's end (stop, length, content_filter as they are)
 
 
+def static_file(name: str) -> Path | None:
+    """A file of the pages (owngpt/serve/static/NAME), or None where NAME is none (a path, a dotfile, missing)."""
+    path = STATIC / name
+    return path if "/" not in name and not name.startswith(".") and path.is_file() else None
+
+
 class _Gate:
     """ASGI middleware (not BaseHTTPMiddleware, which would hide a client's disconnect from a stream): API keys
     (constant-time comparison, with every key), the declared body size, and the requests counter."""
@@ -168,8 +174,8 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
-        path = STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file():
+        path = static_file(name)
+        if path is None:
             raise APIError(404, f"no file {name!r}", code="not_found")
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 

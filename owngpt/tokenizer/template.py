@@ -64,10 +64,15 @@ def render_conversation(tok: Tokenizer, messages: Sequence[Message],
         ids += head + body + newline
         mask += [0] * len(head) + [learn] * len(body) + [0] * len(newline)
     if add_generation_prompt:
-        head = [tok.im_start_id] + tok.header_ids("assistant")
+        head = assistant_header(tok)
         ids += head
         mask += [0] * len(head)
     return ids, mask
+
+
+def assistant_header(tok: Tokenizer) -> list[int]:
+    """Ids of `<|im_start|>assistant\\n`, the header every assistant reply follows (the generation prompt)."""
+    return [tok.im_start_id] + tok.header_ids("assistant")
 
 
 def render_prompt(tok: Tokenizer, messages: Sequence[Message]) -> list[int]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -53,14 +53,14 @@ MAX_DEPTH = 24
 def training_tokens_per_second(run_cfg: RunConfig, *, steps: int = 5, warmup: int = 2) -> float:
     """Tokens/s of full training steps (forward, loss, backward, optimizer) of `run_cfg`'s model at its
     micro-batch and context, on its device and dtype, random tokens; the median of `steps` steps after `warmup`."""
-    from owngpt.model.registry import build
+    from owngpt.model.registry import make_model
     from owngpt.train.optim import make_optimizer
 
     cfg = run_cfg.train
     device = resolve_device(cfg.device)
     configure(device, cfg.threads)
     generator = torch.Generator().manual_seed(0)
-    model = build(None, asdict(run_cfg.model)).to(device)
+    model = make_model(run_cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
     context, _ = autocast(device, cfg.dtype)
     B, T, V = cfg.batch_size, run_cfg.model.block_size, run_cfg.model.vocab_size
@@ -85,10 +85,10 @@ def training_tokens_per_second(run_cfg: RunConfig, *, steps: int = 5, warmup: in
 def model_size(run_cfg: RunConfig) -> tuple[int, int]:
     """(parameters other than the embedding table, training FLOPs per token) of `run_cfg`'s model, built on the
     meta device (no memory, no time)."""
-    from owngpt.model.registry import build
+    from owngpt.model.registry import make_model
 
     with torch.device("meta"):
-        model = build(None, asdict(run_cfg.model))
+        model = make_model(run_cfg.model)
     return model.num_params(non_embedding=True), model.flops_per_token()
 
 

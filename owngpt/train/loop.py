@@ -93,8 +93,10 @@ class _Trainer(CheckpointedRun):
 
     def __init__(self, model: nn.Module, train_batches, val_batches, cfg: TrainConfig, run_dir: Path,
                  run_config: dict, tokenizer, weights_filter, quiet: bool,
-                 echo: Callable[[str], None] | None = None, par: Parallel | None = None) -> None:
+                 echo: Callable[[str], None] | None = None, par: Parallel | None = None,
+                 on_eval: Callable[[int, float], bool | str] | None = None) -> None:
         self.raw_model, self.cfg, self.run_dir = model, cfg, run_dir
+        self.on_eval = on_eval
         self.par = par = par or Parallel()
         self.echo = echo if par.is_main else None
         self.run_config, self.tokenizer, self.weights_filter = run_config, tokenizer, weights_filter
@@ -305,6 +307,8 @@ class _Trainer(CheckpointedRun):
                             self.save(last_val, improved, self.elapsed_before + time.perf_counter() - start)
                         if cfg.patience > 0 and self.bad_evals >= cfg.patience:
                             reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
+                        if not reason and self.on_eval is not None:
+                            reason = self.ask_caller(last_val)
                     else:
                         self.save(None, False, self.elapsed_before + time.perf_counter() - start)
                     self.paused += time.perf_counter() - paused_at
@@ -339,6 +343,14 @@ class _Trainer(CheckpointedRun):
         )
         self.finish(result, self.step - start_step)
         return result
+
+    def ask_caller(self, val: float) -> str:
+        """on_eval(step, val_loss) on rank 0, its answer shared by every rank: "" to go on, else why the run stops
+        (the caller's own words when it answered with a string)."""
+        answer = self.par.broadcast(self.par.main_only(lambda: self.on_eval(self.step, val)))
+        if not answer:
+            return ""
+        return answer if isinstance(answer, str) else f"stopped by the caller after the validation at step {self.step}"
 
     def resolve(self, pending: list[StepValues], *, keep: int, logger: MetricsLogger, progress, task) -> str:
         """Read queued steps' numbers, oldest first, until `keep` remain — all of them during a run of non-finite
@@ -428,6 +440,7 @@ def fit(
     weights_filter: Callable[[str], bool] | None = None,
     quiet: bool = False,
     echo: Callable[[str], None] | None = None,
+    on_eval: Callable[[int, float], bool | str] | None = None,
 ) -> FitResult:
     """Train `model` (already on its device) on `train_batches` until a budget ends; see the module docstring.
 
@@ -436,7 +449,13 @@ def fit(
     config.yaml, metrics.jsonl, tb/, checkpoints/, best/, summary.md, loss.png.
     weights_filter(name) selects which parameters checkpoints hold (LoRA: only the adapters).
     echo(line), when given, is told what the run does before its first step: which checkpoint it resumes from.
+    on_eval(step, val_loss), when given, is called after each periodic validation (and its checkpoint); a truthy
+    answer ends the run there as a finished run ends (saved, summary written), the answer as the stopped reason
+    when it is a string (a hyperparameter sweep pruning a trial).
     """
+    from owngpt.model.registry import arch_of, require_trainable
+
+    require_trainable(arch_of(model), "fit()")  # the n-gram baseline is counted (owngpt.train.ngram)
     keep_freed_memory()  # a library caller gets the CLI's allocator setting too
     run_dir = output_dir(run_dir)
     par = setup_parallel(cfg, model)  # under torchrun: joins the process group; alone: the trivial Parallel
@@ -444,7 +463,7 @@ def fit(
         par.main_only(lambda: atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(
             _plain(run_config), sort_keys=False, allow_unicode=True)))
         trainer = _Trainer(model, train_batches, val_batches, cfg, run_dir, run_config, tokenizer, weights_filter,
-                           quiet, echo, par)
+                           quiet, echo, par, on_eval)
         return trainer.run()
     except RuntimeError as e:
         lost = lost_contact(e, par, run_dir)

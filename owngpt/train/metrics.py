@@ -83,6 +83,43 @@ def read_metrics(path: str | Path) -> list[dict]:
     return out
 
 
+def _train_loss_near(train: list[tuple[int, float]], step: int, window: int) -> float | None:
+    """Mean train loss of the records in (step - window, step]: a smoothed value at `step`."""
+    near = [loss for s, loss in train if step - window < s <= step and math.isfinite(loss)]
+    return sum(near) / len(near) if near else None
+
+
+def overfitting(records: list[dict], tolerance: float = 0.005) -> dict | None:
+    """Where validation loss turned up while training loss kept falling, from a run's metrics records; None if not.
+
+    Flagged when the last two validations (at least) after the best one are both above best * (1 + tolerance) and
+    the training loss (the mean of the records in the interval before each) is lower at the last validation than
+    at the best one. Returns the best step and both losses at the best and at the last validation."""
+    val = [(r["step"], r["loss"]) for r in records if r.get("kind") == "val" and math.isfinite(r.get("loss", math.nan))]
+    train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train" and "loss" in r]
+    if len(val) < 3 or not train:
+        return None
+    b = min(range(len(val)), key=lambda i: val[i][1])
+    after = val[b + 1:]
+    best_step, best = val[b]
+    if len(after) < 2 or not all(loss > best * (1 + tolerance) for _, loss in after[-2:]):
+        return None
+    window = max(1, val[1][0] - val[0][0])
+    last_step, last = val[-1]
+    train_best, train_last = _train_loss_near(train, best_step, window), _train_loss_near(train, last_step, window)
+    if train_best is None or train_last is None or not train_last < train_best:
+        return None
+    return {"step": best_step, "val_best": best, "val_last": last, "last_step": last_step,
+            "train_at_best": train_best, "train_last": train_last}
+
+
+def describe_overfitting(found: dict) -> str:
+    return (f"val loss rose from {found['val_best']:.4f} (step {found['step']:,}) to {found['val_last']:.4f} (step "
+            f"{found['last_step']:,}) while train loss fell from {found['train_at_best']:.4f} to "
+            f"{found['train_last']:.4f}: overfitting from step {found['step']:,}; best/ keeps that step, and "
+            "train.patience=N stops a run after N validations without improvement")
+
+
 def plot_losses(run_dir: str | Path) -> Path | None:
     """RUN/loss.png: train and validation loss against step (matplotlib, no display needed)."""
     import matplotlib
@@ -101,6 +138,9 @@ def plot_losses(run_dir: str | Path) -> Path | None:
         ax.plot(*zip(*train), label="train", linewidth=1)
     if val:
         ax.plot(*zip(*val), label="val", marker="o", markersize=3)
+    found = overfitting(records)
+    if found:
+        ax.axvline(found["step"], color="red", linestyle="--", linewidth=1, label="overfitting from here")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)
@@ -123,6 +163,8 @@ def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
     """RUN/summary.md: the few numbers a person wants after a run, then every field for completeness."""
     run_dir = Path(run_dir)
     best = info.get("best_val_loss")
+    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    found = overfitting(records)
     lines = [
         f"# Training run: {run_dir.name}",
         "",
@@ -137,6 +179,7 @@ def write_summary(run_dir: str | Path, info: dict[str, Any]) -> Path:
         f"| best val loss | {best:.4f} (step {info.get('best_step')}) |" if best is not None and math.isfinite(best)
         else "| best val loss | not evaluated |",
         f"| last train loss | {info.get('last_train_loss', float('nan')):.4f} |",
+        *([f"| overfitting | {describe_overfitting(found)} |"] if found else []),
         f"| parameters | {info.get('params', 0):,} ({info.get('trainable_params', 0):,} trained) |",
         f"| skipped non-finite steps | {info.get('nonfinite_steps', 0)} |",
         f"| device | {info.get('device', '')} ({info.get('dtype', '')}, compile: {info.get('compiled', False)}"

@@ -1,4 +1,5 @@
-"""Pretraining recipe: prepared token shards → GPT → fit(). setup → fit → summary, importable and testable.
+"""Pretraining recipe: prepared token shards → model (GPT, or the baseline model.arch names) → fit().
+setup → fit → summary, importable and testable.
 
     from owngpt.config import load_run_config
     from owngpt.train.pretrain import pretrain
@@ -38,8 +39,9 @@ def describe_model(model: torch.nn.Module, block_size: int) -> str:
 
 
 def setup(run_config: RunConfig):
-    """(run_config with the tokenizer's vocab, model on its device, tokenizer, train batches, val batches)."""
-    from owngpt.model.gpt import GPT
+    """(run_config with the tokenizer's vocab, model on its device, tokenizer, train batches, val batches). The model
+    is the architecture run_config.model.arch names (registry.make_model), or with train.init_from the base's."""
+    from owngpt.model.registry import build, make_model, require_trainable
     from owngpt.tokenizer import Tokenizer
 
     cfg = run_config.train
@@ -51,25 +53,31 @@ def setup(run_config: RunConfig):
         raise OwnGPTError(f"{data_dir}/tokenizer not found: run `owngpt prepare ... --out {data_dir}` with a tokenizer")
     tok = Tokenizer.load(data_dir / "tokenizer")
     model_cfg = dataclasses.replace(run_config.model, vocab_size=padded_vocab(tok.vocab_size))
-    base_state = None
+    base_state = base_meta = None
     if cfg.init_from:  # continued pretraining (domain adaptation): the base decides the architecture
         from owngpt.checkpoint.format import best_or_latest, load_weights, read_meta, require_full_model
-        from owngpt.config import ModelConfig
 
         base = best_or_latest(cfg.init_from)
         base_meta = read_meta(base)
+        require_trainable(base_meta.arch, cfg.init_from)
+        if (base_meta.arch or "gpt") != "gpt":  # config.yaml records a ModelConfig: only a GPT's sizes fit in it
+            raise OwnGPTError(f"train.init_from: {cfg.init_from} holds an {base_meta.arch} model; continued "
+                              "pretraining starts from GPT checkpoints only (resume the baseline's own run instead: "
+                              "the same command with --resume auto)")
         require_full_model(base, base_meta)
         if base_meta.tokenizer_hash and base_meta.tokenizer_hash != tok.hash:
             raise OwnGPTError(f"{data_dir} was tokenized with a different tokenizer than {base}; re-run prepare "
                               f"with `--tokenizer {base}/tokenizer` so the data matches the base model")
-        model_cfg = ModelConfig(**{**base_meta.model_config, "dropout": run_config.model.dropout})
         base_state = load_weights(base, base_meta)
-    run_config = RunConfig(model=model_cfg, train=cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
-    model = GPT(model_cfg)
     if base_state is not None:
+        model = build(base_meta.arch, base_meta.model_config, dropout=run_config.model.dropout)
         model.load_state_dict(base_state, strict=True)
+        model_cfg = model.cfg  # the base's architecture and sizes (a GPT's: a ModelConfig)
+    else:
+        model = make_model(model_cfg, tok)
+    run_config = RunConfig(model=model_cfg, train=cfg)
     model.to(device)
     block = model_cfg.block_size
     train = TokenBatches(data_dir, "train", cfg.batch_size, block, seed=cfg.seed, device=device, tokenizer_hash=tok.hash)
@@ -79,8 +87,11 @@ def setup(run_config: RunConfig):
     return run_config, model, tok, train, val
 
 
-def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str], None] = print) -> FitResult:
-    """Train a GPT from scratch on run_config.train.data; everything lands in run_config.train.out_dir."""
+def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str], None] = print,
+             on_eval: Callable[[int, float], bool | str] | None = None) -> FitResult:
+    """Train a model (a GPT unless run_config.model.arch names a baseline) from scratch on run_config.train.data;
+    everything lands in run_config.train.out_dir.
+    on_eval(step, val_loss): fit()'s hook after each validation; a truthy answer stops the run there."""
     output_dir(run_config.train.out_dir, create=False)  # a file there is a one-line error before any work
     run_config, model, tok, train, val = setup(run_config)
     cfg = run_config.train
@@ -90,7 +101,7 @@ def pretrain(run_config: RunConfig, *, quiet: bool = False, echo: Callable[[str]
     if val is None:
         echo("warning: no validation split, so no best checkpoint and no early stopping")
     result = fit(model, train, val, cfg, cfg.out_dir, run_config=to_dict(run_config), tokenizer=tok, quiet=quiet,
-                 echo=echo)
+                 echo=echo, on_eval=on_eval)
     if launched_rank() == 0:  # under torchrun rank 0 writes the run folder (other machines may not see it)
         echo((Path(cfg.out_dir) / "summary.md").read_text(encoding="utf-8"))
     return result

@@ -165,6 +165,10 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
         raise OwnGPTError("sft needs a base checkpoint: --base RUN_OR_CHECKPOINT (from `owngpt pretrain`)")
     run_dir = output_dir(train_cfg.out_dir, create=False)  # a file there is a one-line error before any work
     device = resolve_device(train_cfg.device)
+    from owngpt.checkpoint.format import best_or_latest
+    from owngpt.model.registry import require_trainable
+
+    require_trainable(read_meta(best_or_latest(cfg.base)).arch, cfg.base)  # before loading it: one line, no work
     model, meta, tok = load_model(cfg.base, device="cpu")
     if tok is None:
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
