@@ -98,7 +98,7 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     except ImportError:
         from owngpt.errors import OwnGPTError
 
-        raise OwnGPTError('BLEU needs sacrebleu: pip install "owngpt[eval]"') from None
+        raise OwnGPTError('BLEU needs sacrebleu, which owngpt depends on: pip install sacrebleu') from None
     text = "".join(references)
     han = sum(is_han(ch) for ch in text)
     letters = sum(ch.isalpha() for ch in text)
