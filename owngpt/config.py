@@ -59,6 +59,7 @@ class ModelConfig:
     n_kv_head: int | None = None  # None = n_head (multi-head); fewer = grouped-query attention
     n_embd: int | None = None  # None = 64 * depth, or 128 without depth
     mlp_hidden: int | None = None  # None = 4 * n_embd (gelu) or ~8/3 * n_embd rounded to 64 (swiglu)
+    head_size: int | None = None  # None = n_embd // n_head; set by `owngpt prune` (fewer heads, each as wide)
     pos: Literal["learned", "sinusoidal", "rope"] | None = None  # None = the preset's choice
     norm: Literal["layernorm", "rmsnorm"] | None = None
     mlp: Literal["gelu", "swiglu"] | None = None
@@ -85,11 +86,11 @@ class ModelConfig:
         self.n_embd = 128 if self.n_embd is None else self.n_embd
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        _require(self, "model", ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden"),
-                 ">= 1", lambda v: v >= 1)
+        _require(self, "model", ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden",
+                                 "head_size"), ">= 1", lambda v: v >= 1)
         _require(self, "model", ("norm_eps", "rope_theta"), "> 0", lambda v: v > 0)
         _require(self, "model", ("dropout",), ">= 0 and < 1", lambda v: 0 <= v < 1)
-        if self.n_embd % self.n_head:
+        if self.head_size is None and self.n_embd % self.n_head:
             raise OwnGPTError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
             raise OwnGPTError(f"model.n_head ({self.n_head}) must be divisible by model.n_kv_head ({self.n_kv_head})")
@@ -99,7 +100,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
 
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -185,3 +185,19 @@ def test_a_chat_export_without_me_is_an_error_not_an_ignored_document(tmp_path):
     with pytest.raises(OwnGPTError, match=r"which speaker are you\? Give --me NAME.*speakers found: Sam \(7\)"):
         load_conversations([str(path)])  # sft / evaluate --data load conversations: never read it as a document
     assert len(load_conversations([f"{path}?me=Alex"]).conversations) == 2
+
+
+def test_render_windows_in_the_chitchat_format_open_every_window_with_cls(tmp_path):
+    """An imported GPT2-chitchat model: each window is a dialogue of its own, so each starts with [CLS]."""
+    from owngpt.export.hf_tokenizer import import_tokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *"你好吗我很谢"]) + "\n",
+                                        encoding="utf-8")
+    tok = import_tokenizer(tmp_path).tokenizer
+    conv = msgs(*[("user" if i % 2 == 0 else "assistant", "你好吗" if i % 2 == 0 else "我很好") for i in range(8)])
+    assert render_windows(tok, conv, 1000) == [render_conversation(tok, conv)]
+    windows = render_windows(tok, conv, 10)
+    cls, sep = tok.chat_format["start_id"], tok.chat_format["sep_id"]
+    assert len(windows) > 1 and all(ids[0] == cls and ids.count(cls) == 1 and len(ids) <= 10 for ids, _ in windows)
+    for ids, mask in windows:  # the mask covers exactly the replies and their [SEP]
+        assert [i for i, m in zip(ids, mask) if m] == (tok.encode("我很好") + [sep]) * (sum(mask) // 4)

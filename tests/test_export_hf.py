@@ -83,9 +83,9 @@ def test_refusals(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "config.json").write_text(json.dumps(tiny_hf().config.to_dict()))
     (tmp_path / "b" / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(OwnGPTError, match="safetensors"):
+    with pytest.raises(OwnGPTError, match="cannot read it as PyTorch weights"):
         load_hf_gpt2(tmp_path / "b")
-    with pytest.raises(OwnGPTError, match="pickle"):
+    with pytest.raises(OwnGPTError, match="weights file"):
         load_hf_gpt2(tmp_path / "b" / "pytorch_model.bin")
     with pytest.raises(OwnGPTError, match="activation_function"):
         config_from_hf(dict(tiny_hf().config.to_dict(), activation_function="relu"))
@@ -109,6 +109,6 @@ def test_export_names_the_tokenizers_special_ids(tmp_path):
     save_hf_gpt2(ours, tmp_path / "hf", tokenizer=tok)
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
     assert hf.config.eos_token_id == tok.eot_id and hf.config.pad_token_id == tok.pad_id
-    assert hf.generation_config.eos_token_id == [tok.eot_id, tok.im_end_id]
+    assert sorted(hf.generation_config.eos_token_id) == sorted([tok.eot_id, tok.im_end_id])
     save_hf_gpt2(ours, tmp_path / "plain")
     assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "plain").config.eos_token_id is None

@@ -15,7 +15,7 @@ from owngpt.chat.history import Message, keep_end
 from owngpt.data.conversations import reverse_conversation
 from owngpt.errors import OwnGPTError
 from owngpt.generate.scoring import sequence_logprobs
-from owngpt.tokenizer import render_conversation
+from owngpt.tokenizer import conversation_start, render_conversation, render_message
 
 
 def mmi_rerank(backward_model, backward_tok, history_messages: list[Message],
@@ -39,7 +39,10 @@ def mmi_rerank(backward_model, backward_tok, history_messages: list[Message],
 
     # convs[i] = [candidate i (as "user"), *context]: only the first message differs between candidates
     room = min(max(length(conv[:1]) for conv in convs), block // 2)
+    # [start] + reply + context: the conversation's start ([CLS] in the chitchat format) comes once, before the reply
+    start = conversation_start(backward_tok)
     context_ids, context_mask = render_conversation(backward_tok, _fit_context(length, convs[0][1:], block - room))
+    context_ids, context_mask = context_ids[len(start):], context_mask[len(start):]
     items, scored = [], []
     for i, (cand, conv) in enumerate(zip(candidates, convs)):
         if not cand.strip():
@@ -48,7 +51,7 @@ def mmi_rerank(backward_model, backward_tok, history_messages: list[Message],
         text = keep_end(reply["content"], lambda t: length([{**reply, "content": t}]) + len(context_ids) <= block)
         if text is None:
             raise OwnGPTError(f"the backward model's context ({block} tokens) is too small to score a reply")
-        reply_ids = render_conversation(backward_tok, [{**reply, "content": text}])[0]
+        reply_ids = start + render_message(backward_tok, {**reply, "content": text})[0]
         items.append((reply_ids + context_ids, [0] * len(reply_ids) + context_mask))
         scored.append(i)
     scores = [-math.inf] * len(candidates)

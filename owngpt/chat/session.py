@@ -80,6 +80,8 @@ class ChatSession:
         if seed is not None:
             gen = replace(gen, seed=seed)
         back = None
+        if not backward and mmi > 1 and (Path(path) / "backward" / "best").is_dir():
+            backward = str(Path(path) / "backward")  # imported with `owngpt import-hf --backward`
         if backward:
             b = load_reply_model(backward, device=device, system="", dtype=dtype)
             back = (b.model, b.tokenizer)

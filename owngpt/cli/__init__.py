@@ -37,6 +37,7 @@ def _register() -> None:
     import owngpt.cli.tokenizer  # noqa: F401
     import owngpt.cli.train  # noqa: F401
     import owngpt.cli.sweep  # noqa: F401
+    import owngpt.cli.hf_import  # noqa: F401
     import owngpt.cli.sft  # noqa: F401
     import owngpt.cli.generate  # noqa: F401
     import owngpt.cli.chat  # noqa: F401
@@ -46,6 +47,9 @@ def _register() -> None:
     import owngpt.cli.compare  # noqa: F401
     import owngpt.cli.rate  # noqa: F401
     import owngpt.cli.serve  # noqa: F401
+    import owngpt.cli.compress  # noqa: F401
+    import owngpt.cli.export  # noqa: F401
+    import owngpt.cli.gguf  # noqa: F401
     import owngpt.cli.quickstart  # noqa: F401
     import owngpt.cli.clone  # noqa: F401
 

@@ -29,7 +29,7 @@ def chat(
     max_new_tokens: int = options.max_new_tokens(CHAT_DEFAULTS.max_new_tokens, "per reply; at most half the context"),
     seed: Optional[int] = options.seed("Random seed: the same seed and inputs give the same replies."),
     mmi: int = typer.Option(0, "--mmi", help="Sample N candidate replies and keep the one the --backward model scores best (0 = off)."),
-    backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`)."),
+    backward: Optional[str] = typer.Option(None, "--backward", help="Backward model for --mmi (trained with `owngpt sft --reverse`; default: RUN/backward when `owngpt import-hf --backward` made one)."),
     message: List[str] = typer.Option([], "--message", "-m", help="Send this line (a message or a /command) without the interactive prompt; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Non-interactive mode: print one JSON object per input line (input, reply, message, error)."),
     moderation: Optional[str] = options.moderation(),

@@ -31,6 +31,8 @@ def sft(
     lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="Dropout on the adapter input."),
     lora_targets: str = typer.Option("c_attn,c_proj,c_fc", "--lora-targets", help="Comma-separated Linear names to adapt."),
     reverse: bool = typer.Option(False, "--reverse", help="Train the backward model (reply → context) for `chat --mmi`."),
+    chat_format: str = typer.Option("keep", "--chat-format", help="keep the base's chat format, or chatml: move a "
+                                    "model imported in GPT2-chitchat's format to ChatML (system prompt, persona)."),
     max_conversations: int = typer.Option(0, "--max-conversations", help="Use at most this many conversations (0 = all)."),
     me: List[str] = options.me(),
     config: str = typer.Option("sft", "--config", help="Training preset name or YAML (its train: section is used)."),
@@ -50,6 +52,7 @@ def sft(
     cfg = SFTConfig(
         base=base, data=options.owned(list(data), me), persona=persona or "", identity_conversations=identity,
         identity_share=identity_share, lora=adapters, reverse=reverse, max_conversations=max_conversations,
+        chat_format=chat_format,
     )
     result, report = run_sft(cfg, train_cfg, quiet=quiet, echo=typer.echo)
     data_report = report["data"]

@@ -19,7 +19,14 @@ from owngpt.data.pii import scrubbed
 from owngpt.data.raw import cleaned, cleaning_summary
 from owngpt.data.records import Conversation, Skip, reason_kind
 from owngpt.data.sources import ReadOptions, read_sources
-from owngpt.tokenizer import Message, Tokenizer, messages_problem, render_conversation
+from owngpt.tokenizer import (
+    Message,
+    Tokenizer,
+    check_messages,
+    conversation_start,
+    messages_problem,
+    render_message,
+)
 
 
 def check_conversation(messages: object) -> tuple[list[Message] | None, str | None]:
@@ -152,11 +159,13 @@ def render_windows(tok: Tokenizer, messages: list[Message], limit: int) -> list[
     the pair fits, the user turn that the window's first reply answers, instead of all but the first context's
     worth being cut away. A single message longer than `limit` stays one (later truncated) window.
     """
-    pieces = [render_conversation(tok, [m]) for m in messages]  # the template is per message, so this concatenates
+    start = conversation_start(tok)  # every window opens with it ([CLS] in the chitchat format, nothing in ChatML)
+    limit -= len(start)
+    pieces = [render_message(tok, m) for m in check_messages(messages)]
     head = 1 if messages and messages[0]["role"] == "system" else 0
     whole = sum(len(ids) for ids, _ in pieces)
     if whole <= limit:
-        return [(sum((p[0] for p in pieces), []), sum((p[1] for p in pieces), []))]
+        return [(start + sum((p[0] for p in pieces), []), [0] * len(start) + sum((p[1] for p in pieces), []))]
     windows: list[tuple[list[int], list[int]]] = []
     i, n = head, len(pieces)
     while i < n:
@@ -167,8 +176,9 @@ def render_windows(tok: Tokenizer, messages: list[Message], limit: int) -> list[
             first += len(pieces[i + 1][0])
         system = head and len(pieces[0][0]) + first <= limit
         ids, mask = (list(pieces[0][0]), list(pieces[0][1])) if system else ([], [])
+        ids, mask = start + ids, [0] * len(start) + mask
         j = i
-        while j < n and (j == i or len(ids) + len(pieces[j][0]) <= limit):
+        while j < n and (j == i or len(ids) - len(start) + len(pieces[j][0]) <= limit):
             ids += pieces[j][0]
             mask += pieces[j][1]
             j += 1

@@ -1,19 +1,22 @@
-"""Hugging Face GPT-2 interop: load GPT2LMHeadModel weights into owngpt's GPT, and write them back.
+"""Hugging Face GPT-2 interop: GPT2LMHeadModel weights into owngpt's GPT and back, and `import_hf`, which makes an
+owngpt run folder (model + tokenizer + chat format) from a GPT-2-family model folder.
 
 owngpt's gpt2 preset is GPT-2's exact maths with the same parameter names, so conversion is a name mapping
 plus one transpose: HF's GPT-2 uses `Conv1D` layers whose weights are stored (in, out), where nn.Linear
 stores (out, in). HF's causal-mask buffers (`attn.bias`, `attn.masked_bias`) are dropped.
 
-Weights are read only from safetensors (a pickle `.bin` can run code when loaded); `transformers` is
-optional and imported only when a transformers model object is passed in or exported to.
+Weights are read from safetensors, or from a pickle `.bin` only through torch.load(weights_only=True), which
+unpickles tensors and plain containers and nothing else (a file that needs more is refused, never loaded unsafely).
+`transformers` is optional and imported only when a transformers model object is passed in or exported to.
 
 Not handled: owngpt's baselines (LSTM, seq2seq: refused), other HF architectures (GPT-Neo, LLaMA, ...), exact-erf
-GELU variants, sharded `.bin` files.
+GELU variants.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,12 @@ def hf_config_from_gpt(cfg: ModelConfig, tokenizer=None) -> dict[str, Any]:
     }
 
 
+def hf_generation_config(tok) -> dict[str, Any]:
+    """generation_config.json: HF's generate() stops at every id that ends an owngpt reply (Tokenizer.assistant_stop_ids:
+    <|im_end|> and <|endoftext|>, and GPT2-chitchat's [SEP] in that format)."""
+    return {"bos_token_id": tok.eot_id, "eos_token_id": list(tok.assistant_stop_ids), "pad_token_id": tok.pad_id}
+
+
 def _check_exportable(cfg: ModelConfig) -> None:
     wanted = {"pos": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True}
     for key, value in wanted.items():
@@ -111,9 +120,15 @@ def _check_exportable(cfg: ModelConfig) -> None:
                               f"{key}={getattr(cfg, key)!r} (needs {value!r}; use preset gpt2)")
     if cfg.n_kv_head != cfg.n_head:
         raise OwnGPTError("grouped-query attention (n_kv_head < n_head) has no Hugging Face GPT-2 equivalent")
+    if cfg.head_dim * cfg.n_head != cfg.n_embd:
+        raise OwnGPTError(f"Hugging Face GPT-2 makes each head n_embd / n_head wide, but this model's heads are "
+                          f"{cfg.head_dim} wide with n_embd={cfg.n_embd}, n_head={cfg.n_head} (head_size, set by "
+                          "`owngpt prune --structured heads`)")
 
 
-def _read_safetensors(folder: Path) -> dict[str, Tensor]:
+def read_hf_weights(folder: Path) -> dict[str, Tensor]:
+    """A model folder's weights: model.safetensors (single or sharded), else pytorch_model.bin read with
+    torch.load(weights_only=True). A .bin that needs more than tensors to unpickle is refused with the reason."""
     from safetensors.torch import load_file
 
     single = folder / "model.safetensors"
@@ -126,11 +141,59 @@ def _read_safetensors(folder: Path) -> dict[str, Tensor]:
         for shard in shards:
             state.update(load_file(str(folder / shard)))
         return state
-    if any(folder.glob("*.bin")):
-        raise OwnGPTError(f"{folder} has only pickle weights (.bin), which owngpt does not load because loading "
-                          "pickles can run code; convert them to model.safetensors first (e.g. in transformers: "
-                          "model.save_pretrained(folder, safe_serialization=True))")
-    raise OwnGPTError(f"{folder} has no model.safetensors")
+    bins = sorted(folder.glob("pytorch_model*.bin")) or sorted(folder.glob("*.bin"))
+    if bins:
+        state = {}
+        for file in bins:
+            state.update(_read_pickle_weights(file))
+        return state
+    raise OwnGPTError(f"{folder} has no weights: expected model.safetensors or pytorch_model.bin")
+
+
+def _read_pickle_weights(file: Path) -> dict[str, Tensor]:
+    """Tensors of a torch.save'd state dict, with weights_only=True: unpickling that file can then build tensors and
+    plain containers only, never run code. Anything else in it is refused, with the way out."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), None)
+        if found is None:  # not a class it refused: the file is not a pickle at all (or is cut short)
+            raise OwnGPTError(f"{file}: cannot read it as PyTorch weights (not a torch.save file, or truncated)") from None
+        raise OwnGPTError(f"{file} holds more than tensors: torch.load with weights_only=True refused it "
+                          f"({found.split(' was not')[0].replace('WeightsUnpickler error: ', '')}); owngpt never loads a "
+                          "pickle unsafely. If you trust the file, convert it to model.safetensors in transformers: "
+                          "model.save_pretrained(folder, safe_serialization=True)") from None
+    except Exception as e:  # truncated or not a torch file at all
+        raise OwnGPTError(f"{file}: cannot read it as PyTorch weights: {e}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OwnGPTError(f"{file} is not a state dict (a mapping of names to tensors)")
+    return state
+
+
+def read_hf_config(folder: Path) -> dict[str, Any]:
+    """config.json of a Hugging Face model folder, checked to describe a GPT-2-family model (the error names the
+    architecture it found)."""
+    if folder.is_file() and folder.suffix == ".bin":
+        raise OwnGPTError(f"{folder} is a weights file: give the folder that holds it and its config.json")
+    if not (folder / "config.json").is_file():
+        raise OwnGPTError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OwnGPTError(f"{folder / 'config.json'}: cannot read it as JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise OwnGPTError(f"{folder / 'config.json'}: expected a JSON object")
+    if cfg.get("model_type", "gpt2") != "gpt2":
+        archs = ", ".join(cfg.get("architectures") or []) or "no architectures listed"
+        raise OwnGPTError(f"{folder} holds a {cfg.get('model_type')!r} model ({archs}), not GPT-2: owngpt imports the "
+                          "GPT-2 family (GPT-2, DialoGPT, GPT2-chitchat and other GPT2LMHeadModel checkpoints)")
+    return cfg
 
 
 def load_hf_gpt2(path_or_model: str | Path | Any) -> GPT:
@@ -138,21 +201,26 @@ def load_hf_gpt2(path_or_model: str | Path | Any) -> GPT:
     transformers GPT2LMHeadModel object. Never touches the network."""
     if isinstance(path_or_model, (str, Path)):
         folder = Path(path_or_model)
-        if folder.is_file() and folder.suffix == ".bin":
-            raise OwnGPTError(f"{folder} is a pickle file; owngpt loads only safetensors (convert it with "
-                              "transformers' save_pretrained(..., safe_serialization=True))")
-        if not (folder / "config.json").is_file():
-            raise OwnGPTError(f"{folder} is not a Hugging Face model folder (no config.json)")
-        hf_cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        hf_state = _read_safetensors(folder)
+        hf_cfg = read_hf_config(folder)
+        hf_state = read_hf_weights(folder)
     elif hasattr(path_or_model, "state_dict") and hasattr(path_or_model, "config"):
         hf_cfg = path_or_model.config.to_dict()
         hf_state = path_or_model.state_dict()
     else:
         raise OwnGPTError(f"cannot load GPT-2 from {type(path_or_model).__name__}: give a folder or a transformers model")
     cfg = config_from_hf(hf_cfg)
-    state = gpt2_state_from_hf(hf_state)
+    return gpt_from_state(cfg, gpt2_state_from_hf(hf_state))
+
+
+def gpt_from_state(cfg: ModelConfig, state: dict[str, Tensor]) -> GPT:
+    """A GPT (eval mode) of `cfg` holding `state`; every name and shape that does not fit config.json is named."""
     model = GPT(cfg)
+    own = model.state_dict()
+    wrong = [f"{name} is {tuple(t.shape)} where config.json implies {tuple(own[name].shape)}"
+             for name, t in state.items() if name in own and tuple(t.shape) != tuple(own[name].shape)]
+    if wrong:
+        raise OwnGPTError(f"the weights do not fit config.json: {'; '.join(wrong[:3])}"
+                          + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise OwnGPTError(f"the GPT-2 weights do not fit config.json: missing {sorted(missing)[:3]}, "
@@ -162,7 +230,7 @@ def load_hf_gpt2(path_or_model: str | Path | Any) -> GPT:
 
 def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     """Write config.json + model.safetensors that transformers' GPT2LMHeadModel.from_pretrained reads; with the
-    tokenizer, also generation_config.json, whose end ids (<|endoftext|>, <|im_end|>) make HF's generate() stop
+    tokenizer, also generation_config.json (`hf_generation_config`), whose end ids make HF's generate() stop
     where owngpt's does."""
     from safetensors.torch import save_file
 
@@ -178,7 +246,82 @@ def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     config = hf_config_from_gpt(model.cfg, tokenizer)
     atomic_write_text(directory / "config.json", json.dumps(config, indent=2))
     if tokenizer is not None:
-        generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer.eot_id, tokenizer.im_end_id],
-                      "pad_token_id": config["pad_token_id"]}
-        atomic_write_text(directory / "generation_config.json", json.dumps(generation, indent=2))
+        atomic_write_text(directory / "generation_config.json", json.dumps(hf_generation_config(tokenizer), indent=2))
     return directory
+
+
+# ----------------------------------------------------------------------------- a run folder from a HF model
+
+
+def remap_rows(weight: Tensor, source_ids: list[int]) -> Tensor:
+    """Rows of an embedding (or output head) in owngpt's id order: row i is the source's row source_ids[i]; a token
+    the source lacks (-1: ChatML's specials) starts as the mean of the source's rows, which keeps its logit
+    ordinary until fine-tuning teaches it (a random row can outscore every real token; Hewitt 2021)."""
+    import torch
+
+    index = torch.tensor(source_ids)
+    rows = weight[index.clamp(min=0)].clone()  # (V_owngpt, C)
+    new = index < 0
+    if bool(new.any()):
+        rows[new] = weight.mean(dim=0, dtype=torch.float32).to(weight.dtype)
+    return rows
+
+
+def imported_gpt(folder: str | Path, source_ids: list[int]) -> GPT:
+    """The GPT-2-family model in `folder` with its vocabulary in owngpt's order (see remap_rows)."""
+    folder = Path(folder)
+    hf_cfg = read_hf_config(folder)
+    cfg = config_from_hf(hf_cfg)
+    state = gpt2_state_from_hf(read_hf_weights(folder))
+    rows = state["transformer.wte.weight"].shape[0]
+    if rows != cfg.vocab_size:
+        raise OwnGPTError(f"{folder}: the token embedding has {rows} rows but config.json says vocab_size {cfg.vocab_size}")
+    top = max(source_ids)
+    if top >= rows:
+        raise OwnGPTError(f"{folder}: the tokenizer has token id {top} but the model only {rows} embedding rows: "
+                          "this tokenizer belongs to another model")
+    tied = cfg.tie_embeddings or state["lm_head.weight"] is state["transformer.wte.weight"]
+    state["transformer.wte.weight"] = remap_rows(state["transformer.wte.weight"], source_ids)
+    state["lm_head.weight"] = state["transformer.wte.weight"] if tied else remap_rows(state["lm_head.weight"], source_ids)
+    return gpt_from_state(replace(cfg, vocab_size=len(source_ids)), state)
+
+
+def import_hf(folder: str | Path, out: str | Path, *, tokenizer: str | Path | None = None,
+              chat_format: str = "auto", backward: str | Path | None = None,
+              lowercase: bool | None = None) -> dict[str, Any]:
+    """`owngpt import-hf`: a GPT-2-family model folder (config.json + model.safetensors or pytorch_model.bin) and its
+    tokenizer (`tokenizer`, default: the model folder) become an owngpt run folder `out` that sft, chat, generate,
+    eval and serve use like any other.
+
+    chat_format: "auto" (GPT2-chitchat's [CLS]/[SEP] format for a BERT-style vocab.txt that has them, else ChatML),
+    "chatml" or "chitchat". backward: the folder of a GPT2-chitchat MMI (backward) model with the same vocabulary,
+    imported into out/backward for `owngpt chat OUT --mmi N`. Returns the import record (also in out/import.json)."""
+    from owngpt.checkpoint.format import save_checkpoint
+    from owngpt.checkpoint.meta import make_meta
+    from owngpt.export.hf_tokenizer import CHITCHAT, find_tokenizer_files, import_tokenizer
+
+    if chat_format not in ("auto", "chatml", "chitchat"):
+        raise OwnGPTError(f"chat format must be auto, chatml or chitchat, not {chat_format!r}")
+    folder, out = Path(folder), output_dir(out, create=False)
+    read_hf_config(folder)  # before the tokenizer: "not GPT-2" is the first thing to say
+    tok_path = Path(tokenizer) if tokenizer is not None else find_tokenizer_files(folder)
+    imported = import_tokenizer(tok_path, lowercase=lowercase)
+    tok = imported.tokenizer
+    if chat_format == "chatml":
+        tok = tok.with_chat_format({"name": "chatml"})
+    elif chat_format == "chitchat":
+        tok = tok.with_chat_format(CHITCHAT)  # names the tokens it needs when the vocabulary lacks them
+    record = {"source": str(folder), "tokenizer": str(tok_path), "tokenizer_files": imported.files,
+              "chat_format": tok.chat_format["name"], "new_token_ids": imported.new_ids,
+              "vocab_size": tok.vocab_size}
+    runs = [(folder, out)] + ([(Path(backward), out / "backward")] if backward is not None else [])
+    for src, run in runs:
+        model = imported_gpt(src, imported.source_ids)
+        reverse = run != out
+        meta = make_meta(arch=GPT.arch, model_config=asdict(model.cfg), tokenizer=tok,
+                         run_config={"import": {**record, "source": str(src)}, "model": asdict(model.cfg),
+                                     "chat": {"system_prompt": None, "reverse": reverse}})
+        save_checkpoint(run, 0, model.state_dict(), meta, None, tokenizer=tok, best=True, keep_last=1)
+        record["parameters" if not reverse else "backward_parameters"] = model.num_params()
+    atomic_write_text(out / "import.json", json.dumps({**record, "source_ids": imported.source_ids}) + "\n")
+    return record

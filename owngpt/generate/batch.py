@@ -190,4 +190,7 @@ class DecodeBatch:
                 group.active = [r for r in group.active if r.end is None]
             self.groups = [g for g in self.groups if g.active]
             self.rows = [self.rows[i] for i in keep]
+        if len(keep) == len(tokens):  # every row runs on (most steps): no gather
+            self.pending = tokens
+            return
         self.pending = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)] if keep else tokens[:0]

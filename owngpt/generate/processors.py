@@ -221,6 +221,8 @@ class LogitsChain:
 
     def advance(self, tokens: torch.Tensor) -> None:
         """Append each row's new token (B,) to the state."""
+        if self.seen is None and self.blockers is None and self.counts is None:
+            return  # no processor keeps state (plain sampling, greedy): nothing to do each step
         rows = torch.arange(len(tokens), device=self.device)
         if self.seen is not None:
             self.seen[rows, tokens] = True

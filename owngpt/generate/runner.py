@@ -76,14 +76,17 @@ def device_of(model: torch.nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def inference(model: torch.nn.Module) -> Iterator[None]:
-    """eval mode (no dropout) and no autograd for the duration; the previous mode is restored."""
+    """eval mode (no dropout) and no autograd for the duration; the previous mode is restored. A model already in
+    eval mode is left alone: every decode step enters this, and eval()/train() walk every submodule."""
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with torch.no_grad():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 def _left_padded(rows: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

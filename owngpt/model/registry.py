@@ -21,6 +21,7 @@ from owngpt.errors import OwnGPTError
 from owngpt.model.gpt import GPT
 from owngpt.model.lstm import LSTMLM, LSTMConfig
 from owngpt.model.ngram import NGram, NGramConfig
+from owngpt.model.quantized import Int8Config, Int8GPT
 from owngpt.model.seq2seq import Seq2Seq, Seq2SeqConfig
 
 DEFAULT_ARCH = "gpt"  # what a meta.json without an `arch` field holds
@@ -36,6 +37,7 @@ register(GPT.arch, ModelConfig, GPT)
 register(LSTMLM.arch, LSTMConfig, LSTMLM)
 register(Seq2Seq.arch, Seq2SeqConfig, Seq2Seq)
 register(NGram.arch, NGramConfig, NGram)
+register(Int8GPT.arch, Int8Config, Int8GPT)
 
 
 def make_model(model_cfg: ModelConfig, tokenizer=None) -> nn.Module:
@@ -61,9 +63,13 @@ def require_trainable(arch: str | None, where: str) -> None:
     """Refuse, in one line, to train a model that gradient descent does not train (a class with `trainable = False`:
     the n-gram, which is counted from data), e.g. a checkpoint given as the base to fine-tune."""
     entry = _ARCHS.get(arch or DEFAULT_ARCH)
+    reason = getattr(entry[1], "untrainable_reason", None) if entry is not None else None
+    if reason:  # e.g. the int8 GPT: why it cannot be trained, and what to train instead
+        raise OwnGPTError(f"{where}: a {arch} model cannot be trained: {reason}")
     if entry is not None and not getattr(entry[1], "trainable", True):
+        trainable = ", ".join(a for a in archs() if getattr(_ARCHS[a][1], "trainable", True))
         raise OwnGPTError(f"{where}: an {arch} model is counted from data, not trained: it cannot be "
-                          f"fine-tuned or trained further; start from a {', '.join(a for a in archs() if a != arch)} "
+                          f"fine-tuned or trained further; start from a {trainable} "
                           "checkpoint instead (`owngpt baseline ngram` counts a new n-gram)")
 
 

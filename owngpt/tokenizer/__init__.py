@@ -4,6 +4,7 @@ from owngpt.lang import language
 from owngpt.tokenizer.bpe import (
     ASSISTANT_STOP,
     BYTE_BASE,
+    CHAT_FORMATS,
     EOT,
     IM_END,
     IM_START,
@@ -24,14 +25,19 @@ from owngpt.tokenizer.bpe import (
 from owngpt.tokenizer.template import (
     ROLES,
     Message,
+    assistant_header,
+    chat_template_jinja,
     check_messages,
+    conversation_start,
     messages_problem,
     render_conversation,
+    render_message,
     render_prompt,
 )
 
 __all__ = [
-    "ASSISTANT_STOP", "BYTE_BASE", "EOT", "IM_END", "IM_START", "KINDS", "META_FORMAT", "MIN_BPE_VOCAB", "Message",
+    "ASSISTANT_STOP", "BYTE_BASE", "CHAT_FORMATS", "assistant_header", "chat_template_jinja", "conversation_start",
+    "render_message", "EOT", "IM_END", "IM_START", "KINDS", "META_FORMAT", "MIN_BPE_VOCAB", "Message",
     "PAD", "PRETOKENIZE_REGEX", "ROLES", "SAMPLE_CHARS", "SPECIAL_TOKENS", "Tokenizer", "byte_decoder",
     "chars_per_token", "check_messages", "content_hash", "language", "messages_problem", "render_conversation",
     "render_prompt", "train_bpe", "train_char",

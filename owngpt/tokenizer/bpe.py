@@ -28,8 +28,12 @@ decoder can hold back an incomplete UTF-8 sequence. Ids outside the vocabulary r
 pre-tokenizer). `save()` records it in tokenizer_meta.json and `load()` refuses a tokenizer.json whose content no
 longer matches, so a model never silently runs with an edited tokenizer.
 
-Not handled: normalisation (text is tokenized exactly as given; cleaning is owngpt.data.clean's job), and
-importing foreign tokenizer.json files whose specials are not at ids 0..7.
+Imported tokenizers (`owngpt import-hf`, owngpt/export/hf_tokenizer.py) keep ids 0..7 for these specials too: the
+source's vocabulary follows them. A BERT-style vocab.txt becomes kind "wordpiece", whose normaliser (lower-casing,
+spaces around Han characters) comes with it.
+
+Not handled: normalisation of trained tokenizers (text is tokenized exactly as given; cleaning is
+owngpt.data.clean's job).
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ SPECIAL_TOKENS = [
 EOT, PAD, IM_START, IM_END = SPECIAL_TOKENS[:4]
 # Where an assistant turn ends: the generator stops at these ids (Tokenizer.assistant_stop_ids).
 ASSISTANT_STOP = (IM_END, EOT)
-KINDS = ("bpe", "char")
+# bpe and char are trained here; wordpiece is only imported (a BERT-style vocab.txt, as GPT2-chitchat's models use).
+KINDS = ("bpe", "char", "wordpiece")
+# How conversations become ids (owngpt/tokenizer/template.py): ChatML, or GPT2-chitchat's "[CLS] u1 [SEP] a1 [SEP]"
+# for models imported in that format.
+CHAT_FORMATS = ("chatml", "chitchat")
 
 # GPT-2's pre-tokenizer regex, with Han runs split from other letters and combining marks kept with their letters.
 # The third branch is "letters and marks that are not Han", written as the complement of every other general
@@ -131,7 +139,8 @@ def content_hash(kind: str, spec: dict[str, Any]) -> str:
 class Tokenizer:
     """A trained tokenizer: its Hugging Face definition (`spec`, the content of tokenizer.json) plus its kind."""
 
-    def __init__(self, spec: dict[str, Any], kind: str, info: dict[str, Any] | None = None, *, source: str = "") -> None:
+    def __init__(self, spec: dict[str, Any], kind: str, info: dict[str, Any] | None = None, *, source: str = "",
+                 chat_format: dict[str, Any] | None = None) -> None:
         from tokenizers import Tokenizer as HFTokenizer
 
         where = source or "tokenizer"
@@ -156,6 +165,7 @@ class Tokenizer:
         self.special_ids = {name: i for i, name in enumerate(SPECIAL_TOKENS)}
         self._id_to_bytes = self._byte_table(vocab)
         self._headers: dict[str, list[int]] = {}
+        self.chat_format = self._check_chat_format(chat_format or {"name": "chatml"}, vocab, where)
         # The encoder: no added tokens, specials renamed out of reach (see the module docstring).
         enc = json.loads(json.dumps(spec))
         enc["added_tokens"] = []
@@ -166,14 +176,42 @@ class Tokenizer:
         except Exception as e:  # the Rust side reports e.g. a merge whose result is not in the vocabulary
             raise OwnGPTError(f"{where}: invalid tokenizer definition: {e}") from None
 
+    @staticmethod
+    def _check_chat_format(fmt: dict[str, Any], vocab: dict[str, int], where: str) -> dict[str, Any]:
+        """The chat format as recorded: {"name": "chatml"} or {"name": "chitchat", "start": "[CLS]", "sep": "[SEP]"}
+        (the names of two vocabulary tokens; their ids are looked up here)."""
+        name = fmt.get("name") if isinstance(fmt, dict) else None
+        if name not in CHAT_FORMATS:
+            raise OwnGPTError(f"{where}: chat format must be one of {', '.join(CHAT_FORMATS)}, not {name!r}")
+        if name == "chatml":
+            return {"name": "chatml"}
+        out = {"name": name}
+        for key in ("start", "sep"):
+            token = fmt.get(key)
+            if token not in vocab:
+                raise OwnGPTError(f"{where}: the {name} chat format's {key} token {token!r} is not in the vocabulary")
+            out[key], out[key + "_id"] = token, vocab[token]
+        return out
+
+    def with_chat_format(self, chat_format: dict[str, Any]) -> "Tokenizer":
+        """This tokenizer (same ids, same hash) rendering conversations in another chat format, e.g. an imported
+        GPT2-chitchat model moved to ChatML by `owngpt sft --chat-format chatml`."""
+        return Tokenizer(self.spec, self.kind, self.info, chat_format=chat_format)
+
     def _byte_table(self, vocab: dict[str, int]) -> list[bytes]:
         table = [b""] * len(vocab)
         dec = byte_decoder()
         for tok, i in vocab.items():
             if i < BYTE_BASE:
                 table[i] = tok.encode("utf-8")
-            elif self.kind == "bpe":
+            elif self.kind == "wordpiece":
+                # GPT2-chitchat's decoding: pieces joined without spaces ("##" marks a word's continuation), which
+                # is exact for Chinese; English words run together, as in GPT2-chitchat itself.
+                table[i] = (tok[2:] if tok.startswith("##") and len(tok) > 2 else tok).encode("utf-8")
+            elif self.kind == "bpe" and all(c in dec for c in tok):
                 table[i] = bytes(dec[c] for c in tok)
+            elif self.kind == "bpe":  # an imported added token ("<|user|>"): its characters are its text
+                table[i] = tok.encode("utf-8")
             elif len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
                 table[i] = bytes([int(tok[3:5], 16)])
             else:
@@ -184,8 +222,9 @@ class Tokenizer:
 
     @property
     def assistant_stop_ids(self) -> tuple[int, ...]:
-        """Ids that end an assistant reply (ASSISTANT_STOP)."""
-        return tuple(self.special_ids[n] for n in ASSISTANT_STOP)
+        """Ids that end an assistant reply: ASSISTANT_STOP, and in the chitchat format its separator."""
+        ids = tuple(self.special_ids[n] for n in ASSISTANT_STOP)
+        return (self.chat_format["sep_id"], *ids) if self.chat_format["name"] == "chitchat" else ids
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text; never a special id."""
@@ -267,6 +306,7 @@ class Tokenizer:
             "special_tokens": dict(self.special_ids),
             "eot_id": self.eot_id, "pad_id": self.pad_id, "im_start_id": self.im_start_id, "im_end_id": self.im_end_id,
             "hash": self.hash,
+            "chat_format": {k: v for k, v in self.chat_format.items() if not k.endswith("_id")},
             "training": self.info,
         }
 
@@ -290,7 +330,7 @@ class Tokenizer:
             raise OwnGPTError(f"{meta_file} is missing next to {file}: it records the tokenizer's kind and hash")
         spec, meta = _read_json(file), _read_json(meta_file)
         kind = meta.get("kind")
-        tok = cls(spec, kind, meta.get("training"), source=str(file))
+        tok = cls(spec, kind, meta.get("training"), source=str(file), chat_format=meta.get("chat_format"))
         if meta.get("hash") != tok.hash:
             raise OwnGPTError(
                 f"{file} was changed after it was saved: its content hash {tok.hash[:16]} differs from "

@@ -40,6 +40,7 @@ class SFTConfig:
     max_conversations: int = 0  # 0 = all
     lora: LoRAConfig | None = None  # None = full fine-tuning; else train only these adapters
     reverse: bool = False  # train the backward model for MMI reranking
+    chat_format: str = "keep"  # keep the base's chat format, or "chatml": move an imported GPT2-chitchat model to ChatML
 
 
 def _held_out(messages: list[dict[str, str]], fraction: float) -> bool:
@@ -155,6 +156,20 @@ def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> li
     return [w for m in conversations for w in render_windows(tok, m, limit)]
 
 
+def chat_tokenizer(tok, cfg: SFTConfig):
+    """The base's tokenizer in the chat format fine-tuning renders with: the base's own ("keep"), or ChatML. A model
+    in GPT2-chitchat's format has no system turn, so it cannot learn a persona until it is moved to ChatML."""
+    if cfg.chat_format == "chatml":
+        return tok.with_chat_format({"name": "chatml"})
+    if cfg.chat_format != "keep":
+        raise OwnGPTError(f"chat format must be keep or chatml, not {cfg.chat_format!r}")
+    if tok.chat_format["name"] == "chitchat" and cfg.persona:
+        raise OwnGPTError("the base model chats in GPT2-chitchat's format ([CLS] u1 [SEP] a1 [SEP] ...), which has no "
+                          "system turn for a persona: fine-tune without --persona, or add --chat-format chatml to "
+                          "move it to ChatML")
+    return tok
+
+
 def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Callable[[str], None] | None = None):
     """Fine-tune `cfg.base` on conversations; returns fit()'s result. Writes everything under train_cfg.out_dir.
     echo(line), when given, hears which checkpoint a resumed run continues from and what cleaning changed in raw
@@ -172,10 +187,14 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
     model, meta, tok = load_model(cfg.base, device="cpu")
     if tok is None:
         raise OwnGPTError(f"checkpoint {cfg.base} carries no tokenizer; re-save it with `owngpt pretrain`")
+    tok = chat_tokenizer(tok, cfg)
     if train_cfg.resume == "auto" and base_changed(run_dir, meta):
         raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
                           f"more pretraining); resuming would mix the two: fine-tune into another --out (or delete {run_dir} first)")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
+    if tok.chat_format["name"] == "chitchat":  # no system turn in that format (the persona was refused above)
+        report["system_messages_dropped"] = sum(m["role"] == "system" for c in train + val for m in c)
+        train, val = ([[m for m in c if m["role"] != "system"] for c in cs] for cs in (train, val))
     if echo is not None and "cleaning" in report["data"]:
         echo(f"raw dialogue sources {describe(report['data']['cleaning'])}")
     block = model.cfg.block_size

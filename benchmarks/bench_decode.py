@@ -1,0 +1,215 @@
+"""Decode speed on identical weights: owngpt vs transformers' generate vs llama.cpp (llama-cpp-python running the GGUF
+owngpt exports), with the weight bandwidth each reaches beside the machine's measured copy bandwidth.
+
+The model: GPT-2-124M-shaped (12 layers, 768 wide, 12 heads, context 1024) with an 8,192-token vocabulary, random
+weights (speed does not depend on what they learned), the gpt2 preset. A 16-token prompt, 128 new tokens, greedy,
+no stop ids; batch 1 (all three) and 8 (owngpt and HF). One timed run per cell after one short warm-up.
+tok/s counts new tokens of every row; the prompt's prefill is inside the time (the same for all three).
+Bandwidth = bytes of weights read per decode step (every matrix once; the tied head/embedding once; the
+position table left out: one row per step) × steps/s. The copy bandwidth is a 256 MiB torch copy, counted as
+read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads). Greedy tokens of each runtime
+are compared with owngpt's fp32 ones (batch 1).
+
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,bf16] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from owngpt.config import ModelConfig
+from owngpt.generate import GenerationConfig, generate_ids
+from owngpt.model.gpt import GPT
+
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_description() -> str:
+    """CPU model name and the flags that matter for these kernels, from /proc/cpuinfo (Linux)."""
+    name, flags = platform.processor() or "cpu", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", "cpu", platform.processor()):
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return f"{name}; flags: {', '.join(f for f in CPU_FLAGS if f in flags) or 'none of ' + '/'.join(CPU_FLAGS)}"
+
+
+def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """GB/s of a large tensor copy (bytes read + bytes written), best of `repeats`."""
+    src = torch.ones(mib << 18)  # fp32: 4 bytes each
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def weight_bytes_torch(model: torch.nn.Module, skip: tuple[str, ...] = ("wpe",)) -> int:
+    """Bytes of the distinct parameters a decode step reads (a tied matrix once; the position table left out)."""
+    seen, total = set(), 0
+    for name, p in model.named_parameters():
+        if p.data_ptr() in seen or any(s in name for s in skip):
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel() * p.element_size()
+    return total
+
+
+def timed(fn) -> tuple[float, list]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def bench_owngpt(model: GPT, prompts: list[list[int]], n: int) -> tuple[float, list[list[int]]]:
+    cfg = GenerationConfig(max_new_tokens=n, temperature=0.0)
+    generate_ids(model, prompts[:1], GenerationConfig(max_new_tokens=4, temperature=0.0))  # warm-up
+    seconds, outs = timed(lambda: generate_ids(model, prompts, cfg))
+    assert all(len(o) == n for o in outs)
+    return len(prompts) * n / seconds, outs
+
+
+def hf_model(model: GPT):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from owngpt.export.hf import hf_config_from_gpt, hf_state_from_gpt
+
+    config = hf_config_from_gpt(model.cfg)
+    config.update(bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    hf = GPT2LMHeadModel(GPT2Config(**config)).eval()
+    state = hf_state_from_gpt(model)
+    hf.load_state_dict(state, strict=False)  # the causal-mask buffers are HF's own
+    return hf
+
+
+def bench_hf(hf, prompts: list[list[int]], n: int) -> tuple[float, list[list[int]]]:
+    ids = torch.tensor(prompts)
+    kw = dict(do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0, eos_token_id=None,
+              attention_mask=torch.ones_like(ids))
+    with torch.no_grad():
+        hf.generate(ids[:1], **{**kw, "max_new_tokens": 4, "min_new_tokens": 4, "attention_mask": torch.ones_like(ids[:1])})
+        seconds, out = timed(lambda: hf.generate(ids, **kw))
+    return len(prompts) * n / seconds, out[:, ids.size(1):].tolist()
+
+
+def bench_llama(path: Path, prompt: list[int], n: int, threads: int) -> tuple[float, list[int]]:
+    from owngpt.export.gguf import llama_cpp_greedy, open_llama
+
+    llm = open_llama(path, n_ctx=len(prompt) + n, threads=threads)
+    llama_cpp_greedy(llm, prompt, 4)  # warm-up
+    seconds, out = timed(lambda: llama_cpp_greedy(llm, prompt, n))
+    return n / seconds, out
+
+
+def gguf_weight_bytes(path: Path) -> int:
+    from gguf import GGUFReader
+
+    return sum(int(t.n_bytes) for t in GGUFReader(path).tensors if not t.name.startswith("position_embd"))
+
+
+def same(ref: list[int], other: list[int]) -> str:
+    if ref == other:
+        return "yes"
+    first = next((i for i, (a, b) in enumerate(zip(ref, other)) if a != b), min(len(ref), len(other)))
+    return f"no (from token {first})"
+
+
+MATRIX_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
+
+
+def profile_owngpt(model: GPT, prompt: list[int], n: int, rows: int = 12) -> None:
+    """torch.profiler over one batch-1 greedy decode: the top ops by self CPU time, and the share of the wall time
+    spent in matrix work (MATRIX_OPS) versus everything else (other ops, Python, dispatch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = GenerationConfig(max_new_tokens=n, temperature=0.0)
+    generate_ids(model, [prompt], GenerationConfig(max_new_tokens=4, temperature=0.0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        generate_ids(model, [prompt], cfg)
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    matrix = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_OPS) / 1e6
+    print(events.table(sort_by="self_cpu_time_total", row_limit=rows))
+    print(f"profiled wall {wall * 1e3 / n:.2f} ms/token; matrix work {matrix * 1e3 / n:.2f} ms/token "
+          f"({100 * matrix / wall:.0f}%); everything else {1e3 * (wall - matrix) / n:.2f} ms/token\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--dtypes", default="f32,f16,bf16,q8_0", help="llama.cpp GGUF dtypes")
+    ap.add_argument("--owngpt-dtypes", default="fp32,bf16", help="owngpt weight dtypes (fp32 first: the reference)")
+    ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--no-llama", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = ModelConfig(preset="gpt2", vocab_size=8192, block_size=1024, n_layer=12, n_head=12, n_embd=768)
+    model = GPT(cfg).eval()
+    n, batches = args.new_tokens, [int(b) for b in args.batches.split(",")]
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(8, cfg.vocab_size, (max(batches), args.prompt_len), generator=g).tolist()
+    print(f"{datetime.date.today()}, {cpu_description()}; torch {torch.__version__}, {args.threads} threads")
+    print(f"model: {model.describe()}; prompt {args.prompt_len} tokens, {n} new tokens, greedy")
+    if args.profile:
+        profile_owngpt(model, prompts[0], n)
+    copy_gbs = copy_bandwidth()
+    print(f"memory copy bandwidth: {copy_gbs:.1f} GB/s (read + write)\n")
+    print("| runtime | weights | batch | tok/s | weight MB/step | weight GB/s | greedy = owngpt fp32 |")
+    print("|---|---|---|---|---|---|---|")
+    ref: list[int] = []
+
+    def row(name: str, dtype: str, batch: int, tps: float, nbytes: int, match: str) -> None:
+        print(f"| {name} | {dtype} | {batch} | {tps:.1f} | {nbytes / 1e6:.0f} | {nbytes * tps / batch / 1e9:.1f} | {match} |",
+              flush=True)
+
+    for dtype in args.owngpt_dtypes.split(","):
+        weights = model if dtype == "fp32" else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
+        for b in batches:
+            tps, outs = bench_owngpt(weights, prompts[:b], n)
+            ref = ref or outs[0]
+            row("owngpt", dtype, b, tps, weight_bytes_torch(weights), same(ref, outs[0]))
+        del weights
+    if not args.no_hf:
+        hf = hf_model(model)
+        for b in batches:
+            tps, outs = bench_hf(hf, prompts[:b], n)
+            row("transformers", "fp32", b, tps, weight_bytes_torch(hf), same(ref, outs[0]))
+        del hf
+    if not args.no_llama:
+        from owngpt.tokenizer import train_bpe
+
+        tok = train_bpe(["the quick brown fox jumps over the lazy dog. " * 50], 300)  # rows past it: [PAD] tokens
+        from owngpt.export.gguf import export_gguf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for dtype in args.dtypes.split(","):
+                path = Path(tmp) / f"model-{dtype}.gguf"
+                export_gguf(model, tok, path, dtype)
+                tps, out = bench_llama(path, prompts[0], n, args.threads)
+                row("llama.cpp", dtype, 1, tps, gguf_weight_bytes(path), same(ref, out))
+                path.unlink()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The int8 GPT: owngpt's GPT with its Linear layers holding int8 weights and one fp scale per output channel.
+
+A checkpoint of it (arch "gpt-int8") stores plain tensors — `*.weight` int8 (out, in), `*.scale` (out,), `*.bias` —
+so it is rebuilt from model.safetensors with no pickle, and loads through the same `load_model` as any GPT.
+Only the matrices of the Transformer blocks (and, when asked, the output head) are int8; embeddings and norms
+keep their floats.
+
+The matrix products are PyTorch's own CPU kernels (measured on an AVX2 EPYC, torch 2.13, 2 threads, one
+768x3072 layer: fp32 dense 221 us at 1 row, 701 us at 8 rows):
+  int8-weight   weights only: aten._weight_int8pack_mm, the op torchao's int8 weight-only config dispatches to on
+                a CPU. Its activations go in as bf16: with fp32 ones torch 2.13's CPU kernel is not vectorised on
+                AVX2 (4-20x slower than fp32 dense); with bf16 it takes 122 us / 518 us. bf16 rounding adds ~0.4%.
+  int8-dynamic  activations quantized per call too: fbgemm's quantized::linear_dynamic (89 us / 154 us), the kernel
+                behind torch.ao's dynamic quantization, fed packed weights made on first use from the plain int8
+                tensors. torch 2.13 marks torch.ao.quantization (quantize_dynamic) deprecated;
+                the kernel is still the fastest int8 product on an AVX2 CPU, so we call it directly and keep the
+                checkpoint free of its packed (pickled) format. Activations use fbgemm's 7-bit range
+                (reduce_range, which avoids AVX2's 16-bit saturation): ~1.5% error per layer. Its activation
+                scale is per call, shared by every row, so a token's logits shift slightly with what it is
+                computed with (the rest of the batch, a prompt at once vs. token by token): close, not equal.
+Without the fbgemm ops (a future torch), int8-dynamic falls back to torch._int_mm (correct, slower).
+We do not use quantize_dynamic itself: deprecated, and its modules do not serialise as plain tensors.
+
+Not handled: training (the class is `trainable = False`), int4, per-group scales, GPU kernels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from owngpt.config import ModelConfig
+from owngpt.errors import OwnGPTError
+from owngpt.model.gpt import GPT
+
+INT8_METHODS = ("int8-weight", "int8-dynamic")
+_FBGEMM = hasattr(torch.ops.quantized, "linear_dynamic") and "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: (q int8 (out, in), scale fp32 (out,)) with weight ~ q * scale[:, None].
+    The scale maps each row's absmax to 127, so the rounding error of a weight is at most scale / 2."""
+    w = weight.detach().float()  # (out, in)
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (out,); an all-zero row keeps a tiny, finite scale
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)  # -128 unused: keeps the range symmetric
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """y = x @ (weight * scale[:, None]).T + bias, weight int8 (out, in); see the module docstring for `method`."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, method: str) -> None:
+        super().__init__()
+        if method not in INT8_METHODS:
+            raise OwnGPTError(f"unknown int8 method {method!r}: choose {' or '.join(INT8_METHODS)}")
+        self.in_features, self.out_features, self.method = in_features, out_features, method
+        # buffers, not parameters: nothing here is trained, and a dtype cast (model.to(bf16)) must leave int8 alone
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)  # (N, in): the kernels take 2-D inputs
+        if self.method == "int8-weight":  # bf16 activations: the vectorised path (module docstring)
+            y = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.weight,
+                                                   self.scale.to(torch.bfloat16)).to(x.dtype)  # (N, out)
+        elif _FBGEMM:
+            y = torch.ops.quantized.linear_dynamic(rows.float().contiguous(), self._fbgemm_weights(), True).to(x.dtype)
+        else:
+            y = self._int_mm(rows)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _fbgemm_weights(self):
+        """fbgemm's packed copy of (weight, scale), made once per weights object (rebuilt after load_state_dict,
+        which replaces the data in place: the version counter tells)."""
+        key = (self.weight.data_ptr(), self.weight._version, self.scale._version)
+        if getattr(self, "_packed_key", None) != key:
+            with warnings.catch_warnings():  # the deprecation of quantized tensors (see the module docstring)
+                warnings.simplefilter("ignore")
+                zeros = torch.zeros(self.out_features, dtype=torch.long)
+                qweight = torch._make_per_channel_quantized_tensor(self.weight.cpu(), self.scale.double().cpu(), zeros, 0)
+                self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+            self._packed_key = key
+        return self._packed
+
+    def _int_mm(self, rows: torch.Tensor) -> torch.Tensor:
+        """Per-row int8 activations times int8 weights, int32 accumulation, both scales applied after."""
+        xf = rows.float()
+        x_scale = xf.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (N, 1)
+        xq = torch.round(xf / x_scale).clamp_(-127, 127).to(torch.int8)  # (N, in)
+        acc = torch._int_mm(xq, self.weight.t())  # (N, out) int32
+        return (acc.float() * x_scale * self.scale.float()).to(rows.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, method={self.method}"
+
+
+@dataclass
+class Int8Config(ModelConfig):
+    """A GPT's ModelConfig plus how it was quantized: `method` (INT8_METHODS) and whether the output head is int8."""
+
+    method: str = "int8-weight"
+    head: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in INT8_METHODS:
+            raise OwnGPTError(f"unknown int8 method {self.method!r}: choose {' or '.join(INT8_METHODS)}")
+
+
+class Int8GPT(GPT):
+    """GPT with int8 Linear layers: the same forward(idx, cache, valid), new_cache and cfg, so generation, chat,
+    scoring and serving use it as they use a GPT. Built empty from its config; `load_state_dict` fills it."""
+
+    arch = "gpt-int8"
+    trainable = False
+    untrainable_reason = ("its weights are int8 (made by `owngpt quantize` for inference); train or fine-tune the "
+                          "fp32 run it was quantized from, then quantize again")
+
+    def __init__(self, cfg: Int8Config) -> None:
+        super().__init__(cfg)
+        for name, linear in int8_targets(self, cfg.head):
+            parent, attr = self.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]
+            setattr(parent, attr, Int8Linear(linear.in_features, linear.out_features, linear.bias is not None,
+                                             cfg.method))
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """As GPT's, counting the int8 weights (buffers here) as the parameters they stand for."""
+        int8 = sum(m.weight.numel() for m in self.modules() if isinstance(m, Int8Linear))
+        return super().num_params(non_embedding) + int8
+
+    def describe(self) -> str:
+        return super().describe().replace("GPT ", f"GPT {self.cfg.method} ", 1)
+
+
+def int8_targets(model: GPT, head: bool) -> list[tuple[str, nn.Linear]]:
+    """The Linear layers that become int8: every one inside the Transformer blocks, plus lm_head when `head`."""
+    found = [(name, m) for name, m in model.transformer.h.named_modules(prefix="transformer.h")
+             if isinstance(m, nn.Linear)]
+    if head:
+        found.append(("lm_head", model.lm_head))
+    return found
