@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--recover-steps", type=int, default=30)
+    p.add_argument("--recover-lr", type=float, default=1e-4, help="peak lr of recovery training (prune's default)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -134,8 +135,11 @@ def main() -> None:
         out = work / f"p-{structure or 'magnitude'}-{sparsity}"
         shutil.rmtree(out, ignore_errors=True)
         steps = args.recover_steps if structure else 0
+        # the base's settings but its learning rates: recovery runs at --recover-lr (TRAIN's lr would override it)
+        same = [o for o in TRAIN if not o.startswith(("train.lr=", "train.min_lr=", "train.warmup_steps="))]
         prune_run(base, out, sparsity, structure=structure, data=args.data if structure else None,
-                  recover_steps=steps, recover_lr=3e-4, overrides=[*TRAIN, f"train.eval_interval={max(1, steps)}"])
+                  recover_steps=steps, recover_lr=args.recover_lr,
+                  overrides=[*same, f"train.eval_interval={max(1, steps)}"])
         pruned = measure(out / "pruned" if steps else out, args, tok.hash)
         recovered = measure(out, args, tok.hash, speed=False)["ppl"] if steps else None
         print(f"| {structure or 'magnitude'} | {sparsity} | {pruned['params'] / 1e6:.2f} | {pruned['mib']:.1f} "

@@ -10,7 +10,7 @@ position table left out: one row per step) × steps/s. The copy bandwidth is a 2
 read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,bf16] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def weight_bytes_torch(model: torch.nn.Module, skip: tuple[str, ...] = ("wpe",))
             continue
         seen.add(p.data_ptr())
         total += p.numel() * p.element_size()
+    for name, b in model.named_buffers():  # an int8 model's matrices and scales are buffers (owngpt quantize)
+        if b.dtype == torch.int8 or name.endswith(".scale"):
+            total += b.numel() * b.element_size()
     return total
 
 
@@ -157,7 +160,8 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--dtypes", default="f32,f16,bf16,q8_0", help="llama.cpp GGUF dtypes")
-    ap.add_argument("--owngpt-dtypes", default="fp32,bf16", help="owngpt weight dtypes (fp32 first: the reference)")
+    ap.add_argument("--owngpt-dtypes", default="fp32,bf16", help="owngpt weight dtypes (fp32 first: the reference; "
+                    "also int8-weight, int8-dynamic: owngpt quantize's models)")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
@@ -184,7 +188,12 @@ def main() -> None:
               flush=True)
 
     for dtype in args.owngpt_dtypes.split(","):
-        weights = model if dtype == "fp32" else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
+        if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
+            from owngpt.export.quantize import quantize_model
+
+            weights = quantize_model(model, dtype)
+        else:
+            weights = model if dtype == "fp32" else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
         for b in batches:
             tps, outs = bench_owngpt(weights, prompts[:b], n)
             ref = ref or outs[0]

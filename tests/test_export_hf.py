@@ -109,6 +109,6 @@ def test_export_names_the_tokenizers_special_ids(tmp_path):
     save_hf_gpt2(ours, tmp_path / "hf", tokenizer=tok)
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
     assert hf.config.eos_token_id == tok.eot_id and hf.config.pad_token_id == tok.pad_id
-    assert sorted(hf.generation_config.eos_token_id) == sorted([tok.eot_id, tok.im_end_id])
+    assert sorted(hf.generation_config.eos_token_id) == sorted([tok.eot_id, tok.im_end_id, tok.im_start_id])
     save_hf_gpt2(ours, tmp_path / "plain")
     assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "plain").config.eos_token_id is None

@@ -133,8 +133,13 @@ def test_new_chatml_rows_start_at_the_mean_and_user_text_stays_text(tmp_path):
     save_model(hf, src, "safetensors")
     import_hf(src, tmp_path / "run")
     model, _, tok = load_model(tmp_path / "run", device="cpu")
-    wte = model.transformer.wte.weight
-    assert_close(wte[tok.im_start_id], hf.transformer.wte.weight.mean(0))
+    wte, source = model.transformer.wte.weight, hf.transformer.wte.weight
+    new = [i for i in range(8) if i != tok.eot_id]
+    spread = source.std(0)
+    for i in new:  # near the mean (a tenth of each dimension's spread), and apart from one another
+        assert ((wte[i] - source.mean(0)).abs() <= 0.5 * spread + 1e-6).all()
+    assert len({tuple(wte[i].tolist()) for i in new}) == len(new)
+    assert_close(wte[tok.eot_id], source[-1])  # GPT-2's own <|endoftext|> keeps its row
     assert tok.encode("<|im_end|><|endoftext|>") and not set(tok.encode("<|im_end|><|endoftext|>")) & set(range(8))
     ids, mask = render_conversation(tok, [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}])
     assert ids[0] == tok.im_start_id and sum(mask) == len(tok.encode("hi")) + 1
@@ -304,3 +309,41 @@ def test_served_chitchat_import_replies_and_refuses_a_system_message(tmp_path):
         bad = client.post("/v1/chat/completions", json={**body, "messages": [{"role": "system", "content": "hi"},
                                                                               *body["messages"]]})
         assert bad.status_code == 400 and "no system turn" in bad.json()["error"]["message"]
+
+
+def test_vocab_txt_follows_tokenizer_configs_do_lower_case(tmp_path):
+    src = tmp_path / "src"
+    bert_vocab(src)
+    assert import_tokenizer(src).tokenizer.decode(import_tokenizer(src).tokenizer.encode("Hello")) == "hello"
+    (src / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    cased = import_tokenizer(src).tokenizer
+    assert cased.decode(cased.encode("Hello")) == "[UNK]"  # the vocabulary has only "hello"
+    assert import_tokenizer(src, lowercase=True).tokenizer.decode(cased.encode("hello")) == "hello"
+
+
+def test_broken_sources_are_one_line_errors(tmp_path):
+    src = chitchat_source(tmp_path)
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "n_layer"}))
+    with pytest.raises(OwnGPTError, match="config.json: n_layer must be a positive integer, not None"):
+        import_hf(src, tmp_path / "out")
+    (src / "config.json").write_text(json.dumps(cfg))
+    (src / "pytorch_model.bin").unlink()
+    (src / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{trunc")
+    with pytest.raises(OwnGPTError, match="not a readable safetensors file"):
+        import_hf(src, tmp_path / "out")
+    (src / "vocab.txt").write_bytes(b"[UNK]\n\xff\xfe\n")
+    with pytest.raises(OwnGPTError, match="not UTF-8"):
+        import_tokenizer(src)
+
+
+def test_sft_refuses_lora_while_moving_to_chatml(tmp_path):
+    from owngpt.config import load_run_config
+    from owngpt.model.lora import LoRAConfig
+    from owngpt.train.sft import SFTConfig, sft
+
+    import_hf(chitchat_source(tmp_path), tmp_path / "run")
+    cfg = load_run_config("sft", [f"train.out_dir={tmp_path / 'x'}", "train.max_steps=1", "train.device=cpu"]).train
+    with pytest.raises(OwnGPTError, match="--chat-format chatml with --lora"):
+        sft(SFTConfig(base=str(tmp_path / "run"), data=["builtin:chitchat"], chat_format="chatml",
+                      lora=LoRAConfig(rank=2)), cfg, quiet=True)

@@ -14,6 +14,7 @@ from owngpt.checkpoint.adapter import save_adapter
 from owngpt.checkpoint.format import read_meta, save_checkpoint
 from owngpt.checkpoint.meta import CheckpointMeta
 from owngpt.config import ModelConfig
+from owngpt.chat.reply import reply_stop_ids
 from owngpt.errors import OwnGPTError
 from owngpt.export.hf_folder import export_hf, export_run, hf_layout, hf_tokenizer_config
 from owngpt.export.hf_llama import hf_llama_config, llama_state_from_gpt
@@ -115,16 +116,17 @@ def test_greedy_generation_is_identical_and_stops_at_the_same_token(preset, extr
     ours = tiny_gpt(char.vocab_size, scale=0.35, seed=1, preset=preset, block_size=96, **extra)
     export_hf(ours, char, tmp_path / "hf")
     hf, hf_tok = load_hf(tmp_path / "hf")
-    assert sorted(hf.generation_config.eos_token_id) == sorted([char.eot_id, char.im_end_id])
+    end_ids = reply_stop_ids(char)  # where owngpt's chat ends a reply
+    assert sorted(hf.generation_config.eos_token_id) == sorted(end_ids)
     prompts = [render_conversation(char, [{"role": "user", "content": t}], add_generation_prompt=True)[0]
                for t in ("hi", "你好", "The quick")]
     cfg = GenerationConfig(max_new_tokens=24, temperature=0.0)
     stopped = 0
     for prompt in prompts:
-        want = generate_ids(ours, [prompt], cfg, stop_ids=char.assistant_stop_ids)[0]
+        want = generate_ids(ours, [prompt], cfg, stop_ids=end_ids)[0]
         with torch.no_grad():
             out = hf.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False)[0, len(prompt):].tolist()
-        if out and out[-1] in char.assistant_stop_ids:  # HF keeps the end token, owngpt leaves it out
+        if out and out[-1] in end_ids:  # HF keeps the end token, owngpt leaves it out
             out, stopped = out[:-1], stopped + 1
         assert out == want and len(want) > 0
     assert stopped == stops  # these seeds: the modern model ends one of its 3 replies early, the gpt2 one none

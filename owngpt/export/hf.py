@@ -74,13 +74,16 @@ def config_from_hf(hf_config: dict[str, Any]) -> ModelConfig:
         raise OwnGPTError(f"config.json: activation_function {act!r} is not GPT-2's tanh GELU ({', '.join(TANH_GELUS)})")
     if cfg.get("scale_attn_by_inverse_layer_idx") or cfg.get("scale_attn_weights") is False:
         raise OwnGPTError("config.json: attention scaling other than 1/sqrt(head size) is not supported")
+    sizes = {}
+    for field, keys in (("vocab_size", ("vocab_size",)), ("block_size", ("n_positions", "n_ctx")),
+                        ("n_layer", ("n_layer",)), ("n_head", ("n_head",)), ("n_embd", ("n_embd",))):
+        value = next((cfg[k] for k in keys if cfg.get(k) is not None), None)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OwnGPTError(f"config.json: {' or '.join(keys)} must be a positive integer, not {value!r}")
+        sizes[field] = value
     return ModelConfig(
         preset="gpt2",
-        vocab_size=int(cfg["vocab_size"]),
-        block_size=int(cfg.get("n_positions") or cfg.get("n_ctx")),
-        n_layer=int(cfg["n_layer"]),
-        n_head=int(cfg["n_head"]),
-        n_embd=int(cfg["n_embd"]),
+        **sizes,
         mlp_hidden=cfg.get("n_inner"),  # None = 4 * n_embd, as in HF
         norm_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
@@ -107,9 +110,11 @@ def hf_config_from_gpt(cfg: ModelConfig, tokenizer=None) -> dict[str, Any]:
 
 
 def hf_generation_config(tok) -> dict[str, Any]:
-    """generation_config.json: HF's generate() stops at every id that ends an owngpt reply (Tokenizer.assistant_stop_ids:
-    <|im_end|> and <|endoftext|>, and GPT2-chitchat's [SEP] in that format)."""
-    return {"bos_token_id": tok.eot_id, "eos_token_id": list(tok.assistant_stop_ids), "pad_token_id": tok.pad_id}
+    """generation_config.json: HF's generate() stops at every id where owngpt's chat ends a reply (`reply_stop_ids`:
+    <|im_end|>, <|endoftext|>, <|im_start|>, and GPT2-chitchat's [SEP] in that format)."""
+    from owngpt.chat.reply import reply_stop_ids
+
+    return {"bos_token_id": tok.eot_id, "eos_token_id": list(reply_stop_ids(tok)), "pad_token_id": tok.pad_id}
 
 
 def _check_exportable(cfg: ModelConfig) -> None:
@@ -131,15 +136,26 @@ def read_hf_weights(folder: Path) -> dict[str, Tensor]:
     torch.load(weights_only=True). A .bin that needs more than tensors to unpickle is refused with the reason."""
     from safetensors.torch import load_file
 
+    def read(file: Path) -> dict[str, Tensor]:
+        if not file.is_file():
+            raise OwnGPTError(f"{file} is missing (model.safetensors.index.json names it)")
+        try:
+            return load_file(str(file))
+        except Exception as e:  # safetensors' own error: truncated header, wrong offsets, ...
+            raise OwnGPTError(f"{file}: not a readable safetensors file ({e})") from None
+
     single = folder / "model.safetensors"
     if single.is_file():
-        return load_file(str(single))
+        return read(single)
     index = folder / "model.safetensors.index.json"
     if index.is_file():  # sharded: the index maps each tensor to its shard
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise OwnGPTError(f"{index}: not a safetensors index (a JSON object with a weight_map): {e}") from None
         state: dict[str, Tensor] = {}
         for shard in shards:
-            state.update(load_file(str(folder / shard)))
+            state.update(read(folder / shard))
         return state
     bins = sorted(folder.glob("pytorch_model*.bin")) or sorted(folder.glob("*.bin"))
     if bins:
@@ -254,16 +270,20 @@ def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
 
 
 def remap_rows(weight: Tensor, source_ids: list[int]) -> Tensor:
-    """Rows of an embedding (or output head) in owngpt's id order: row i is the source's row source_ids[i]; a token
-    the source lacks (-1: ChatML's specials) starts as the mean of the source's rows, which keeps its logit
-    ordinary until fine-tuning teaches it (a random row can outscore every real token; Hewitt 2021)."""
+    """Rows of an embedding (or output head) in owngpt's id order: row i is the source's row source_ids[i]. A token
+    the source lacks (-1: ChatML's specials) starts near the mean of the source's rows: the mean keeps its logit
+    ordinary until fine-tuning teaches it (a random row can outscore every real token; Hewitt 2021), and a little
+    noise (a tenth of each dimension's spread, fixed seed) keeps the new tokens apart from one another, so
+    <|im_start|> and <|im_end|> are not one token to the model, even where training cannot move them (LoRA)."""
     import torch
 
     index = torch.tensor(source_ids)
     rows = weight[index.clamp(min=0)].clone()  # (V_owngpt, C)
     new = index < 0
     if bool(new.any()):
-        rows[new] = weight.mean(dim=0, dtype=torch.float32).to(weight.dtype)
+        w = weight.float()
+        noise = torch.randn(int(new.sum()), w.shape[1], generator=torch.Generator().manual_seed(0))
+        rows[new] = (w.mean(dim=0) + 0.1 * w.std(dim=0) * noise).to(weight.dtype)
     return rows
 
 

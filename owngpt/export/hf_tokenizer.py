@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from owngpt.errors import OwnGPTError
-from owngpt.tokenizer.bpe import SPECIAL_TOKENS, Tokenizer
+from owngpt.tokenizer.bpe import SPECIAL_TOKENS, Tokenizer, read_json_object
 
 # BERT's control tokens as GPT2-chitchat names them; [CLS] opens a dialogue, [SEP] ends every utterance
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -78,12 +78,16 @@ def import_tokenizer(path: str | Path, *, lowercase: bool | None = None) -> Impo
 # ----------------------------------------------------------------------------- reading the source
 
 
-def _read_tokenizer_json(file: Path) -> dict[str, Any]:
+def _read_text(file: Path) -> str:
     try:
-        spec = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OwnGPTError(f"{file}: cannot read it as JSON: {e}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise OwnGPTError(f"{file}: not UTF-8 text (byte {e.start}): tokenizer files are UTF-8") from None
+
+
+def _read_tokenizer_json(file: Path) -> dict[str, Any]:
+    spec = read_json_object(file)
+    if not isinstance(spec.get("model"), dict):
         raise OwnGPTError(f"{file}: not a Hugging Face tokenizer.json (no 'model' object)")
     return spec
 
@@ -110,7 +114,7 @@ def _bpe_spec_from_vocab(file: Path) -> dict[str, Any]:
         raise OwnGPTError(f"{file} needs merges.txt next to it (GPT-2's byte-level BPE is vocab.json + merges.txt)")
     vocab = _read_tokenizer_json_dict(file)
     merges = []
-    for n, line in enumerate(merges_file.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read_text(merges_file).splitlines(), 1):
         if not line.strip() or (n == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
@@ -127,11 +131,8 @@ def _bpe_spec_from_vocab(file: Path) -> dict[str, Any]:
 
 
 def _read_tokenizer_json_dict(file: Path) -> dict[str, int]:
-    try:
-        vocab = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OwnGPTError(f"{file}: cannot read it as JSON: {e}") from None
-    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+    vocab = read_json_object(file)
+    if not all(isinstance(v, int) for v in vocab.values()):
         raise OwnGPTError(f"{file}: expected a JSON object of token -> integer id")
     return vocab
 
@@ -144,7 +145,7 @@ def _wordpiece_spec(file: Path, lowercase: bool | None) -> dict[str, Any]:
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, normalizers, pre_tokenizers
 
-    lines = file.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(file).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()  # a trailing blank line is not a token
     vocab: dict[str, int] = {}
@@ -158,7 +159,7 @@ def _wordpiece_spec(file: Path, lowercase: bool | None) -> dict[str, Any]:
         raise OwnGPTError(f"{file}: no [UNK] token; a BERT-style vocab.txt needs one for characters it lacks")
     if lowercase is None:
         config = file.with_name("tokenizer_config.json")
-        lowercase = bool(_read_tokenizer_json(config).get("do_lower_case", True)) if config.is_file() else True
+        lowercase = bool(read_json_object(config).get("do_lower_case", True)) if config.is_file() else True
     hf = HFTokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     hf.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
                                                lowercase=lowercase)

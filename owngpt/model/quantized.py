@@ -78,7 +78,7 @@ class Int8Linear(nn.Module):
     def _fbgemm_weights(self):
         """fbgemm's packed copy of (weight, scale), made once per weights object (rebuilt after load_state_dict,
         which replaces the data in place: the version counter tells)."""
-        key = (self.weight.data_ptr(), self.weight._version, self.scale._version)
+        key = (self.weight.data_ptr(), self.weight._version, self.scale.data_ptr(), self.scale._version, self.scale.dtype)
         if getattr(self, "_packed_key", None) != key:
             with warnings.catch_warnings():  # the deprecation of quantized tensors (see the module docstring)
                 warnings.simplefilter("ignore")
@@ -128,6 +128,16 @@ class Int8GPT(GPT):
             parent, attr = self.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]
             setattr(parent, attr, Int8Linear(linear.in_features, linear.out_features, linear.bias is not None,
                                              cfg.method))
+
+    def _apply(self, fn, recurse: bool = True):
+        """Moves and casts as GPT's, except off the CPU: the int8 kernels (module docstring) are CPU kernels, so a
+        move to a GPU is one clear error instead of a failing matmul at the first token."""
+        super()._apply(fn, recurse)
+        where = {m.weight.device.type for m in self.modules() if isinstance(m, Int8Linear)} - {"cpu", "meta"}
+        if where:
+            raise OwnGPTError(f"an int8 checkpoint (owngpt quantize) runs on the CPU only, not on {where.pop()}: "
+                              "pass --device cpu (or device='cpu'), or use the fp32 run it was made from on a GPU")
+        return self
 
     def num_params(self, non_embedding: bool = False) -> int:
         """As GPT's, counting the int8 weights (buffers here) as the parameters they stand for."""

@@ -328,7 +328,7 @@ class Tokenizer:
                               "or its tokenizer.json)")
         if not meta_file.is_file():
             raise OwnGPTError(f"{meta_file} is missing next to {file}: it records the tokenizer's kind and hash")
-        spec, meta = _read_json(file), _read_json(meta_file)
+        spec, meta = read_json_object(file), read_json_object(meta_file)
         kind = meta.get("kind")
         tok = cls(spec, kind, meta.get("training"), source=str(file), chat_format=meta.get("chat_format"))
         if meta.get("hash") != tok.hash:
@@ -343,7 +343,8 @@ class Tokenizer:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, hash={self.hash[:12]})"
 
 
-def _read_json(file: Path) -> dict[str, Any]:
+def read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON file that must hold one object; a one-line OwnGPTError naming the file otherwise."""
     try:
         obj = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

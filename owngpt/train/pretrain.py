@@ -69,6 +69,8 @@ def setup(run_config: RunConfig):
             raise OwnGPTError(f"{data_dir} was tokenized with a different tokenizer than {base}; re-run prepare "
                               f"with `--tokenizer {base}/tokenizer` so the data matches the base model")
         base_state = load_weights(base, base_meta)
+        if (base / "tokenizer").is_dir():  # the same ids; the base's chat format (an import may keep GPT2-chitchat's)
+            tok = tok.with_chat_format(Tokenizer.load(base / "tokenizer").chat_format)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights
     if base_state is not None:

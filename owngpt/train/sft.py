@@ -159,6 +159,10 @@ def render_all(tok, conversations: list[list[dict[str, str]]], limit: int) -> li
 def chat_tokenizer(tok, cfg: SFTConfig):
     """The base's tokenizer in the chat format fine-tuning renders with: the base's own ("keep"), or ChatML. A model
     in GPT2-chitchat's format has no system turn, so it cannot learn a persona until it is moved to ChatML."""
+    if cfg.chat_format == "chatml" and tok.chat_format["name"] != "chatml" and cfg.lora is not None:
+        raise OwnGPTError("--chat-format chatml with --lora: the adapters cannot learn the ChatML tokens' embeddings "
+                          "(LoRA leaves embeddings frozen) and an adapter is applied with its base's chat format; "
+                          "move the model to ChatML with full fine-tuning first (without --lora), then add adapters")
     if cfg.chat_format == "chatml":
         return tok.with_chat_format({"name": "chatml"})
     if cfg.chat_format != "keep":
