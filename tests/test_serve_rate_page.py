@@ -22,7 +22,7 @@ from owngpt.cli.rate import open_session  # noqa: E402
 from owngpt.serve.rating import create_rating_app  # noqa: E402
 from serve_fixtures import SYSTEM, char_tokenizer, live_server, tiny_gpt  # noqa: E402
 from test_serve_models import save_run  # noqa: E402
-from test_serve_page import ARGS  # noqa: E402
+from test_serve_page import browser  # noqa: E402,F401 - the chat page's headless chromium fixture
 
 PROMPTS = ["hello there", "你好，你叫什么名字？", "how are you today?", "我是小欧"]
 GEN = {"seed": 0, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.1, "max_new_tokens": 20}
@@ -42,14 +42,6 @@ def rated(tmp_path_factory):
     with live_server(create_rating_app(db)) as url:
         yield url, db, runs
     db.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def shown(page) -> tuple[str, str, str, str]:

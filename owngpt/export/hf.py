@@ -64,22 +64,24 @@ def hf_state_from_gpt(model: GPT) -> dict[str, Tensor]:
     return out
 
 
-def config_from_hf(hf_config: dict[str, Any]) -> ModelConfig:
-    """A gpt2-preset ModelConfig from a GPT-2 config.json (or `GPT2Config.to_dict()`)."""
+def config_from_hf(hf_config: dict[str, Any], where: str = "config.json") -> ModelConfig:
+    """A gpt2-preset ModelConfig from a GPT-2 config.json (or `GPT2Config.to_dict()`); errors name `where`."""
     cfg = dict(hf_config)
     if cfg.get("model_type", "gpt2") != "gpt2":
-        raise OwnGPTError(f"config.json describes a {cfg.get('model_type')!r} model; only GPT-2 ('gpt2') can be loaded")
+        archs = ", ".join(cfg.get("architectures") or []) or "no architectures listed"
+        raise OwnGPTError(f"{where} holds a {cfg.get('model_type')!r} model ({archs}), not GPT-2: owngpt imports the "
+                          "GPT-2 family (GPT-2, DialoGPT, GPT2-chitchat and other GPT2LMHeadModel checkpoints)")
     act = cfg.get("activation_function", "gelu_new")
     if act not in TANH_GELUS:
-        raise OwnGPTError(f"config.json: activation_function {act!r} is not GPT-2's tanh GELU ({', '.join(TANH_GELUS)})")
+        raise OwnGPTError(f"{where}: activation_function {act!r} is not GPT-2's tanh GELU ({', '.join(TANH_GELUS)})")
     if cfg.get("scale_attn_by_inverse_layer_idx") or cfg.get("scale_attn_weights") is False:
-        raise OwnGPTError("config.json: attention scaling other than 1/sqrt(head size) is not supported")
+        raise OwnGPTError(f"{where}: attention scaling other than 1/sqrt(head size) is not supported")
     sizes = {}
     for field, keys in (("vocab_size", ("vocab_size",)), ("block_size", ("n_positions", "n_ctx")),
                         ("n_layer", ("n_layer",)), ("n_head", ("n_head",)), ("n_embd", ("n_embd",))):
         value = next((cfg[k] for k in keys if cfg.get(k) is not None), None)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OwnGPTError(f"config.json: {' or '.join(keys)} must be a positive integer, not {value!r}")
+            raise OwnGPTError(f"{where}: {' or '.join(keys)} must be a positive integer, not {value!r}")
         sizes[field] = value
     return ModelConfig(
         preset="gpt2",
@@ -193,8 +195,7 @@ def _read_pickle_weights(file: Path) -> dict[str, Tensor]:
 
 
 def read_hf_config(folder: Path) -> dict[str, Any]:
-    """config.json of a Hugging Face model folder, checked to describe a GPT-2-family model (the error names the
-    architecture it found)."""
+    """config.json of a Hugging Face model folder, as a dict (`config_from_hf` checks what it describes)."""
     if folder.is_file() and folder.suffix == ".bin":
         raise OwnGPTError(f"{folder} is a weights file: give the folder that holds it and its config.json")
     if not (folder / "config.json").is_file():
@@ -205,10 +206,6 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
         raise OwnGPTError(f"{folder / 'config.json'}: cannot read it as JSON: {e}") from None
     if not isinstance(cfg, dict):
         raise OwnGPTError(f"{folder / 'config.json'}: expected a JSON object")
-    if cfg.get("model_type", "gpt2") != "gpt2":
-        archs = ", ".join(cfg.get("architectures") or []) or "no architectures listed"
-        raise OwnGPTError(f"{folder} holds a {cfg.get('model_type')!r} model ({archs}), not GPT-2: owngpt imports the "
-                          "GPT-2 family (GPT-2, DialoGPT, GPT2-chitchat and other GPT2LMHeadModel checkpoints)")
     return cfg
 
 
@@ -287,11 +284,11 @@ def remap_rows(weight: Tensor, source_ids: list[int]) -> Tensor:
     return rows
 
 
-def imported_gpt(folder: str | Path, source_ids: list[int]) -> GPT:
-    """The GPT-2-family model in `folder` with its vocabulary in owngpt's order (see remap_rows)."""
+def imported_gpt(folder: str | Path, source_ids: list[int], cfg: ModelConfig | None = None) -> GPT:
+    """The GPT-2-family model in `folder` (its config.json read here unless `cfg` is given) with its vocabulary in
+    owngpt's order (see remap_rows)."""
     folder = Path(folder)
-    hf_cfg = read_hf_config(folder)
-    cfg = config_from_hf(hf_cfg)
+    cfg = cfg or config_from_hf(read_hf_config(folder), str(folder / "config.json"))
     state = gpt2_state_from_hf(read_hf_weights(folder))
     rows = state["transformer.wte.weight"].shape[0]
     if rows != cfg.vocab_size:
@@ -323,7 +320,7 @@ def import_hf(folder: str | Path, out: str | Path, *, tokenizer: str | Path | No
     if chat_format not in ("auto", "chatml", "chitchat"):
         raise OwnGPTError(f"chat format must be auto, chatml or chitchat, not {chat_format!r}")
     folder, out = Path(folder), output_dir(out, create=False)
-    read_hf_config(folder)  # before the tokenizer: "not GPT-2" is the first thing to say
+    cfg = config_from_hf(read_hf_config(folder), str(folder / "config.json"))  # before the tokenizer: "not GPT-2" is the first thing to say
     tok_path = Path(tokenizer) if tokenizer is not None else find_tokenizer_files(folder)
     imported = import_tokenizer(tok_path, lowercase=lowercase)
     tok = imported.tokenizer
@@ -336,7 +333,7 @@ def import_hf(folder: str | Path, out: str | Path, *, tokenizer: str | Path | No
               "vocab_size": tok.vocab_size}
     runs = [(folder, out)] + ([(Path(backward), out / "backward")] if backward is not None else [])
     for src, run in runs:
-        model = imported_gpt(src, imported.source_ids)
+        model = imported_gpt(src, imported.source_ids, cfg if src == folder else None)
         reverse = run != out
         meta = make_meta(arch=GPT.arch, model_config=asdict(model.cfg), tokenizer=tok,
                          run_config={"import": {**record, "source": str(src)}, "model": asdict(model.cfg),

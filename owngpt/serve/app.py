@@ -35,6 +35,7 @@ from owngpt.serve.errors import APIError, error_body
 from owngpt.serve.metrics import Metrics
 from owngpt.serve.models import ServedModel
 from owngpt.serve.requests import ParsedRequest, chat_request, completion_request, parse_json
+from owngpt.tokenizer import NO_SYSTEM_TURN, has_system_turn
 
 log = logging.getLogger("owngpt.serve")
 STATIC = Path(__file__).with_name("static")
@@ -210,9 +211,8 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig | None = None,
         """The reply's prompt and settings through THE reply path (owngpt.chat.reply), as a Job of n rows."""
         m, block = served.reply, served.block_size
         gen = req.gen
-        if m.tokenizer.chat_format["name"] == "chitchat" and (m.system or any(x["role"] == "system" for x in req.messages)):
-            raise APIError(400, "this model chats in GPT2-chitchat's format ([CLS] u1 [SEP] a1 [SEP] ...), which has no "
-                           "system turn: send user and assistant messages only", param="messages", code="invalid_prompt")
+        if not has_system_turn(m.tokenizer) and (m.system or any(x["role"] == "system" for x in req.messages)):
+            raise APIError(400, NO_SYSTEM_TURN, param="messages", code="invalid_prompt")
         if req.max_tokens_given and gen.max_new_tokens >= block:
             raise APIError(400, f"max_tokens {gen.max_new_tokens}: this model's context is {block} tokens, and a reply "
                            f"can have at most {served.max_reply_tokens} (half the context: the rest holds the "

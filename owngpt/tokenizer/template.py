@@ -53,6 +53,16 @@ def check_messages(messages: object, *, roles: Sequence[str] = ROLES, where: str
     return [{"role": m["role"], "content": m["content"]} for m in messages]  # type: ignore[union-attr]
 
 
+NO_SYSTEM_TURN = ("this model's chat format (GPT2-chitchat: [CLS] u1 [SEP] a1 [SEP] ...) has no system turn, so it "
+                  "cannot take a system prompt or persona; chat without one, or move the model to ChatML first with "
+                  "`owngpt sft --chat-format chatml`")
+
+
+def has_system_turn(tok: Tokenizer) -> bool:
+    """Whether the tokenizer's chat format can render a system message (ChatML can; GPT2-chitchat's cannot)."""
+    return tok.chat_format["name"] != "chitchat"
+
+
 def render_message(tok: Tokenizer, message: Message) -> tuple[list[int], list[int]]:
     """One message as (ids, mask): mask 1 exactly on an assistant's content tokens and the token that closes
     them (<|im_end|>, or [SEP] in the chitchat format). Header, newline and content are encoded each on its own,
@@ -61,9 +71,7 @@ def render_message(tok: Tokenizer, message: Message) -> tuple[list[int], list[in
     learn = 1 if role == "assistant" else 0
     if tok.chat_format["name"] == "chitchat":
         if role == "system":
-            raise OwnGPTError("this model's chat format (GPT2-chitchat: [CLS] u1 [SEP] a1 [SEP] ...) has no system "
-                              "turn, so it cannot take a system prompt or persona; chat without one, or move the "
-                              "model to ChatML first with `owngpt sft --chat-format chatml`")
+            raise OwnGPTError(NO_SYSTEM_TURN)
         body = tok.encode(message["content"]) + [tok.chat_format["sep_id"]]
         return body, [learn] * len(body)
     head = [tok.im_start_id] + tok.header_ids(role)

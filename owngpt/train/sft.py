@@ -24,6 +24,7 @@ from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text, output_dir
 from owngpt.model.lora import LoRAConfig
 from owngpt.runtime import launched_rank, resolve_device
+from owngpt.tokenizer import NO_SYSTEM_TURN, has_system_turn
 
 
 @dataclass
@@ -167,10 +168,8 @@ def chat_tokenizer(tok, cfg: SFTConfig):
         return tok.with_chat_format({"name": "chatml"})
     if cfg.chat_format != "keep":
         raise OwnGPTError(f"chat format must be keep or chatml, not {cfg.chat_format!r}")
-    if tok.chat_format["name"] == "chitchat" and cfg.persona:
-        raise OwnGPTError("the base model chats in GPT2-chitchat's format ([CLS] u1 [SEP] a1 [SEP] ...), which has no "
-                          "system turn for a persona: fine-tune without --persona, or add --chat-format chatml to "
-                          "move it to ChatML")
+    if not has_system_turn(tok) and cfg.persona:
+        raise OwnGPTError(f"--persona: {NO_SYSTEM_TURN}")
     return tok
 
 
@@ -196,7 +195,7 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
         raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
                           f"more pretraining); resuming would mix the two: fine-tune into another --out (or delete {run_dir} first)")
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
-    if tok.chat_format["name"] == "chitchat":  # no system turn in that format (the persona was refused above)
+    if not has_system_turn(tok):  # e.g. GPT2-chitchat's format (the persona was refused above)
         report["system_messages_dropped"] = sum(m["role"] == "system" for c in train + val for m in c)
         train, val = ([[m for m in c if m["role"] != "system"] for c in cs] for cs in (train, val))
     if echo is not None and "cleaning" in report["data"]:
