@@ -7,10 +7,11 @@ no stop ids; batch 1 (all three) and 8 (owngpt and HF). One timed run per cell a
 tok/s counts new tokens of every row; the prompt's prefill is inside the time (the same for all three).
 Bandwidth = bytes of weights read per decode step (every matrix once; the tied head/embedding once; the
 position table left out: one row per step) × steps/s. The copy bandwidth is a 256 MiB torch copy, counted as
-read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads). Greedy tokens of each runtime
+read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads), and in fp32 with each one-row
+product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 
 from owngpt.config import ModelConfig
 from owngpt.generate import GenerationConfig, generate_ids
+from owngpt.generate.gemv import gemv_backend, set_gemv_backend
 from owngpt.model.gpt import GPT
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -160,7 +162,8 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--dtypes", default="f32,f16,bf16,q8_0", help="llama.cpp GGUF dtypes")
-    ap.add_argument("--owngpt-dtypes", default="fp32,bf16", help="owngpt weight dtypes (fp32 first: the reference; "
+    ap.add_argument("--owngpt-dtypes", default="fp32,fp32-torch,bf16", help="owngpt weight dtypes (fp32 first: the "
+                    "reference, with the one-row product this process chose; fp32-torch: fp32 with torch's own product; "
                     "also int8-weight, int8-dynamic: owngpt quantize's models)")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
@@ -187,18 +190,23 @@ def main() -> None:
         print(f"| {name} | {dtype} | {batch} | {tps:.1f} | {nbytes / 1e6:.0f} | {nbytes * tps / batch / 1e9:.1f} | {match} |",
               flush=True)
 
+    chosen = gemv_backend()
+    print(f"one-row product chosen by owngpt/generate/gemv.py: {chosen}\n")
     for dtype in args.owngpt_dtypes.split(","):
+        set_gemv_backend("torch" if dtype == "fp32-torch" else chosen)
+        label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if dtype.startswith("fp32") else dtype
         if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
             from owngpt.export.quantize import quantize_model
 
             weights = quantize_model(model, dtype)
         else:
-            weights = model if dtype == "fp32" else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
+            weights = model if dtype.startswith("fp32") else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
         for b in batches:
             tps, outs = bench_owngpt(weights, prompts[:b], n)
             ref = ref or outs[0]
-            row("owngpt", dtype, b, tps, weight_bytes_torch(weights), same(ref, outs[0]))
+            row("owngpt", label, b, tps, weight_bytes_torch(weights), same(ref, outs[0]))
         del weights
+    set_gemv_backend(chosen)
     if not args.no_hf:
         hf = hf_model(model)
         for b in batches:

@@ -130,6 +130,7 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
     from dataclasses import fields
 
     from owngpt.config import load_run_config
+    from owngpt.data.shards import read_manifest
     from owngpt.tokenizer import Tokenizer
     from owngpt.train.budget import Plan, plan_budget
     from owngpt.train.pretrain import padded_vocab
@@ -154,11 +155,15 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
     size_model = not any(o.startswith("model.") for o in cfg.extra_overrides)
     sft_steps = 0 if cfg.sft_time else cfg.sft_steps
     echo(f"      planning {cfg.minutes:g} minutes on this machine (a few seconds of probe steps)")
+    data_tokens = int(read_manifest(data_dir)["splits"]["train"]["tokens"])
     plan = plan_budget(cfg.minutes, spent, pretrain_cfg, sft_cfg, sft_steps=sft_steps, size_model=size_model,
-                       fixed_sft_seconds=parse_duration(cfg.sft_time) if cfg.sft_time else 0.0)
+                       fixed_sft_seconds=parse_duration(cfg.sft_time) if cfg.sft_time else 0.0,
+                       data_tokens=data_tokens)
     echo(f"      {plan.probe_tps:,} tokens/s here; {plan.model} ({plan.params:,} parameters besides the embedding), "
          f"pretraining {plan.pretrain_seconds / 60:.1f} min (~{plan.tokens / 1e6:.1f}M tokens), fine-tuning "
          f"{cfg.sft_time or f'{cfg.sft_steps:,} steps (~{plan.sft_seconds / 60:.1f} min)'}")
+    for note in plan.notes:
+        echo(f"      note: {note}")
     for warning in plan.warnings:
         echo(f"      warning: {warning}")
     atomic_write_text(path, json.dumps({"inputs": inputs, "plan": asdict(plan)}, indent=2))

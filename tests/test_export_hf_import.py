@@ -230,6 +230,13 @@ def test_sft_continues_chitchat_or_moves_it_to_chatml(tmp_path):
         _, _, tok = load_model(out, device="cpu")
         assert tok.chat_format["name"] == ("chitchat" if fmt == "keep" else "chatml")
         assert report.get("system_messages_dropped", 0) == (40 if fmt == "keep" else 0)
+    # resuming the ChatML run without --chat-format chatml would teach the other layout: refused, with the flag
+    more = load_run_config("sft", [f"train.out_dir={tmp_path / 'sft-chatml'}", *train[:1], "train.max_steps=6",
+                                   *train[2:]]).train
+    with pytest.raises(OwnGPTError, match="chatml chat format .* --chat-format chatml"):
+        sft(SFTConfig(base=str(tmp_path / "run"), data=[str(chats)]), more, quiet=True)
+    result, _ = sft(SFTConfig(base=str(tmp_path / "run"), data=[str(chats)], chat_format="chatml"), more, quiet=True)
+    assert result.steps == 6
     with pytest.raises(OwnGPTError, match="no system turn"):
         sft(SFTConfig(base=str(tmp_path / "run"), data=[str(chats)], persona="example-zh"),
             load_run_config("sft", [f"train.out_dir={tmp_path / 'x'}", *train]).train, quiet=True)

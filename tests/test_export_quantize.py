@@ -129,6 +129,14 @@ def test_int8_kv_cache_equals_no_cache(tok, method):
             assert rel_err(steps, full) < 0.05
 
 
+@pytest.mark.parametrize("head", [False, True])
+def test_int8_model_counts_the_parameters_of_the_fp32_one(tok, head):
+    for model in models(tok.vocab_size):  # gpt2: tied head; modern: as random_gpt builds it
+        q = quantize_model(model, "int8-weight", head=head)
+        assert q.num_params() == model.num_params()
+        assert q.num_params(non_embedding=True) == model.num_params(non_embedding=True)
+
+
 @pytest.mark.parametrize("method", (*INT8, "bf16"))
 def test_quantized_run_round_trips_through_load_model(tok, tmp_path, method):
     model = random_gpt(tok.vocab_size, "modern", n_kv_head=1)

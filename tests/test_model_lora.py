@@ -30,6 +30,21 @@ def test_fresh_adapter_gives_exactly_the_base_outputs():
     assert names == [f"transformer.h.{i}.{n}" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
 
 
+def test_adapters_take_the_mode_of_the_layers_they_wrap():
+    """A model loaded for chat is in eval mode, and generation leaves such a model alone: adapters put on it must
+    not bring dropout in (same input, same output), while adapters put on a training model train."""
+    model = tiny().eval()
+    apply_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.5))
+    perturb(model)
+    assert not any(m.training for m in model.modules())
+    x = tokens()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    training = tiny().train()
+    apply_lora(training, LoRAConfig(rank=4, alpha=8.0, dropout=0.5))
+    assert all(m.training for m in training.modules() if isinstance(m, LoRALinear))
+
+
 def test_only_lora_params_train_and_base_names_are_kept():
     base = tiny()
     model = copy.deepcopy(base)

@@ -35,7 +35,7 @@ def test_identity_conversations_structure_and_name():
 
 def test_identity_conversations_cover_both_languages_and_topics():
     p = both()
-    convs = identity_conversations(p, n=400, seed=0)
+    convs = identity_conversations(p, n=1500, seed=0)
     users = [m["content"] for c in convs for m in c if m["role"] == "user"]
     answers = " ".join(m["content"] for c in convs for m in c if m["role"] == "assistant")
     zh = sum(has_han(u) for u in users)

@@ -108,5 +108,29 @@ def test_the_quickstart_plan_is_kept_and_a_rerun_continues_it(tmp_path, monkeypa
     again = quickstart_plan(cfg, data, spent=99.0, echo=lambda s: None)  # no probe: the same plan
     assert len(calls) == 2 and again == plan
     other = quickstart_plan(replace(cfg, minutes=30), data, spent=20.0, echo=lambda s: None)
-    assert len(calls) == 4 and other.pretrain_seconds > plan.pretrain_seconds
+    assert len(calls) == 4 and other.minutes == 30 and other.data_tokens == plan.data_tokens > 0
     assert quickstart_plan(replace(cfg, pretrain_time="5m"), data, spent=0.0, echo=lambda s: None) is None
+
+
+def test_a_fast_device_with_little_text_sizes_the_model_to_the_data_and_stops_early():
+    """A GPU-fast probe (400x the reference) over a 3M-token split: without the data bound the depth rule would
+    grow the model to what the tokens pay for; with it the model sees at most SIZE_EPOCHS passes' worth per 20
+    tokens per parameter, and pretraining stops after MAX_EPOCHS passes, well inside the budget."""
+    from owngpt.train.budget import MAX_EPOCHS, SIZE_EPOCHS
+
+    pre, sft = _configs()
+    fast = _probe(400 * REFERENCE_TPS)
+    unbounded = plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=fast)
+    data = 3_000_000
+    plan = plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=fast, data_tokens=data)
+    assert plan.data_tokens == data and unbounded.data_tokens == 0 and not unbounded.notes
+    assert plan.params < unbounded.params
+    assert plan.model == "tiny-cpu" or TOKENS_PER_PARAM * plan.params <= SIZE_EPOCHS * data
+    assert plan.tokens == MAX_EPOCHS * data
+    assert plan.pretrain_seconds == pytest.approx(MAX_EPOCHS * data / plan.pretrain_tps, rel=1e-2)
+    assert plan.pretrain_seconds < unbounded.pretrain_seconds / 10
+    assert any("16 passes" in n and "ends before its budget" in n for n in plan.notes)
+    # on the reference CPU the same split bounds nothing at the quickstart's 19 minutes
+    cpu = plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=data)
+    assert cpu == replace(plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS)),
+                          data_tokens=data)

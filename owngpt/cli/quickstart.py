@@ -79,6 +79,8 @@ def print_report(report: dict) -> None:
         table.add_row(name, value)
     console = make_console()
     console.print(table)
+    for note in (plan or {}).get("notes", []):
+        console.print(styled(("note: ", "bold"), note))
     for warning in (plan or {}).get("warnings", []):
         console.print(styled(("warning: ", "yellow"), warning))
     console.print(styled(("A sample conversation", "bold")))

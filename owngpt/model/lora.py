@@ -151,7 +151,9 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> list[str]:
     for name, linear in found:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(linear, cfg.rank, cfg.alpha, cfg.dropout))
+        # in the mode of the layer it wraps: adapters put on a model in eval mode (loaded for chat) must not start
+        # with dropout on, since generation leaves a model already in eval mode alone (generate/runner.py)
+        setattr(parent, child, LoRALinear(linear, cfg.rank, cfg.alpha, cfg.dropout).train(linear.training))
     return [name for name, _ in found]
 
 

@@ -140,8 +140,12 @@ class Int8GPT(GPT):
         return self
 
     def num_params(self, non_embedding: bool = False) -> int:
-        """As GPT's, counting the int8 weights (buffers here) as the parameters they stand for."""
-        int8 = sum(m.weight.numel() for m in self.modules() if isinstance(m, Int8Linear))
+        """As GPT's, counting the int8 layers' weights and biases (buffers here) as the parameters they stand for. A
+        tied output head made int8 (`--head`) is an int8 copy of the embedding, which is counted already: once, as in
+        the fp32 GPT."""
+        tied_head = self.cfg.tie_embeddings and isinstance(self.lm_head, Int8Linear)
+        int8 = sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0) for m in self.modules()
+                   if isinstance(m, Int8Linear) and not (tied_head and m is self.lm_head))
         return super().num_params(non_embedding) + int8
 
     def describe(self) -> str:

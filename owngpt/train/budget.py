@@ -13,6 +13,11 @@ budget, and the model is sized to it:
                for its validation and checkpoints); pretraining
                time = what is left; the largest candidate whose pretraining sees TOKENS_PER_PARAM tokens per
                parameter (Chinchilla's 20; parameters other than the embedding table) wins
+    data       repeated text is worth less than new text: the model is sized to at most SIZE_EPOCHS passes over
+               the training split, and pretraining stops after MAX_EPOCHS passes (Muennighoff et al. 2023, "Scaling
+               Data-Constrained Language Models": up to ~4 epochs are worth almost as much as new data, past ~16
+               almost nothing). On a fast device (a GPU) with a small corpus the run then ends before its budget
+               instead of training the same text hundreds of times; the plan says so
     3. floor   pretraining never gets fewer than MIN_PRETRAIN_STEPS steps: a base trained less does not hold its
                persona even after the fine-tuning steps. When the budget cannot pay for both on this machine, the
                plan says so before any training and how long the run will take instead (more than asked)
@@ -48,6 +53,8 @@ SFT_OVERHEAD = 1.17
 MIN_PRETRAIN_STEPS = 2500
 PRETRAIN_OVERHEAD = 1.10  # pretraining's wall time over its probed step time (validation, checkpoints)
 MAX_DEPTH = 24
+SIZE_EPOCHS = 4  # passes over the training split the model is sized to (module docstring)
+MAX_EPOCHS = 16  # passes after which pretraining stops
 
 
 def training_tokens_per_second(run_cfg: RunConfig, *, steps: int = 5, warmup: int = 2) -> float:
@@ -118,7 +125,9 @@ class Plan:
     tokens: int = 0  # pretraining tokens expected
     reference_tps: float = REFERENCE_TPS
     probe_tps: float = 0.0  # pretraining tokens/s of the tiny-cpu probe, compared with REFERENCE_TPS
+    data_tokens: int = 0  # tokens in the training split (0: not known, no data bounds)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the plan's other decisions, in words
 
     @property
     def pretrain_time(self) -> str:
@@ -127,12 +136,13 @@ class Plan:
 
 def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: RunConfig, *, sft_steps: int,
                 fixed_sft_seconds: float = 0.0, evaluate_seconds: float = 40.0, size_model: bool = True,
-                probe: Callable[[RunConfig], float] | None = None) -> Plan:
+                data_tokens: int = 0, probe: Callable[[RunConfig], float] | None = None) -> Plan:
     """The plan of the module docstring for `minutes` of which `spent` seconds are gone (preparing data):
     `pretrain_cfg` is the tiny-cpu recipe at the quickstart's context and vocabulary, `sft_cfg` the same model
     with the fine-tuning batch; `sft_steps` = 0 with `fixed_sft_seconds`: fine-tuning bounded by wall time
-    instead; `size_model=False` keeps tiny-cpu (the user fixed the model)."""
-    plan = Plan(minutes=minutes, sft_steps=sft_steps)
+    instead; `size_model=False` keeps tiny-cpu (the user fixed the model); `data_tokens`: the training split's size
+    (0 = unknown: the data bounds nothing)."""
+    plan = Plan(minutes=minutes, sft_steps=sft_steps, data_tokens=data_tokens)
     probe = probe or training_tokens_per_second
     tps_pre, tps_sft = probe(pretrain_cfg), probe(sft_cfg)
     plan.probe_tps = round(tps_pre)
@@ -157,7 +167,8 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
                        else fixed_sft_seconds)
         pretrain_seconds = left - sft_seconds
         tokens = pretrain_seconds * tps_pre * scale
-        if choice is not None and tokens < TOKENS_PER_PARAM * params:
+        usable = min(tokens, SIZE_EPOCHS * data_tokens) if data_tokens else tokens  # repeats beyond: worth little
+        if choice is not None and usable < TOKENS_PER_PARAM * params:
             break
         choice = (name, extra, cfg.model.n_embd, params, tps_pre * scale, tps_sft * scale, sft_seconds,
                   pretrain_seconds, tokens)
@@ -166,6 +177,13 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
     plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)  # 1.0 for tiny-cpu itself
     plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
     plan.sft_seconds = round(sft_seconds, 1)
+    if data_tokens and tokens > MAX_EPOCHS * data_tokens:
+        tokens = MAX_EPOCHS * data_tokens
+        plan.notes.append(
+            f"the training split holds {data_tokens / 1e6:.1f}M tokens: pretraining stops after {MAX_EPOCHS} passes "
+            f"over it (~{tokens / p_tps / 60:.1f} min) instead of repeating it for {pretrain_seconds / 60:.1f} min, so "
+            "the run ends before its budget; more text, not more minutes, would buy a better model")
+        pretrain_seconds = tokens / p_tps
     tokens_per_step = pretrain_cfg.train.batch_size * pretrain_cfg.model.block_size
     floor = PRETRAIN_OVERHEAD * MIN_PRETRAIN_STEPS * tokens_per_step / p_tps
     if pretrain_seconds < floor:

@@ -194,6 +194,8 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
     if train_cfg.resume == "auto" and base_changed(run_dir, meta):
         raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, e.g. "
                           f"more pretraining); resuming would mix the two: fine-tune into another --out (or delete {run_dir} first)")
+    if train_cfg.resume == "auto":
+        check_resumed_chat_format(run_dir, tok)
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
     if not has_system_turn(tok):  # e.g. GPT2-chitchat's format (the persona was refused above)
         report["system_messages_dropped"] = sum(m["role"] == "system" for c in train + val for m in c)
@@ -240,6 +242,22 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
 
         export_adapter(run_dir, cfg.lora, meta)
     return result, report
+
+
+def check_resumed_chat_format(run_dir: Path, tok) -> None:
+    """OwnGPTError when the run in `run_dir` was fine-tuned in another chat format than `tok` renders (e.g. started
+    with --chat-format chatml and resumed without it): the format is not part of the tokenizer's hash, so nothing
+    else would notice that the resumed steps teach another layout of the same tokens."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None or not (latest / "tokenizer").is_dir():
+        return
+    from owngpt.tokenizer import Tokenizer
+
+    saved = Tokenizer.load(latest / "tokenizer").chat_format["name"]
+    if saved != tok.chat_format["name"]:
+        flag = "--chat-format chatml" if saved == "chatml" else "--chat-format keep"
+        raise OwnGPTError(f"{run_dir} was fine-tuned in the {saved} chat format and this run would render "
+                          f"{tok.chat_format['name']}: resume it with {flag}, or fine-tune into another --out")
 
 
 def base_changed(run_dir: Path, base_meta: CheckpointMeta) -> bool:
