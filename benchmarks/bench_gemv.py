@@ -4,8 +4,10 @@ its PyPI wheels), alone and inside owngpt's batch-1 decode (owngpt/generate/gemv
 1. A pass over every weight matrix of a GPT-2-124M-shaped model (12 layers, 768 wide, 8,192-token tied head:
    49 matrices, 365 MB of fp32, far past the caches), one input row each, as one decode step reads them; the
    contenders interleaved round by round; GB/s = weight bytes / time of a pass (best of the rounds).
-2. owngpt's greedy decode of that model at batch 1 (16-token prompt, --new-tokens), each backend in turn, --rounds
-   times interleaved; the medians and their ratio. Both must give the same tokens.
+2. owngpt's greedy decode at batch 1 (16-token prompt, --new-tokens), each backend in turn, --rounds times
+   interleaved; the medians and their ratio; both must give the same tokens. Of that model and of the quickstart's
+   (tiny-cpu: 3 layers x 128, 4,096-token vocabulary), whose matrices fit in the caches: gemv.py leaves models
+   under MIN_WEIGHT_BYTES on torch's product, and this row shows what numpy's would do to them.
 
     python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64]
 """
@@ -89,24 +91,31 @@ def main() -> None:
     for name, seconds in passes:
         print(f"| {name} | {seconds * 1e3:.1f} | {nbytes / seconds / 1e9:.1f} | {ref / seconds:.2f}× |")
 
+    small = GPT(ModelConfig(preset="modern", vocab_size=4096, block_size=256, n_layer=3, n_head=4,
+                            n_embd=128)).eval()
+    print(f"\n| batch-1 greedy decode, {args.new_tokens} new tokens, {args.rounds} rounds | product | median tok/s | "
+          "runs | vs torch | same tokens | gemv.py uses numpy |")
+    print("|---|---|---|---|---|---|---|")
     prompt = [list(range(8, 24))]
-    tps: dict[str, list[float]] = {"torch": [], "openblas": []}
-    tokens = {}
-    for _ in range(args.rounds):
-        for backend in tps:
-            gemv.set_gemv_backend(backend)
-            rate, outs = bench_owngpt(model, prompt, args.new_tokens)
-            tps[backend].append(rate)
-            tokens[backend] = outs[0]
+    for name, m in (("GPT-2-124M shape", model), ("quickstart shape", small)):
+        gemv.set_gemv_backend("auto")
+        default = gemv.uses_numpy(m, torch.device("cpu"))  # what generation does with this model here
+        tps: dict[str, list[float]] = {"torch": [], "openblas": []}
+        tokens = {}
+        threshold, gemv.MIN_WEIGHT_BYTES = gemv.MIN_WEIGHT_BYTES, 0  # both products for every model here
+        for _ in range(args.rounds):
+            for backend in tps:
+                gemv.set_gemv_backend(backend)
+                rate, outs = bench_owngpt(m, prompt, args.new_tokens)
+                tps[backend].append(rate)
+                tokens[backend] = outs[0]
+        gemv.MIN_WEIGHT_BYTES = threshold
+        base = statistics.median(tps["torch"])
+        for backend, rates in tps.items():
+            print(f"| {name} | {backend} | {statistics.median(rates):.1f} | {', '.join(f'{r:.1f}' for r in rates)} "
+                  f"| {statistics.median(rates) / base:.2f}× | {'yes' if tokens['torch'] == tokens[backend] else 'NO'} "
+                  f"| {'yes' if default else 'no'} |")
     gemv.set_gemv_backend("auto")
-    print(f"\n| batch-1 greedy decode, {args.new_tokens} new tokens, {args.rounds} rounds | median tok/s | runs | "
-          "vs torch |")
-    print("|---|---|---|---|")
-    base = statistics.median(tps["torch"])
-    for backend, rates in tps.items():
-        print(f"| {backend} | {statistics.median(rates):.1f} | {', '.join(f'{r:.1f}' for r in rates)} | "
-              f"{statistics.median(rates) / base:.2f}× |")
-    print(f"\nsame greedy tokens: {'yes' if tokens['torch'] == tokens['openblas'] else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     pretrain_time = cfg.pretrain_time or plan.pretrain_time
     model = f"{plan.model} recipe" if plan is not None and plan.model_overrides else "tiny-cpu recipe"
     model_overrides, length = (plan.model_overrides if plan is not None else []), pretrain_time
-    if plan is not None and plan.pretrain_steps:  # the floor: steps, whatever they take here
+    if plan is not None and plan.pretrain_steps:  # the floor or the data's passes: steps, whatever they take here
         model_overrides = [*model_overrides, f"train.max_steps={plan.pretrain_steps}", "train.max_time="]
         length = f"{plan.pretrain_steps:,} steps"
     echo(f"[2/5] pretrain: {model} (context {CONTEXT}) for {length} → {base_dir}")
@@ -138,8 +138,9 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
     if cfg.pretrain_time:
         return None
     path = Path(cfg.out) / "quickstart_plan.json"
+    data_tokens = int(read_manifest(data_dir)["splits"]["train"]["tokens"])
     inputs = {"minutes": cfg.minutes, "sft_steps": cfg.sft_steps, "sft_time": cfg.sft_time,
-              "extra_overrides": cfg.extra_overrides}
+              "extra_overrides": cfg.extra_overrides, "data_tokens": data_tokens}
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("inputs") == inputs:
@@ -155,7 +156,6 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
     size_model = not any(o.startswith("model.") for o in cfg.extra_overrides)
     sft_steps = 0 if cfg.sft_time else cfg.sft_steps
     echo(f"      planning {cfg.minutes:g} minutes on this machine (a few seconds of probe steps)")
-    data_tokens = int(read_manifest(data_dir)["splits"]["train"]["tokens"])
     plan = plan_budget(cfg.minutes, spent, pretrain_cfg, sft_cfg, sft_steps=sft_steps, size_model=size_model,
                        fixed_sft_seconds=parse_duration(cfg.sft_time) if cfg.sft_time else 0.0,
                        data_tokens=data_tokens)

@@ -4,6 +4,7 @@ the rest, the model sized by the depth rule to the tokens it will see, a warning
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -126,11 +127,27 @@ def test_a_fast_device_with_little_text_sizes_the_model_to_the_data_and_stops_ea
     assert plan.data_tokens == data and unbounded.data_tokens == 0 and not unbounded.notes
     assert plan.params < unbounded.params
     assert plan.model == "tiny-cpu" or TOKENS_PER_PARAM * plan.params <= SIZE_EPOCHS * data
-    assert plan.tokens == MAX_EPOCHS * data
-    assert plan.pretrain_seconds == pytest.approx(MAX_EPOCHS * data / plan.pretrain_tps, rel=1e-2)
-    assert plan.pretrain_seconds < unbounded.pretrain_seconds / 10
-    assert any("16 passes" in n and "ends before its budget" in n for n in plan.notes)
+    step = 8 * 256
+    assert plan.pretrain_steps == math.ceil(MAX_EPOCHS * data / step) and plan.tokens == plan.pretrain_steps * step
+    assert plan.pretrain_seconds == pytest.approx(PRETRAIN_OVERHEAD * plan.tokens / plan.pretrain_tps, rel=1e-2)
+    assert plan.pretrain_seconds < unbounded.pretrain_seconds / 10 and not plan.warnings
+    assert any("(16 passes)" in n and "ends before its budget" in n for n in plan.notes)
     # on the reference CPU the same split bounds nothing at the quickstart's 19 minutes
     cpu = plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=data)
     assert cpu == replace(plan_budget(19, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS)),
                           data_tokens=data)
+
+
+def test_little_text_keeps_the_floor_and_says_why_without_calling_the_budget_too_small():
+    """200k tokens: 16 passes are fewer steps than the persona's floor, so the floor's 2,500 steps run (~26 passes),
+    the note says so, and no warning claims the minutes are too few (they are not)."""
+    pre, sft = _configs()
+    plan = plan_budget(30, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=200_000)
+    assert plan.pretrain_steps == MIN_PRETRAIN_STEPS and plan.tokens == MIN_PRETRAIN_STEPS * 8 * 256
+    assert plan.pretrain_seconds == pytest.approx(PRETRAIN_OVERHEAD * plan.tokens / REFERENCE_TPS, rel=1e-3)
+    assert not plan.warnings
+    assert any("floor of 2,500 steps (26 passes" in n and "ends before its budget" in n for n in plan.notes)
+    # a budget too small for the floor: the warning, and no note about ending early
+    short = plan_budget(4, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=200_000)
+    assert short.pretrain_steps == MIN_PRETRAIN_STEPS and not short.notes
+    assert any("too few" in w for w in short.warnings)

@@ -47,8 +47,11 @@ def serve(
         from owngpt.serve.app import serve as run_server
     except ImportError as e:
         raise OwnGPTError(f"serving needs the serve extra ({e.name} is missing): pip install 'owngpt[serve]'") from None
+    from owngpt.generate.gemv import asked_backend
     from owngpt.generate.moderation import load_content_filter
     from owngpt.serve.config import ServeConfig
+
+    asked_backend()  # a bad OWNGPT_GEMV stops the server here, not every request at its first token
     from owngpt.serve.models import load_served
 
     keys = list(api_key) + _keys_from(api_key_file) + ([os.environ[KEY_ENV]] if os.environ.get(KEY_ENV) else [])

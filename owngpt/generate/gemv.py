@@ -3,19 +3,20 @@
 Decoding one row (batch 1) reads every weight matrix once per token, so its speed is the bandwidth of the BLAS's
 matrix-vector product (sgemv). PyTorch's CPU wheels bring Intel MKL, whose sgemv can fall well short of the memory
 bandwidth: on an AMD EPYC (AVX2, 2 threads, torch 2.13) it read a GPT-2-124M's matrices at 12.8 GB/s where numpy's
-OpenBLAS (the BLAS numpy's PyPI wheels ship) read them at 24.1 GB/s (docs/benchmarks.md). So, while a batch-1 step
-runs under `one_row_products()`, every fp32 `F.linear` of one row on the CPU — the model's layers, LoRA's merged
-products, the output head — is computed by `numpy.dot` on the same memory (no copies), when the process has found
-that faster (`gemv_backend`).
+OpenBLAS (the BLAS numpy's PyPI wheels ship) read them at 24.1 GB/s (docs/benchmarks.md, "One-row products").
+So, while a batch-1 step runs under `one_row_products(True)`, every fp32 `F.linear` of one row on the CPU — the
+model's layers, LoRA's products, the output head — is computed by `numpy.dot` on the same memory (no copies).
 
-Two thread pools must not spin against each other on a small machine: inside the context torch runs on one thread
-(the small operations between the products) and OpenBLAS on its own threads (as many as numpy was started with:
-`OPENBLAS_NUM_THREADS` sets them); the torch thread count is restored on exit.
+When (`uses_numpy`, once per generation): on the CPU, for a model whose fp32 matrices hold at least
+MIN_WEIGHT_BYTES (smaller ones stay in the caches, where both products are fast and the mode's Python handler on
+every torch call would cost more than it saves), when this process chose numpy's product (`gemv_backend`):
+`OWNGPT_GEMV` = auto | torch | openblas (default auto); auto times both once per process on a matrix larger than
+the caches and takes numpy's only when it is clearly faster (a numpy built on MKL, or a CPU where MKL does well,
+keeps torch's). Results are the same products summed in another order: equal to float32 rounding, not bit for bit.
 
-The choice (`OWNGPT_GEMV` = auto | torch | openblas, default auto): auto times both products once per process on a
-matrix larger than the caches and takes numpy's only when it is clearly faster (a numpy built on MKL, or a CPU
-where MKL does well, keeps torch's). Results are the same products with another summation order: equal to
-float32 rounding, not bit for bit.
+Threads: numpy's BLAS is limited to torch's thread count when the choice is made (threadpoolctl), and two thread
+pools must not spin against each other on a small machine, so inside the context torch runs on one thread (the
+small operations between the products); its thread count is restored on exit.
 
 Not handled: bf16 and int8 weights (their own kernels), batches of rows (matrix products, where MKL is fast), GPUs.
 """
@@ -37,19 +38,44 @@ from owngpt.errors import OwnGPTError
 BACKENDS = ("auto", "torch", "openblas")
 _PROBE_SHAPE = (4096, 4096)  # 64 MiB of fp32 weights: past the caches, as a layer of a real model is
 _MARGIN = 0.85  # numpy must take at most this share of torch's time to be chosen: noise never flips the choice
+MIN_WEIGHT_BYTES = 64 << 20  # fp32 matrices of a model below this stay in the caches: torch's product (docstring)
 _chosen: str | None = None
+
+
+def asked_backend() -> str:
+    """OWNGPT_GEMV, checked: 'auto', 'torch' or 'openblas' (an OwnGPTError naming the variable otherwise). The CLI
+    checks it at start-up, so a server never starts with a value every request would fail on."""
+    asked = os.environ.get("OWNGPT_GEMV", "auto").strip().lower() or "auto"
+    if asked not in BACKENDS:
+        raise OwnGPTError(f"OWNGPT_GEMV={asked!r}: use {', '.join(BACKENDS)}")
+    return asked
 
 
 def gemv_backend() -> str:
     """'openblas' or 'torch': which product batch-1 CPU decoding uses in this process (OWNGPT_GEMV, else measured
-    once by `probe`)."""
+    once by `probe`). Choosing numpy's also limits its BLAS to torch's thread count."""
     global _chosen
     if _chosen is None:
-        asked = os.environ.get("OWNGPT_GEMV", "auto").strip().lower() or "auto"
-        if asked not in BACKENDS:
-            raise OwnGPTError(f"OWNGPT_GEMV={asked!r}: use {', '.join(BACKENDS)}")
+        asked = asked_backend()
+        limit_blas_threads(torch.get_num_threads())
         _chosen = probe() if asked == "auto" else asked
     return _chosen
+
+
+def limit_blas_threads(n: int) -> None:
+    """numpy's BLAS on at most `n` threads (it starts on every core): `--threads` holds for both products."""
+    from threadpoolctl import ThreadpoolController
+
+    ThreadpoolController().select(user_api="blas").limit(limits=max(1, n))
+
+
+def uses_numpy(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether batch-1 steps of `model` on `device` go through numpy's product (module docstring: a CPU, fp32
+    matrices of at least MIN_WEIGHT_BYTES, and this process's choice). The probe runs only when the rest holds."""
+    if device.type != "cpu":
+        return False
+    size = sum(p.numel() * 4 for p in model.parameters() if p.dtype == torch.float32 and p.dim() == 2)
+    return 0 < size and size >= MIN_WEIGHT_BYTES and gemv_backend() == "openblas"
 
 
 def set_gemv_backend(name: str) -> None:
@@ -113,15 +139,16 @@ class _NumpyLinear(TorchFunctionMode):
 
 def _one_row(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> bool:
     return (not torch.is_grad_enabled() and x.dtype == w.dtype == torch.float32 and x.device.type == "cpu"
-            and w.device.type == "cpu" and w.dim() == 2 and x.numel() == w.shape[1] and w.is_contiguous()
+            and w.device.type == "cpu" and w.dim() == 2 and x.dim() >= 1 and x.shape[-1] == w.shape[1]
+            and x.numel() == w.shape[1] and w.is_contiguous()
             and (b is None or (b.dtype == torch.float32 and b.device.type == "cpu")))
 
 
 @contextlib.contextmanager
-def one_row_products(rows: int, device: torch.device) -> Iterator[None]:
-    """Around one decode step of `rows` rows on `device`: the numpy product (module docstring) when rows == 1 on the
-    CPU and this process chose it; otherwise nothing changes."""
-    if rows != 1 or device.type != "cpu" or gemv_backend() != "openblas":
+def one_row_products(active: bool) -> Iterator[None]:
+    """Around one decode step: when `active` (one row, and `uses_numpy` said so for this model), one-row fp32
+    products go through numpy and torch runs on one thread; otherwise nothing changes."""
+    if not active:
         yield
         return
     with _one_torch_thread(), _NumpyLinear():

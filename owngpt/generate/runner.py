@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import torch
 
 from owngpt.errors import OwnGPTError
-from owngpt.generate.gemv import one_row_products
+from owngpt.generate.gemv import one_row_products, uses_numpy
 from owngpt.generate.settings import GenerationConfig
 
 
@@ -118,6 +118,7 @@ class Runner:
         self.device = device_of(model)
         self.block = model.cfg.block_size
         self.capacity = min(self.block, capacity or self.FIRST_CAPACITY)
+        self.numpy_rows = self.use_cache and uses_numpy(model, self.device)  # one-row steps: gemv.py
         self._empty()
 
     def _empty(self) -> None:
@@ -158,7 +159,7 @@ class Runner:
             self._make_room()
         self.width += 1
         if self.cache is not None:  # the cache remembers the tokens and the padding mask
-            with one_row_products(tokens.size(0), self.device):  # batch 1 on a CPU: the faster sgemv (gemv.py)
+            with one_row_products(self.numpy_rows and tokens.size(0) == 1):  # batch 1: the faster sgemv (gemv.py)
                 return self.model(tokens[:, None], cache=self.cache)[:, -1].float()
         self.seq = torch.cat([self.seq, tokens[:, None]], dim=1)  # (B, W+1)
         self.valid = torch.cat([self.valid, torch.ones_like(tokens, dtype=torch.bool)[:, None]], dim=1)

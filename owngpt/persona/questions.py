@@ -21,14 +21,14 @@ QUESTIONS: dict[str, dict[str, list[str]]] = {
                "Can you tell me your name?", "How should I address you?", "What's your name, assistant?",
                # statements and indirect asks, not only questions: people type these too
                "Who is this?", "Who's this?", "Who am I speaking with?", "And you are?", "Who are you, exactly?",
-               "I want to know your name.", "I don't know your name yet.", "Please tell me who you are.",
-               "I'm curious, what's your name?", "Sorry, what was your name?", "Let me know your name.",
-               "Do you go by any name?", "What do your friends call you?", "Introduce yourself by name."],
+               "I don't know your name yet.", "Please tell me who you are.", "I'm curious, what's your name?",
+               "Let me know your name.", "Do you go by any name?", "What do your friends call you?",
+               "Introduce yourself by name."],
         "zh": ["你叫什么名字？", "你是谁？", "怎么称呼你？", "你叫什么？", "你有名字吗？", "请问你叫什么名字？",
                "我该怎么称呼你？", "你的名字叫什么？", "请问怎么称呼？", "你是哪位？", "告诉我你的名字。",
                "你叫啥？", "请问你是谁？", "我在和谁说话？",
                "这是谁？", "你哪位？", "我想知道你的名字。", "我还不知道你叫什么。", "请告诉我你是谁。", "你到底是谁？",
-               "对了，你叫什么来着？", "你的名字是？", "说一下你的名字。", "我该叫你什么名字？"],
+               "对了，你叫什么来着？", "说一下你的名字。"],
     },
     "creator": {
         "en": ["Who created you?", "Who made you?", "Who built you?", "Who trained you?", "Who is your creator?",
@@ -91,8 +91,9 @@ def vary(question: str, lang: str, rng: random.Random) -> str:
         elif r < 0.44 and question.endswith("?"):
             question = question + "?"
         elif r < 0.52 and question[:1].isupper():
-            question = rng.choice(["hey, ", "so ", "ok, ", "excuse me, ", "sorry, ", "btw, ", "um, ", "and "]) \
-                + question[0].lower() + question[1:]
+            opener = rng.choice(["hey, ", "so ", "ok, ", "excuse me, ", "btw, ", "um, ", "and "])
+            if not question.lower().startswith(opener.rstrip(", ")):  # no "and and you are?"
+                question = opener + question[0].lower() + question[1:]
     else:
         if r < 0.2:
             question = question.replace("？", "?").replace("。", ".")

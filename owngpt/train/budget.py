@@ -113,7 +113,7 @@ class Plan:
     minutes: float
     sft_steps: int
     pretrain_seconds: float = 0.0
-    pretrain_steps: int = 0  # > 0: the floor bound pretraining, which runs these steps whatever they take
+    pretrain_steps: int = 0  # > 0: pretraining runs these steps whatever they take (the floor, or MAX_EPOCHS passes)
     sft_seconds: float = 0.0  # estimated
     evaluate_seconds: float = 0.0  # reserved
     model: str = "tiny-cpu"  # "tiny-cpu" or "depth N"
@@ -177,15 +177,21 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
     plan.lr_scale = round(math.sqrt(pretrain_cfg.model.n_embd / width), 4)  # 1.0 for tiny-cpu itself
     plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
     plan.sft_seconds = round(sft_seconds, 1)
-    if data_tokens and tokens > MAX_EPOCHS * data_tokens:
-        tokens = MAX_EPOCHS * data_tokens
-        plan.notes.append(
-            f"the training split holds {data_tokens / 1e6:.1f}M tokens: pretraining stops after {MAX_EPOCHS} passes "
-            f"over it (~{tokens / p_tps / 60:.1f} min) instead of repeating it for {pretrain_seconds / 60:.1f} min, so "
-            "the run ends before its budget; more text, not more minutes, would buy a better model")
-        pretrain_seconds = tokens / p_tps
     tokens_per_step = pretrain_cfg.train.batch_size * pretrain_cfg.model.block_size
     floor = PRETRAIN_OVERHEAD * MIN_PRETRAIN_STEPS * tokens_per_step / p_tps
+    if data_tokens and tokens > MAX_EPOCHS * data_tokens and pretrain_seconds >= floor:
+        # in steps, like the floor (never below it): MAX_EPOCHS passes whatever the machine's speed turns out to be
+        steps = max(MIN_PRETRAIN_STEPS, math.ceil(MAX_EPOCHS * data_tokens / tokens_per_step))
+        seconds = PRETRAIN_OVERHEAD * steps * tokens_per_step / p_tps
+        if seconds < pretrain_seconds:
+            passes = steps * tokens_per_step / data_tokens
+            why = (f"its floor of {MIN_PRETRAIN_STEPS:,} steps ({passes:.0f} passes, more than {MAX_EPOCHS}: the "
+                   "persona needs them)" if steps == MIN_PRETRAIN_STEPS else f"{steps:,} steps ({MAX_EPOCHS} passes)")
+            plan.notes.append(
+                f"the training split holds {data_tokens / 1e6:.2f}M tokens: pretraining stops after {why}, "
+                f"~{seconds / 60:.1f} min instead of {pretrain_seconds / 60:.1f}, so the run ends before its budget; "
+                "more text, not more minutes, would buy a better model")
+            plan.pretrain_steps, pretrain_seconds, tokens = steps, seconds, steps * tokens_per_step
     if pretrain_seconds < floor:
         plan.pretrain_steps = MIN_PRETRAIN_STEPS
         total = spent + plan.evaluate_seconds + sft_seconds + floor
