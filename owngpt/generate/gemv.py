@@ -2,8 +2,8 @@
 
 Decoding one row (batch 1) reads every weight matrix once per token, so its speed is the bandwidth of the BLAS's
 matrix-vector product (sgemv). PyTorch's CPU wheels bring Intel MKL, whose sgemv can fall well short of the memory
-bandwidth: on an AMD EPYC (AVX2, 2 threads, torch 2.13) it read a GPT-2-124M's matrices at 12.8 GB/s where numpy's
-OpenBLAS (the BLAS numpy's PyPI wheels ship) read them at 24.1 GB/s (docs/benchmarks.md, "One-row products").
+bandwidth: on an AMD EPYC (AVX2, 2 threads, torch 2.13) it read a GPT-2-124M's matrices at 13.4 GB/s where numpy's
+OpenBLAS (the BLAS numpy's PyPI wheels ship) read them at 22.6 GB/s (docs/benchmarks.md, "One-row products").
 So, while a batch-1 step runs under `one_row_products(True)`, every fp32 `F.linear` of one row on the CPU — the
 model's layers, LoRA's products, the output head — is computed by `numpy.dot` on the same memory (no copies).
 
@@ -88,7 +88,8 @@ def set_gemv_backend(name: str) -> None:
 
 def probe(shape: tuple[int, int] = _PROBE_SHAPE, repeats: int = 3) -> str:
     """'openblas' when numpy's matrix-vector product of a `shape` fp32 matrix (torch on one thread beside it, as in
-    decoding) takes under _MARGIN of torch's (with its own threads), else 'torch'. Best of `repeats`, ~50 ms."""
+    decoding) takes under _MARGIN of torch's (with its own threads), else 'torch'. Best of `repeats`, after a warm-up
+    product each (8 products of 64 MiB at the defaults)."""
     w = torch.full(shape, 0.5)
     x = torch.full((1, shape[1]), 0.25)
     wn, xn = w.numpy(), x[0].numpy()

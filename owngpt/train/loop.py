@@ -38,7 +38,7 @@ from owngpt.runtime import autocast, configure, dtype_reason
 from owngpt.train.distributed import Parallel, lost_contact, setup_parallel
 from owngpt.train.metrics import MetricsLogger, peak_flops, plot_losses, read_metrics, write_summary
 from owngpt.train.optim import lr_at, make_optimizer
-from owngpt.train.progress import StepValues, clock, progress_bar
+from owngpt.train.progress import StepValues, bar_stats, clock, progress_bar
 from owngpt.train.resume import CheckpointedRun
 
 
@@ -269,7 +269,7 @@ class _Trainer(CheckpointedRun):
         progress = progress_bar(self.quiet)
         try:
             with progress:
-                task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, loss=float("nan"), tps=0.0,
+                task = progress.add_task("training", total=cfg.max_steps or None, completed=self.step, stats="",
                                          eta=clock(None))
                 report = functools.partial(self.resolve, pending, logger=logger, progress=progress, task=task)
                 while True:
@@ -381,7 +381,7 @@ class _Trainer(CheckpointedRun):
                            elapsed=self.elapsed_before + now - self.started, **self.mfu(tps))
                 # under a token or time budget the total is the step that budget is expected to end at (see horizon)
                 total = self.expected_steps if self.expected_steps < 10**9 else None
-                progress.update(task, total=total, completed=v.step, loss=v.loss, tps=tps,
+                progress.update(task, total=total, completed=v.step, stats=bar_stats(v.loss, tps),
                                 eta=clock(self.seconds_left(v.step, v.tokens, tps)))
         return ""
 

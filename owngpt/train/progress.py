@@ -51,12 +51,18 @@ def clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def bar_stats(loss: float, tokens_per_s: float) -> str:
+    """The bar's "loss 3.4625 11,076 tok/s"; empty until a step has been read (a resumed run that is already
+    finished shows no made-up figures)."""
+    return f"loss {loss:.4f} {tokens_per_s:,.0f} tok/s" if math.isfinite(loss) else ""
+
+
 def progress_bar(quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TextColumn("{task.fields[stats]}", markup=False),
         TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
         disable=quiet, transient=False, refresh_per_second=4,
     )

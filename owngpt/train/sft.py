@@ -193,9 +193,9 @@ def sft(cfg: SFTConfig, train_cfg: TrainConfig, *, quiet: bool = False, echo: Ca
     tok = chat_tokenizer(tok, cfg)
     if train_cfg.resume == "auto":  # what is resumed must be the same base, taught in the same chat format
         if base_changed(run_dir, meta):
-            raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed since, "
-                              "e.g. more pretraining); resuming would mix the two: fine-tune into another --out (or "
-                              f"delete {run_dir} first)")
+            raise OwnGPTError(f"{run_dir} was fine-tuned from another version of {cfg.base} (its weights changed "
+                              "since, e.g. more pretraining); resuming would mix the two: fine-tune into another --out "
+                              f"(or delete {run_dir} first)")
         check_resumed_chat_format(run_dir, tok)
     train, val, report = build_conversations(cfg, seed=train_cfg.seed)
     if not has_system_turn(tok):  # e.g. GPT2-chitchat's format (the persona was refused above)
