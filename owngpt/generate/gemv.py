@@ -43,8 +43,8 @@ _chosen: str | None = None
 
 
 def asked_backend() -> str:
-    """OWNGPT_GEMV, checked: 'auto', 'torch' or 'openblas' (an OwnGPTError naming the variable otherwise). The CLI
-    checks it at start-up, so a server never starts with a value every request would fail on."""
+    """OWNGPT_GEMV, checked: 'auto', 'torch' or 'openblas' (an OwnGPTError naming the variable otherwise). `owngpt
+    serve` checks it at start-up, so a server never starts with a value every request would fail on."""
     asked = os.environ.get("OWNGPT_GEMV", "auto").strip().lower() or "auto"
     if asked not in BACKENDS:
         raise OwnGPTError(f"OWNGPT_GEMV={asked!r}: use {', '.join(BACKENDS)}")
@@ -53,7 +53,7 @@ def asked_backend() -> str:
 
 def gemv_backend() -> str:
     """'openblas' or 'torch': which product batch-1 CPU decoding uses in this process (OWNGPT_GEMV, else measured
-    once by `probe`). Choosing numpy's also limits its BLAS to torch's thread count."""
+    once by `probe`). The first call also limits numpy's BLAS to torch's thread count."""
     global _chosen
     if _chosen is None:
         asked = asked_backend()
