@@ -93,15 +93,20 @@ def config_from_hf(hf_config: dict[str, Any], where: str = "config.json") -> Mod
     )
 
 
+def hf_special_ids(tokenizer=None) -> dict[str, int | None]:
+    """config.json's special ids, the same in both exported layouts: bos = eos = <|endoftext|> (as in GPT-2), pad =
+    <|pad|>; all None without the tokenizer (rather than a library default that is not an owngpt id)."""
+    if tokenizer is None:
+        return {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    return {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
+
+
 def hf_config_from_gpt(cfg: ModelConfig, tokenizer=None) -> dict[str, Any]:
     """A GPT-2 config.json dict for an exportable owngpt config. With the model's tokenizer its special ids are
     named (bos = eos = <|endoftext|> as in GPT-2, pad = <|pad|>); without, they are left empty rather than
     GPT2Config's default 50256, which is not an id of an owngpt vocabulary."""
     _check_exportable(cfg)
-    special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
-    if tokenizer is not None:
-        special = {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
-    return {**special,
+    return {**hf_special_ids(tokenizer),
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
         "n_positions": cfg.block_size, "n_ctx": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
         "n_head": cfg.n_head, "n_inner": cfg.mlp_hidden, "activation_function": "gelu_new",

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from owngpt.config import ModelConfig
 from owngpt.errors import OwnGPTError
-from owngpt.export.hf import hf_generation_config
+from owngpt.export.hf import hf_generation_config, hf_special_ids
 from owngpt.io import atomic_write, atomic_write_text, output_dir
 from owngpt.model.gpt import GPT, mlp_hidden_size
 
@@ -56,10 +56,7 @@ def hf_llama_config(cfg: ModelConfig, tokenizer=None, dtype: str = "float32") ->
     ids are named as in the GPT-2 export (bos = eos = <|endoftext|>, pad = <|pad|>); without, they are left empty
     rather than LlamaConfig's defaults 1 and 2, which are owngpt's <|pad|> and <|im_start|>."""
     _check(cfg)
-    special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
-    if tokenizer is not None:
-        special = {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.pad_id}
-    return {**special,
+    return {**hf_special_ids(tokenizer),
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.n_embd, "intermediate_size": mlp_hidden_size(cfg), "num_hidden_layers": cfg.n_layer,
         "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
