@@ -106,6 +106,41 @@ def vary(question: str, lang: str, rng: random.Random) -> str:
     return question
 
 
+# Common words that carry no meaning of their own: `pad` slips them into training questions so a small model
+# learns the question by its meaning words, not its exact word sequence. General discourse words, chosen without
+# looking at which held-out phrasings fail.
+FILLERS: dict[str, list[str]] = {
+    "en": ["just", "really", "now", "then", "actually", "well", "so", "also", "again", "still", "here", "today",
+           "please", "anyway", "though", "exactly", "maybe", "okay", "by the way", "quickly", "then again", "oh"],
+    "zh": ["那", "那么", "现在", "到底", "其实", "一下", "请", "再", "又", "呢", "啊", "就", "还", "顺便问一下，", "话说"],
+}
+
+
+def pad(question: str, lang: str, rng: random.Random, words: int = 1) -> str:
+    """`question` with `words` filler words (FILLERS) slipped in, as in EDA's random insertion (Wei & Zou, 2019):
+    between English words, and in Chinese only where a word surely ends (the start, after 你/我/的/是 or a comma,
+    the end), never after the closing punctuation. The same question, worded a little differently."""
+    for _ in range(words):
+        filler = rng.choice(FILLERS[lang])
+        body = question.rstrip("?？.。!！")
+        tail = question[len(body):]
+        if lang == "en":
+            parts = body.split(" ")
+            i = rng.randint(0, len(parts))
+            if i == 0 and body[:1].isupper():
+                filler = filler.capitalize()
+                if parts[0] not in ("I", "I'm", "I'd"):
+                    parts[0] = parts[0][:1].lower() + parts[0][1:]
+            parts.insert(i, filler)
+            body = " ".join(parts)
+        else:
+            cuts = [0, len(body), *(i + 1 for i, ch in enumerate(body[:-1]) if ch in "你我的是，,")]
+            i = rng.choice(cuts)
+            body = body[:i] + filler + body[i:]
+        question = body + tail
+    return question
+
+
 def name_questions(lang: str, n: int, seed: int = 0) -> list[str]:
     """`n` held-out phrasings of "what is your name?" in `lang`, for benchmarking (none is a training
     template). Past the list's length, casing/punctuation variants of it are returned."""
