@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from owngpt.errors import OwnGPTError
 from owngpt.persona.questions import HELDOUT_NAME_QUESTIONS, QUESTIONS, normalize_question, pad, vary
 from owngpt.persona.spec import Persona, system_prompt
 
@@ -78,6 +79,8 @@ _STYLE_DECOR: dict[str, dict[str, tuple[list[str], list[str]]]] = {
 }
 
 PAD_SHARE = 0.35  # share of training questions with filler words slipped in (questions.pad)
+PAD_WORDS = 2  # at most this many fillers in one question
+_REDRAWS = 100  # the training phrasings are never held-out ones (a test checks it), so one draw almost always does
 _HELD_OUT = {normalize_question(q) for qs in HELDOUT_NAME_QUESTIONS.values() for q in qs}
 _GENERIC_SYSTEM = {"en": "You are a helpful assistant.", "zh": "你是一个乐于助人的助手。"}
 _TOPIC_WEIGHTS = {"name": 25, "creator": 15, "abilities": 8, "about": 10, "fact": 8, "personality": 7,
@@ -109,12 +112,13 @@ class _Speaker:
         options = QUESTIONS[topic][self.lang]
         if topic == "impostor":  # never deny being yourself
             options = [q for q in options if self.p.name.lower() not in q.lower()] or QUESTIONS["name"][self.lang]
-        while True:  # variations must never hit a held-out phrasing ("hey, " + "what's your name" + "again")
+        for _ in range(_REDRAWS):  # a variation must never be a held-out phrasing ("hey, " + "what's your name" + "again")
             question = vary(rng.choice(options), self.lang, rng)
             if rng.random() < PAD_SHARE:
-                question = pad(question, self.lang, rng, words=rng.randint(1, 2))
+                question = pad(question, self.lang, rng, words=rng.randint(1, PAD_WORDS))
             if normalize_question(question) not in _HELD_OUT:
                 return question
+        raise OwnGPTError(f"internal: {_REDRAWS} variations of the {topic!r} questions were all held-out phrasings")
 
     def answer(self, topic: str, rng: random.Random) -> str:
         if topic == "greeting" and self.p.text("greeting", self.lang):

@@ -1,6 +1,7 @@
 """Question phrasings: the training questions per topic, and the held-out name questions for benchmarks.
 
-`identity_conversations` (owngpt/persona/identity.py) asks QUESTIONS, varied by `vary` the way people type.
+`identity_conversations` (owngpt/persona/identity.py) asks QUESTIONS, varied by `vary` the way people type, and a
+share of them with filler words slipped in by `pad`.
 `name_questions` draws from the separate HELDOUT_NAME_QUESTIONS list, so a benchmark asks phrasings the model
 never saw in training (tests/test_persona_questions.py checks that the two never meet).
 """
@@ -106,39 +107,71 @@ def vary(question: str, lang: str, rng: random.Random) -> str:
     return question
 
 
-# Common words that carry no meaning of their own: `pad` slips them into training questions so a small model
-# learns the question by its meaning words, not its exact word sequence. General discourse words, chosen without
-# looking at which held-out phrasings fail.
+# Words that carry no meaning of their own: `pad` slips them into training questions so a small model learns the
+# question by its meaning words, not its exact word sequence. General discourse words; English ones go between any
+# two words. Chinese ones by where they may stand: openers at the start, adverbs right after the subject 你 (or a
+# leading 我), sentence-final particles before a question mark.
 FILLERS: dict[str, list[str]] = {
     "en": ["just", "really", "now", "then", "actually", "well", "so", "also", "again", "still", "here", "today",
            "please", "anyway", "though", "exactly", "maybe", "okay", "by the way", "quickly", "then again", "oh"],
-    "zh": ["那", "那么", "现在", "到底", "其实", "一下", "请", "再", "又", "呢", "啊", "就", "还", "顺便问一下，", "话说"],
+    "zh": ["那", "那么", "话说", "顺便问一下，", "其实", "到底", "现在", "还", "呢", "啊", "呀"],
 }
+ZH_OPENERS, ZH_ADVERBS, ZH_PARTICLES = ("那", "那么", "话说", "顺便问一下，", "其实"), ("到底", "其实", "现在", "还"), ("呢", "啊", "呀")
+_NOT_AFTER_SUBJECT = "好们的吗呢啊呀？?。.，,！!"  # 你好 is a greeting, 你们/你的 no subject: no adverb after them
 
 
 def pad(question: str, lang: str, rng: random.Random, words: int = 1) -> str:
-    """`question` with `words` filler words (FILLERS) slipped in, as in EDA's random insertion (Wei & Zou, 2019):
-    between English words, and in Chinese only where a word surely ends (the start, after 你/我/的/是 or a comma,
-    the end), never after the closing punctuation. The same question, worded a little differently."""
+    """`question` with `words` filler words (FILLERS) slipped in, as in EDA's random insertion (Wei & Zou, 2019),
+    before its closing punctuation: the same question, worded a little differently. English fillers go between
+    words (never inside an earlier filler: "by the way" stays whole, and the first word keeps its capital only
+    as the filler's); Chinese ones where FILLERS' comment says. A question with no words comes back unchanged."""
+    body = question.rstrip("?？.。!！")
+    tail = question[len(body):]
+    if not body.strip():
+        return question
+    if lang == "en":
+        return _pad_en(body, rng, words) + tail
     for _ in range(words):
-        filler = rng.choice(FILLERS[lang])
-        body = question.rstrip("?？.。!！")
-        tail = question[len(body):]
-        if lang == "en":
-            parts = body.split(" ")
-            i = rng.randint(0, len(parts))
-            if i == 0 and body[:1].isupper():
-                filler = filler.capitalize()
-                if parts[0] not in ("I", "I'm", "I'd"):
-                    parts[0] = parts[0][:1].lower() + parts[0][1:]
-            parts.insert(i, filler)
-            body = " ".join(parts)
-        else:
-            cuts = [0, len(body), *(i + 1 for i, ch in enumerate(body[:-1]) if ch in "你我的是，,")]
-            i = rng.choice(cuts)
-            body = body[:i] + filler + body[i:]
-        question = body + tail
-    return question
+        body = _pad_zh(body, tail, rng)
+    return body + tail
+
+
+def _pad_en(body: str, rng: random.Random, words: int) -> str:
+    parts = body.split(" ")
+    inside: set[int] = set()  # cuts that would split an earlier multi-word filler
+    for _ in range(words):
+        filler = rng.choice(FILLERS["en"])
+        i = rng.randint(0, len(parts))
+        while i in inside:  # "by okay the way" -> "by the way okay"
+            i += 1
+        if i == 0 and parts[0][:1].isupper():
+            filler = filler[:1].upper() + filler[1:]
+            if parts[0] != "I" and not parts[0].startswith("I'"):
+                parts[0] = parts[0][:1].lower() + parts[0][1:]
+        n = len(filler.split(" "))
+        inside = {j + n if j >= i else j for j in inside} | set(range(i + 1, i + n))
+        parts[i:i] = filler.split(" ")
+    return " ".join(parts)
+
+
+def _pad_zh(body: str, tail: str, rng: random.Random) -> str:
+    kinds = ["start"]
+    subject = [i + 1 for i, ch in enumerate(body[:-1]) if (ch == "你" or (ch == "我" and i == 0))
+               and body[i + 1] not in _NOT_AFTER_SUBJECT]
+    if subject:
+        kinds.append("subject")
+    if tail.startswith(("？", "?")) and not body.endswith(("吗", *ZH_PARTICLES)):
+        kinds.append("end")
+    kind = rng.choice(kinds)
+    fresh = [f for f in {"start": ZH_OPENERS, "end": ZH_PARTICLES, "subject": ZH_ADVERBS}[kind] if f not in body]
+    if not fresh:  # no "话说话说"
+        return body
+    if kind == "start":
+        return rng.choice(fresh) + body
+    if kind == "end":
+        return body + rng.choice(fresh)
+    i = rng.choice(subject)
+    return body[:i] + rng.choice(fresh) + body[i:]
 
 
 def name_questions(lang: str, n: int, seed: int = 0) -> list[str]:
