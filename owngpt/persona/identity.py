@@ -112,7 +112,7 @@ class _Speaker:
         options = QUESTIONS[topic][self.lang]
         if topic == "impostor":  # never deny being yourself
             options = [q for q in options if self.p.name.lower() not in q.lower()] or QUESTIONS["name"][self.lang]
-        for _ in range(_REDRAWS):  # a variation must never be a held-out phrasing ("hey, " + "what's your name" + "again")
+        for _ in range(_REDRAWS):  # never a held-out phrasing ("hey, " + "what's your name" + " again")
             question = vary(rng.choice(options), self.lang, rng)
             if rng.random() < PAD_SHARE:
                 question = pad(question, self.lang, rng, words=rng.randint(1, PAD_WORDS))

@@ -111,20 +111,23 @@ def vary(question: str, lang: str, rng: random.Random) -> str:
 # question by its meaning words, not its exact word sequence. General discourse words; English ones go between any
 # two words. Chinese ones by where they may stand: openers at the start, adverbs right after the subject 你 (or a
 # leading 我), sentence-final particles before a question mark.
+ZH_OPENERS = ("那", "那么", "话说", "顺便问一下，", "其实")
+ZH_ADVERBS = ("到底", "其实", "现在", "还")
+ZH_PARTICLES = ("呢", "啊", "呀")
 FILLERS: dict[str, list[str]] = {
     "en": ["just", "really", "now", "then", "actually", "well", "so", "also", "again", "still", "here", "today",
            "please", "anyway", "though", "exactly", "maybe", "okay", "by the way", "quickly", "then again", "oh"],
-    "zh": ["那", "那么", "话说", "顺便问一下，", "其实", "到底", "现在", "还", "呢", "啊", "呀"],
+    "zh": list(dict.fromkeys(ZH_OPENERS + ZH_ADVERBS + ZH_PARTICLES)),
 }
-ZH_OPENERS, ZH_ADVERBS, ZH_PARTICLES = ("那", "那么", "话说", "顺便问一下，", "其实"), ("到底", "其实", "现在", "还"), ("呢", "啊", "呀")
 _NOT_AFTER_SUBJECT = "好们的吗呢啊呀？?。.，,！!"  # 你好 is a greeting, 你们/你的 no subject: no adverb after them
 
 
 def pad(question: str, lang: str, rng: random.Random, words: int = 1) -> str:
     """`question` with `words` filler words (FILLERS) slipped in, as in EDA's random insertion (Wei & Zou, 2019),
     before its closing punctuation: the same question, worded a little differently. English fillers go between
-    words (never inside an earlier filler: "by the way" stays whole, and the first word keeps its capital only
-    as the filler's); Chinese ones where FILLERS' comment says. A question with no words comes back unchanged."""
+    words, never inside an earlier filler ("by the way" stays whole); one put first takes the question's capital
+    (the first word keeps its own if it is "I" or "I'…"). Chinese ones go where FILLERS' comment says. A question
+    with no words comes back unchanged."""
     body = question.rstrip("?？.。!！")
     tail = question[len(body):]
     if not body.strip():
