@@ -19,34 +19,19 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from bench_serve import cpu_description
 from owngpt.config import ModelConfig
 from owngpt.generate import GenerationConfig, generate_ids
 from owngpt.generate.gemv import gemv_backend, set_gemv_backend
 from owngpt.model.gpt import GPT
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_description() -> str:
-    """CPU model name and the flags that matter for these kernels, from /proc/cpuinfo (Linux)."""
-    name, flags = platform.processor() or "cpu", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", "cpu", platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return f"{name}; flags: {', '.join(f for f in CPU_FLAGS if f in flags) or 'none of ' + '/'.join(CPU_FLAGS)}"
 
 
 def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_decode import cpu_description  # noqa: E402
+from bench_serve import cpu_description  # noqa: E402
 
 from owngpt.config import load_run_config  # noqa: E402
 from owngpt.runtime import autocast, dtype_reason  # noqa: E402

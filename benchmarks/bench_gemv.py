@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_decode import bench_owngpt, copy_bandwidth, cpu_description  # noqa: E402
+from bench_decode import bench_owngpt, copy_bandwidth  # noqa: E402
+from bench_serve import cpu_description  # noqa: E402
 
 from owngpt.config import ModelConfig  # noqa: E402
 from owngpt.generate import gemv  # noqa: E402
