@@ -178,6 +178,7 @@ class Distributed(Parallel):
     def __init__(self, group: ProcessGroup, mode: str) -> None:
         super().__init__(mode=mode, rank=group.rank, world_size=group.world_size)
         self.group = group
+        self.ddp: nn.Module | None = None  # DDP's wrapper, whose reducer close() releases before the group
 
     def accum(self, cfg: TrainConfig, block_size: int | None = None) -> int:
         return local_accum(cfg.grad_accum, self.world_size, cfg.batch_size, block_size)
@@ -189,8 +190,9 @@ class Distributed(Parallel):
 
             # gradients of frozen weights (LoRA) are never made: DDP buckets only those that require them; the buffers
             # (position tables) follow from the config, so they are not re-sent at every forward pass
-            return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                           broadcast_buffers=False)
+            self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               broadcast_buffers=False)
+            return self.ddp
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -297,11 +299,28 @@ class Distributed(Parallel):
     def close(self) -> None:
         import torch.distributed as dist
 
+        self.release_reducer()
         if self.group.created_here and dist.is_initialized():
             try:
                 dist.destroy_process_group()
             except Exception:  # noqa: BLE001 - a group broken by a dead rank: nothing left to tear down cleanly
                 pass
+
+
+    def release_reducer(self) -> None:
+        """Free DDP's C++ reducer now, while the process group is still registered.
+
+        Left to the garbage collector, the reducer can be the last holder of the gloo group, and it frees it with
+        the GIL held: the group's destructor then waits for its worker threads, one of which may be waiting for the
+        GIL to free the tensors of a finished collective (the last broadcast), and the process hangs for ever at
+        some later allocation (seen as a one-in-twenty hang after fit() returned). Freed here, the reducer is not
+        the last holder; the group goes when its Python handles do, and their destructor lets go of the GIL."""
+        if self.ddp is None:
+            return
+        for name in ("logger", "reducer"):  # the logger holds the reducer too
+            if name in self.ddp.__dict__:
+                delattr(self.ddp, name)
+        self.ddp = None
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
