@@ -36,6 +36,10 @@ SFT_LR = 1e-3
 # Fine-tuning steps of the quickstart: identity chats are a share of every batch, so steps decide whether the model
 # learns its name (1,255 steps: 80% of answers named it; 1,400: 84%; 581: 58%; docs/benchmarks.md)
 SFT_STEPS = 1400
+# ...at most: fine-tuning stops after this many validations (every 100 steps) without a better val loss. The chat model
+# is the best checkpoint anyway, so the stop changes no result, only the time: small chat sets (the Chinese one's ~900
+# conversations) reach their best at step ~200 and over-fit for the other ~1,200 steps; English improves to the end.
+SFT_PATIENCE = 3
 CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
 
 SAMPLE_TURNS: dict[str, list[str]] = {
@@ -212,7 +216,8 @@ def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str 
               steps: int = 0, seed: int = 0, overrides: Sequence[str] = (), quiet: bool = False,
               echo: Callable[[str], None] = print, identity_share: float | None = None) -> dict:
     """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `steps`
-    steps, or else for `budget` of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last.
+    steps, or else for `budget` of wall time, with the sft preset at SFT_LR, stopping early after SFT_PATIENCE
+    validations without improvement; `overrides` (--sft-set) come last.
     identity_share: the identity chats' share of the training text (None: SFTConfig's default)."""
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft
@@ -221,7 +226,8 @@ def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str 
     # sweep in docs/benchmarks.md: persona name recall 70% at 1e-3 vs 58% at 5e-4, same perplexity).
     length = [f"train.max_steps={steps}", "train.max_time="] if steps else [f"train.max_time={budget}",
                                                                               "train.max_steps=0"]
-    settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}", *overrides]
+    settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}",
+                f"train.patience={SFT_PATIENCE}", *overrides]
     move_stale_chat(chat_dir, base, echo)
     share = {} if identity_share is None else {"identity_share": identity_share}
     result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona, **share),

@@ -143,3 +143,25 @@ def test_quickstart_tiny_budget_ends_with_a_chat_model(tmp_path, lang):
     assert report["pretrain"]["steps"] > 0 and report["sft"]["steps"] > 0
     assert report["eval"]["perplexity"] > 1 and report["eval"]["persona"]["questions"] == 50
     assert len(report["sample"]) == 3 and all(isinstance(bot, str) for _, bot in report["sample"])
+
+
+def test_sft_stage_stops_early_unless_told_otherwise(tmp_path, monkeypatch):
+    """The quickstart's fine-tuning stops SFT_PATIENCE validations after its best (the chat model is that best
+    checkpoint either way); --sft-set train.patience=0 turns the stop off."""
+    from types import SimpleNamespace
+
+    import owngpt.pipeline as pipeline
+    import owngpt.train.sft as sft_module
+
+    seen = []
+
+    def fake_sft(sft_cfg, train_cfg, quiet):
+        seen.append(train_cfg)
+        return SimpleNamespace(best_val_loss=1.0, steps=train_cfg.max_steps), {"train_conversations": 3}
+
+    monkeypatch.setattr(pipeline, "move_stale_chat", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sft_module, "sft", fake_sft)
+    pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", steps=10)
+    assert seen[-1].patience == pipeline.SFT_PATIENCE > 0 and seen[-1].max_steps == 10
+    pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", budget="1m", overrides=["train.patience=0"])
+    assert seen[-1].patience == 0 and seen[-1].max_time == "1m"

@@ -143,6 +143,7 @@ def test_close_frees_ddps_reducer_while_the_group_is_still_registered(tmp_path):
     the GIL, which hangs when a gloo worker thread needs the GIL to finish a collective (a one-in-twenty hang after
     fit() returned, in CI). close() frees it first, so the group goes through its own GIL-releasing handles."""
     import torch.distributed as dist
+
     from owngpt.runtime import ProcessGroup
     from owngpt.train.distributed import Distributed
 

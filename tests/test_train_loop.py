@@ -241,6 +241,16 @@ def test_early_stopping(tmp_path, data):
                  tmp_path / "run", run_config={}, quiet=True)
     assert result.stopped_reason.startswith("early stopping") and result.steps == 9
     assert len(result.val_history) == 3 and result.best_step == 3
+    # run again, it is a finished run: no more steps or validations (not another eval_interval of training)
+    train, val = loaders(data)
+    again = fit(make_model(0.0), train, val, cfg(max_steps=100, lr=0.0, min_lr=0.0, eval_interval=3, patience=2),
+                tmp_path / "run", run_config={}, quiet=True)
+    assert again.stopped_reason.startswith("early stopping") and again.steps == 9 and len(again.val_history) == 3
+    # a larger patience continues it
+    train, val = loaders(data)
+    more = fit(make_model(0.0), train, val, cfg(max_steps=100, lr=0.0, min_lr=0.0, eval_interval=3, patience=3),
+               tmp_path / "run", run_config={}, quiet=True)
+    assert more.stopped_reason.startswith("early stopping") and more.steps == 12 and len(more.val_history) == 4
 
 
 def test_time_and_token_budgets(tmp_path, data):

@@ -282,6 +282,8 @@ class _Trainer(CheckpointedRun):
                         reason = f"reached max_tokens={cfg.max_tokens:,}"
                     elif time_budget > 0 and elapsed >= time_budget:
                         reason = f"reached max_time={cfg.max_time}"
+                    elif cfg.patience > 0 and self.bad_evals >= cfg.patience:  # an early-stopped run, resumed
+                        reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
                     if reason:
                         break
                     tok0 = self.tokens
