@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_serve import cpu_description  # noqa: E402
 
-from owngpt.pipeline import SFT_PATIENCE, SFT_STEPS, QuickstartConfig, _persona_path, evaluate_quickstart, sft_stage  # noqa: E402
+from owngpt.pipeline import (  # noqa: E402
+    SFT_PATIENCE, SFT_STEPS, QuickstartConfig, evaluate_quickstart, persona_path, sft_stage)
 
 
 def main() -> None:
@@ -46,7 +47,7 @@ def main() -> None:
                 for patience in patiences:
                     chat = Path(tmp) / f"chat-{share}-{seed}-{patience}"
                     start = time.perf_counter()
-                    sft = sft_stage(base / "pretrain", base / "data", chat, persona=_persona_path(evaluation),
+                    sft = sft_stage(base / "pretrain", base / "data", chat, persona=persona_path(evaluation),
                                     steps=args.steps, seed=seed, quiet=True, echo=lambda _: None, identity_share=share,
                                     overrides=[f"train.patience={patience}"])
                     seconds = time.perf_counter() - start
@@ -61,13 +62,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for share, seed, patience, recall, ppl, seconds, steps in rows:
         print(f"| {share:.2f} | {seed} | {patience} | {steps:,} | {recall:.0%} | {ppl:.1f} | {seconds / 60:.1f} |")
-    print("\n| identity share | recall mean (min–max) | perplexity mean |")
-    print("|---|---|---|")
+    print("\n| identity share | patience | recall mean (min–max) | perplexity mean |")
+    print("|---|---|---|---|")
     for share in shares:
-        mine = [r for r in rows if r[0] == share]
-        recalls = [r[3] for r in mine]
-        print(f"| {share:.2f} | {statistics.mean(recalls):.0%} ({min(recalls):.0%}–{max(recalls):.0%}) "
-              f"| {statistics.mean(r[4] for r in mine):.1f} |")
+        for patience in patiences:
+            mine = [r for r in rows if r[0] == share and r[2] == patience]
+            recalls = [r[3] for r in mine]
+            print(f"| {share:.2f} | {patience} | {statistics.mean(recalls):.0%} "
+                  f"({min(recalls):.0%}–{max(recalls):.0%}) | {statistics.mean(r[4] for r in mine):.1f} |")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,14 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 from owngpt.config import parse_duration
 from owngpt.errors import OwnGPTError
 from owngpt.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from owngpt.train.budget import Plan
 
 # Built-in corpora per language: pretraining text (dialogues count as text too) and chat data for SFT.
 CORPORA: dict[str, dict[str, list[str]]] = {
@@ -36,9 +39,10 @@ SFT_LR = 1e-3
 # Fine-tuning steps of the quickstart: identity chats are a share of every batch, so steps decide whether the model
 # learns its name (1,255 steps: 80% of answers named it; 1,400: 84%; 581: 58%; docs/benchmarks.md)
 SFT_STEPS = 1400
-# ...at most: fine-tuning stops after this many validations (every 100 steps) without a better val loss. The chat model
-# is the best checkpoint anyway, so the stop changes no result, only the time: small chat sets (the Chinese one's ~900
-# conversations) reach their best at step ~200 and over-fit for the other ~1,200 steps; English improves to the end.
+# ...at most: the quickstart's fine-tuning stops after this many validations (every 100 steps) without a better val
+# loss. The chat model is the best checkpoint, so a stop changes it only if validation would have improved again
+# later: the Chinese chat set (~900 conversations) is best at step ~200 and over-fits from there (stopped at 500, the
+# same weights bit for bit); the English one improves to its last step (never stopped). docs/benchmarks.md
 SFT_PATIENCE = 3
 CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
 
@@ -56,6 +60,7 @@ class QuickstartConfig:
     pretrain_time: str = ""  # "" = what the plan leaves; a duration fixes it (and the model stays tiny-cpu)
     sft_steps: int = SFT_STEPS  # fine-tuning steps: the persona's guarantee on any machine
     sft_time: str = ""  # a duration bounds fine-tuning by wall time instead of steps
+    sft_patience: int = SFT_PATIENCE  # fine-tuning stops this many validations after its best; 0 = never
     vocab_size: int = 4096
     persona: str = ""  # "" = the example persona for `lang`
     eval_samples: int = 100
@@ -63,7 +68,7 @@ class QuickstartConfig:
     extra_overrides: list[str] = field(default_factory=list)  # e.g. "model.n_layer=2" for smoke tests
 
 
-def _persona_path(cfg: QuickstartConfig) -> str:
+def persona_path(cfg: QuickstartConfig) -> str:
     if cfg.persona:
         return cfg.persona
     from owngpt.persona import EXAMPLE_DIR
@@ -79,6 +84,8 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
         raise OwnGPTError(f"--lang must be one of {', '.join(CORPORA)}, not {cfg.lang!r}")
     check_budgets([(name, value) for name, value in (("pretrain time", cfg.pretrain_time),
                                                       ("sft time", cfg.sft_time)) if value])
+    if cfg.sft_patience < 0:
+        raise OwnGPTError(f"--sft-patience must be 0 (never stop early) or more, not {cfg.sft_patience}")
     if cfg.minutes <= 0 or cfg.sft_steps <= 0:
         raise OwnGPTError(f"--minutes and --sft-steps must be positive, not {cfg.minutes:g} and {cfg.sft_steps}")
     out = Path(cfg.out)
@@ -107,12 +114,13 @@ def run_quickstart(cfg: QuickstartConfig, *, echo: Callable[[str], None] = print
     report["seconds"]["pretrain"] = round(time.perf_counter() - t, 1)
 
     length = cfg.sft_time or f"{cfg.sft_steps:,} steps"
-    echo(f"[3/5] sft: conversations from {data_dir} + persona {Path(_persona_path(cfg)).name} for {length} → {chat_dir}")
+    if cfg.sft_patience:
+        length += f" at most (it stops {cfg.sft_patience} validations after its best)"
+    echo(f"[3/5] sft: conversations from {data_dir} + persona {Path(persona_path(cfg)).name} for {length} → {chat_dir}")
     t = time.perf_counter()
-    lr = [f"train.lr={SFT_LR * plan.lr_scale:.3g}"] if plan is not None and plan.lr_scale != 1 else []
-    report["sft"] = sft_stage(base_dir, data_dir, chat_dir, persona=_persona_path(cfg), budget=cfg.sft_time,
-                              steps=0 if cfg.sft_time else cfg.sft_steps, seed=cfg.seed, overrides=lr, quiet=quiet,
-                              echo=echo)
+    report["sft"] = sft_stage(base_dir, data_dir, chat_dir, persona=persona_path(cfg), budget=cfg.sft_time,
+                              steps=0 if cfg.sft_time else cfg.sft_steps, seed=cfg.seed,
+                              overrides=quickstart_sft_settings(cfg, plan), quiet=quiet, echo=echo)
     report["seconds"]["sft"] = round(time.perf_counter() - t, 1)
 
     echo("[4/5] evaluate on held-out conversations")
@@ -212,12 +220,17 @@ def move_stale_chat(chat_dir: Path, base: str | Path, echo: Callable[[str], None
         echo(f"      the base model changed since {chat_dir} was fine-tuned: that model moves to {stale}")
 
 
+def quickstart_sft_settings(cfg: QuickstartConfig, plan: "Plan | None" = None) -> list[str]:
+    """The quickstart's own fine-tuning settings on top of sft_stage's: its early stop, and the plan's lr scale."""
+    lr = [f"train.lr={SFT_LR * plan.lr_scale:.3g}"] if plan is not None and plan.lr_scale != 1 else []
+    return [f"train.patience={cfg.sft_patience}", *lr]
+
+
 def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str = "", budget: str = "",
               steps: int = 0, seed: int = 0, overrides: Sequence[str] = (), quiet: bool = False,
               echo: Callable[[str], None] = print, identity_share: float | None = None) -> dict:
     """Fine-tune `base` on the conversations of a prepared folder (+ the persona's identity chats) for `steps`
-    steps, or else for `budget` of wall time, with the sft preset at SFT_LR, stopping early after SFT_PATIENCE
-    validations without improvement; `overrides` (--sft-set) come last.
+    steps, or else for `budget` of wall time, with the sft preset at SFT_LR; `overrides` (--sft-set) come last.
     identity_share: the identity chats' share of the training text (None: SFTConfig's default)."""
     from owngpt.config import load_run_config
     from owngpt.train.sft import SFTConfig, sft
@@ -226,8 +239,7 @@ def sft_stage(base: str | Path, data_dir: Path, chat_dir: Path, *, persona: str 
     # sweep in docs/benchmarks.md: persona name recall 70% at 1e-3 vs 58% at 5e-4, same perplexity).
     length = [f"train.max_steps={steps}", "train.max_time="] if steps else [f"train.max_time={budget}",
                                                                               "train.max_steps=0"]
-    settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}",
-                f"train.patience={SFT_PATIENCE}", *overrides]
+    settings = [f"train.out_dir={chat_dir}", *length, f"train.seed={seed}", f"train.lr={SFT_LR}", *overrides]
     move_stale_chat(chat_dir, base, echo)
     share = {} if identity_share is None else {"identity_share": identity_share}
     result, sft_report = sft(SFTConfig(base=str(base), data=[str(data_dir)], persona=persona, **share),
@@ -259,7 +271,7 @@ def evaluate_quickstart(cfg: QuickstartConfig, data_dir: Path, chat_dir: Path, b
     from owngpt.persona import load_persona, system_prompt
 
     held_out, models = held_out_and_models(data_dir, chat_dir, base_dir)
-    persona = load_persona(_persona_path(cfg))
+    persona = load_persona(persona_path(cfg))
     system = system_prompt(persona, cfg.lang if cfg.lang in persona.languages else persona.languages[0])
     ecfg = ChatEvalConfig(samples=cfg.eval_samples, seed=cfg.seed)
     chat = models["chat"]

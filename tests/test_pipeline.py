@@ -145,9 +145,9 @@ def test_quickstart_tiny_budget_ends_with_a_chat_model(tmp_path, lang):
     assert len(report["sample"]) == 3 and all(isinstance(bot, str) for _, bot in report["sample"])
 
 
-def test_sft_stage_stops_early_unless_told_otherwise(tmp_path, monkeypatch):
-    """The quickstart's fine-tuning stops SFT_PATIENCE validations after its best (the chat model is that best
-    checkpoint either way); --sft-set train.patience=0 turns the stop off."""
+def test_quickstart_fine_tuning_stops_early_unless_told_otherwise(tmp_path, monkeypatch):
+    """The quickstart fine-tunes with train.patience=--sft-patience (its chat model is the best checkpoint either
+    way); sft_stage itself, which clone and the baselines' equal-time comparisons share, adds no early stop."""
     from types import SimpleNamespace
 
     import owngpt.pipeline as pipeline
@@ -161,7 +161,15 @@ def test_sft_stage_stops_early_unless_told_otherwise(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "move_stale_chat", lambda *args, **kwargs: None)
     monkeypatch.setattr(sft_module, "sft", fake_sft)
+    default = pipeline.QuickstartConfig()
+    pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", steps=10,
+                       overrides=pipeline.quickstart_sft_settings(default))
+    assert seen[-1].patience == default.sft_patience == pipeline.SFT_PATIENCE > 0 and seen[-1].max_steps == 10
+    off = pipeline.QuickstartConfig(sft_patience=0)
+    pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", budget="1m",
+                       overrides=pipeline.quickstart_sft_settings(off, SimpleNamespace(lr_scale=2.0)))
+    assert seen[-1].patience == 0 and seen[-1].max_time == "1m" and seen[-1].lr == pytest.approx(2 * pipeline.SFT_LR)
     pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", steps=10)
-    assert seen[-1].patience == pipeline.SFT_PATIENCE > 0 and seen[-1].max_steps == 10
-    pipeline.sft_stage(tmp_path / "base", tmp_path / "data", tmp_path / "chat", budget="1m", overrides=["train.patience=0"])
-    assert seen[-1].patience == 0 and seen[-1].max_time == "1m"
+    assert seen[-1].patience == 0  # the sft preset's: off
+    result = invoke(["quickstart", "--sft-patience", "-1", "--out", str(tmp_path / "q"), "--no-chat"])
+    assert result.exit_code != 0 and "--sft-patience must be 0" in str(result.exception)

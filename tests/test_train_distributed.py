@@ -138,7 +138,7 @@ def test_work_only_rank_0_does_raises_its_own_error_on_rank_0():
         par.main_only(lambda: (_ for _ in ()).throw(PermissionError("read-only run folder")))
 
 
-def test_close_frees_ddps_reducer_while_the_group_is_still_registered(tmp_path):
+def test_close_frees_ddps_reducer_while_the_group_is_still_registered(tmp_path, monkeypatch):
     """DDP's C++ reducer, left to the garbage collector, can be the gloo group's last holder and frees it holding
     the GIL, which hangs when a gloo worker thread needs the GIL to finish a collective (a one-in-twenty hang after
     fit() returned, in CI). close() frees it first, so the group goes through its own GIL-releasing handles."""
@@ -148,13 +148,24 @@ def test_close_frees_ddps_reducer_while_the_group_is_still_registered(tmp_path):
     from owngpt.train.distributed import Distributed
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    par = Distributed(ProcessGroup(rank=0, world_size=1, control=None, created_here=True), "ddp")
-    net = par.wrap(torch.nn.Linear(3, 3), torch.float32)
-    net(torch.randn(2, 3)).sum().backward()
-    assert "reducer" in net.__dict__
-    par.close()
-    assert "reducer" not in net.__dict__ and "logger" not in net.__dict__
-    assert not dist.is_initialized()
+    try:
+        par = Distributed(ProcessGroup(rank=0, world_size=1, control=None, created_here=True), "ddp")
+        net = par.wrap(torch.nn.Linear(3, 3), torch.float32)
+        net(torch.randn(2, 3)).sum().backward()
+        assert "reducer" in net.__dict__ and net.logger is not None
+        held_at_destroy = []
+        destroy = dist.destroy_process_group
+        def recorded_destroy(*args, **kwargs):
+            held_at_destroy.append("reducer" in net.__dict__ or net.logger is not None)
+            destroy(*args, **kwargs)
+
+        monkeypatch.setattr(dist, "destroy_process_group", recorded_destroy)
+        par.close()
+        assert held_at_destroy == [False]  # freed before the group was destroyed, not after
+        assert "reducer" not in net.__dict__ and net.logger is None and not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------- under torchrun

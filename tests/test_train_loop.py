@@ -246,6 +246,7 @@ def test_early_stopping(tmp_path, data):
     again = fit(make_model(0.0), train, val, cfg(max_steps=100, lr=0.0, min_lr=0.0, eval_interval=3, patience=2),
                 tmp_path / "run", run_config={}, quiet=True)
     assert again.stopped_reason.startswith("early stopping") and again.steps == 9 and len(again.val_history) == 3
+    assert again.last_val_loss == result.last_val_loss  # its last validation, not nan
     # a larger patience continues it
     train, val = loaders(data)
     more = fit(make_model(0.0), train, val, cfg(max_steps=100, lr=0.0, min_lr=0.0, eval_interval=3, patience=3),

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from owngpt.cli import app
-from owngpt.pipeline import SFT_STEPS
+from owngpt.pipeline import SFT_PATIENCE, SFT_STEPS
 
 
 @app.command(help="From nothing to your own chat model on built-in data: prepare + BPE tokenizer, pretrain a small "
@@ -22,8 +22,10 @@ def quickstart(
                                   "machine; see 'Buy quality with time' in the README)."),
     pretrain_time: Optional[str] = typer.Option(None, "--pretrain-time", help="Fix pretraining's wall time (e.g. 11m, "
                                                 "90s) instead of planning it from --minutes; the model stays tiny-cpu."),
-    sft_steps: int = typer.Option(SFT_STEPS, "--sft-steps", help="Fine-tuning steps: enough for the persona to hold on "
-                                  "any machine."),
+    sft_steps: int = typer.Option(SFT_STEPS, "--sft-steps", help="Fine-tuning steps at most: enough for the persona to "
+                                  "hold on any machine."),
+    sft_patience: int = typer.Option(SFT_PATIENCE, "--sft-patience", help="Fine-tuning stops this many validations "
+                                     "(100 steps apart) after its best, the chat model; 0 runs every --sft-steps."),
     sft_time: Optional[str] = typer.Option(None, "--sft-time", help="Bound fine-tuning by wall time instead of "
                                            "--sft-steps (the persona may not hold on a slow machine)."),
     vocab_size: int = typer.Option(4096, "--vocab-size", help="BPE vocabulary size (special tokens included)."),
@@ -37,7 +39,7 @@ def quickstart(
     from owngpt.pipeline import QuickstartConfig, run_quickstart
 
     cfg = QuickstartConfig(lang=lang, out=out, minutes=minutes, pretrain_time=pretrain_time or "", sft_steps=sft_steps,
-                           sft_time=sft_time or "", vocab_size=vocab_size,
+                           sft_time=sft_time or "", sft_patience=sft_patience, vocab_size=vocab_size,
                            persona=persona or "", eval_samples=eval_samples, seed=seed, extra_overrides=list(override))
     report = run_quickstart(cfg, echo=lambda line: typer.secho(line, bold=True), quiet=quiet)
     print_report(report)

@@ -178,7 +178,7 @@ class Distributed(Parallel):
     def __init__(self, group: ProcessGroup, mode: str) -> None:
         super().__init__(mode=mode, rank=group.rank, world_size=group.world_size)
         self.group = group
-        self.ddp: nn.Module | None = None  # DDP's wrapper, whose reducer close() releases before the group
+        self.ddp: nn.Module | None = None  # DDP's wrapper, whose reducer close() frees before the group
 
     def accum(self, cfg: TrainConfig, block_size: int | None = None) -> int:
         return local_accum(cfg.grad_accum, self.world_size, cfg.batch_size, block_size)
@@ -299,15 +299,14 @@ class Distributed(Parallel):
     def close(self) -> None:
         import torch.distributed as dist
 
-        self.release_reducer()
+        self._free_reducer()
         if self.group.created_here and dist.is_initialized():
             try:
                 dist.destroy_process_group()
             except Exception:  # noqa: BLE001 - a group broken by a dead rank: nothing left to tear down cleanly
                 pass
 
-
-    def release_reducer(self) -> None:
+    def _free_reducer(self) -> None:
         """Free DDP's C++ reducer now, while the process group is still registered.
 
         Left to the garbage collector, the reducer can be the last holder of the gloo group, and it frees it with
@@ -317,9 +316,8 @@ class Distributed(Parallel):
         the last holder; the group goes when its Python handles do, and their destructor lets go of the GIL."""
         if self.ddp is None:
             return
-        for name in ("logger", "reducer"):  # the logger holds the reducer too
-            if name in self.ddp.__dict__:
-                delattr(self.ddp, name)
+        self.ddp.logger = None  # it holds the reducer too (None: what DDP itself checks for)
+        self.ddp.__dict__.pop("reducer", None)
         self.ddp = None
 
 

@@ -262,7 +262,9 @@ class _Trainer(CheckpointedRun):
         self.paused = 0.0  # seconds spent evaluating and saving: left out of tokens/s
         self.interval = (start, self.tokens, 0.0)  # where the current tokens/s window began: time, tokens, paused
         tokens_per_step = self.tokens // self.step if self.step else None  # known again after a resume
-        last_val = float("nan")
+        # a resumed run keeps its last validation until it makes another (a finished run resumed makes none)
+        done = self.val_history and self.val_history[-1][0] == self.step
+        last_val = self.val_history[-1][1] if done else float("nan")
         reason = ""
         pending: list[StepValues] = []  # queued steps whose numbers the host has not read yet
         self.raw_model.train()
@@ -282,8 +284,8 @@ class _Trainer(CheckpointedRun):
                         reason = f"reached max_tokens={cfg.max_tokens:,}"
                     elif time_budget > 0 and elapsed >= time_budget:
                         reason = f"reached max_time={cfg.max_time}"
-                    elif cfg.patience > 0 and self.bad_evals >= cfg.patience:  # an early-stopped run, resumed
-                        reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
+                    elif self.early_stop():  # an early-stopped run, resumed: finished
+                        reason = self.early_stop()
                     if reason:
                         break
                     tok0 = self.tokens
@@ -307,8 +309,7 @@ class _Trainer(CheckpointedRun):
                         improved = self.record_val(last_val, logger, self.elapsed_before + time.perf_counter() - start)
                         if cfg.save_interval == 0 or save_now or improved:
                             self.save(last_val, improved, self.elapsed_before + time.perf_counter() - start)
-                        if cfg.patience > 0 and self.bad_evals >= cfg.patience:
-                            reason = f"early stopping: val loss did not improve for {cfg.patience} evaluations"
+                        reason = self.early_stop()
                         if not reason and self.on_eval is not None:
                             reason = self.ask_caller(last_val)
                     else:
@@ -345,6 +346,13 @@ class _Trainer(CheckpointedRun):
         )
         self.finish(result, self.step - start_step)
         return result
+
+    def early_stop(self) -> str:
+        """Why the run stops here for want of progress ("" when it goes on): train.patience validations in a row
+        without a better val loss."""
+        if self.cfg.patience > 0 and self.bad_evals >= self.cfg.patience:
+            return f"early stopping: val loss did not improve for {self.cfg.patience} evaluations"
+        return ""
 
     def ask_caller(self, val: float) -> str:
         """on_eval(step, val_loss) on rank 0, its answer shared by every rank: "" to go on, else why the run stops
