@@ -284,8 +284,8 @@ class _Trainer(CheckpointedRun):
                         reason = f"reached max_tokens={cfg.max_tokens:,}"
                     elif time_budget > 0 and elapsed >= time_budget:
                         reason = f"reached max_time={cfg.max_time}"
-                    elif self.early_stop():  # an early-stopped run, resumed: finished
-                        reason = self.early_stop()
+                    elif stop := self.early_stop():  # an early-stopped run, resumed: finished
+                        reason = stop
                     if reason:
                         break
                     tok0 = self.tokens
