@@ -313,7 +313,9 @@ def load_preset_dict(name_or_path: str) -> dict[str, Any]:
 
 
 # What model.depth derives: a depth override drops the preset's values for these, unless they are overridden too.
-DEPTH_DERIVED = (("model", "n_layer"), ("model", "n_head"), ("model", "n_embd"), ("train", "lr"), ("train", "min_lr"))
+# (A preset's muon_lr goes too: with depth, Muon takes the derived train.lr.)
+DEPTH_DERIVED = (("model", "n_layer"), ("model", "n_head"), ("model", "n_embd"), ("train", "lr"), ("train", "min_lr"),
+                 ("train", "muon_lr"))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -162,8 +162,9 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
     vocab = padded_vocab(Tokenizer.load(data_dir / "tokenizer").vocab_size)
     settings = [f"model.block_size={CONTEXT}", f"model.vocab_size={vocab}", *cfg.extra_overrides]
     pretrain_cfg = load_run_config("tiny-cpu", settings)
-    sft_batch = load_run_config("sft").train.batch_size
-    sft_cfg = replace(pretrain_cfg, train=replace(pretrain_cfg.train, batch_size=sft_batch))
+    sft_train = load_run_config("sft").train  # fine-tuning's batch and optimizer (AdamW), on the pretrained model
+    sft_cfg = replace(pretrain_cfg, train=replace(pretrain_cfg.train, batch_size=sft_train.batch_size,
+                                                  optimizer=sft_train.optimizer))
     # --set model.…: the user chose the model, the plan only splits the time
     size_model = not any(o.startswith("model.") for o in cfg.extra_overrides)
     sft_steps = 0 if cfg.sft_time else cfg.sft_steps

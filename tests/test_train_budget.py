@@ -10,26 +10,27 @@ from dataclasses import replace
 import pytest
 
 from owngpt.config import load_run_config
-from owngpt.train.budget import (MIN_PRETRAIN_STEPS, PRETRAIN_OVERHEAD, REFERENCE_TPS, SFT_OVERHEAD, TOKENS_PER_PARAM, depth_overrides, model_size,
+from owngpt.train.budget import (MIN_PRETRAIN_STEPS, MUON_STEP_RATE, PRETRAIN_OVERHEAD, REFERENCE_TPS, SFT_OVERHEAD, TOKENS_PER_PARAM, depth_overrides, model_size,
                                  plan_budget, training_tokens_per_second)
 
 
 def _configs():
     pre = load_run_config("tiny-cpu", ["model.block_size=256", "model.vocab_size=4096"])
-    sft = replace(pre, train=replace(pre.train, batch_size=16))
+    sft = replace(pre, train=replace(pre.train, batch_size=16, optimizer="adamw"))  # as quickstart_plan builds it
     return pre, sft
 
 
 def _probe(tps: float):
-    """A machine that trains the tiny-cpu recipe at `tps` tokens/s at any batch size (bigger models: by FLOPs)."""
-    return lambda cfg: tps
+    """A machine that trains the tiny-cpu recipe (Muon) at `tps` tokens/s at any batch size, and AdamW (fine-tuning)
+    that much faster as Muon's steps are slower (bigger models: by FLOPs)."""
+    return lambda cfg: tps if cfg.train.optimizer == "muon" else tps / MUON_STEP_RATE
 
 
 def test_fine_tuning_keeps_its_steps_and_pretraining_gets_the_rest():
     pre, sft = _configs()
     plan = plan_budget(20, 30.0, pre, sft, sft_steps=1400, size_model=False, probe=_probe(REFERENCE_TPS))
     assert plan.model == "tiny-cpu" and plan.model_overrides == [] and plan.lr_scale == 1.0
-    assert plan.sft_seconds == pytest.approx(SFT_OVERHEAD * 1400 * 16 * 256 / REFERENCE_TPS, rel=1e-3)
+    assert plan.sft_seconds == pytest.approx(SFT_OVERHEAD * 1400 * 16 * 256 * MUON_STEP_RATE / REFERENCE_TPS, rel=1e-3)
     assert plan.pretrain_seconds == pytest.approx(20 * 60 - 30 - plan.evaluate_seconds - plan.sft_seconds, abs=0.2)
     assert plan.pretrain_steps == 0  # bounded by its time
     assert plan.tokens == pytest.approx(plan.pretrain_seconds * REFERENCE_TPS, rel=1e-3)
@@ -72,7 +73,7 @@ def test_more_minutes_buy_a_bigger_model_by_the_depth_rule_and_never_more_than_t
                                           *depth_overrides(depth + 1, 3e-3, 128)[:3]])
     params, flops = model_size(bigger)
     _, flops0 = model_size(pre)
-    sft_seconds = SFT_OVERHEAD * 1400 * 16 * 256 / (REFERENCE_TPS * flops0 / flops)
+    sft_seconds = SFT_OVERHEAD * 1400 * 16 * 256 * MUON_STEP_RATE / (REFERENCE_TPS * flops0 / flops)
     tokens = (600 * 60 - 30 - big.evaluate_seconds - sft_seconds) * REFERENCE_TPS * flops0 / flops
     assert tokens < TOKENS_PER_PARAM * params  # ... and not the next one
     assert big.lr_scale == pytest.approx((128 / (64 * depth)) ** 0.5, rel=1e-3)
@@ -82,6 +83,15 @@ def test_the_depth_rule_scales_the_learning_rate_by_width():
     got = depth_overrides(4, 3e-3, 128)
     assert got == ["model.n_layer=4", "model.n_embd=256", "model.n_head=4", "train.lr=0.00212",
                    "train.min_lr=0.000212"]
+    # Muon's own rate (a recipe that sets one) follows the same width^-1/2
+    assert depth_overrides(4, 3e-3, 128, 5e-3)[5:] == ["train.muon_lr=0.00354"]
+
+
+def test_a_depth_override_gives_muon_the_derived_learning_rate():
+    """model.depth replaces the preset's lr, min_lr and muon_lr (0 = Muon takes train.lr); given ones stay."""
+    cfg = load_run_config("tiny-cpu", ["model.depth=6", "train.optimizer=muon"]).train
+    assert cfg.muon_lr == 0 and cfg.lr == pytest.approx(0.000849, rel=1e-3)
+    assert load_run_config("tiny-cpu", ["model.depth=6", "train.muon_lr=0.004"]).train.muon_lr == 0.004
 
 
 def test_the_probe_times_real_training_steps():
