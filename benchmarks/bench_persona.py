@@ -3,11 +3,12 @@ several identity shares, as the quickstart does (its sft stage, its step count),
 recall over the 50 held-out questions and held-out assistant perplexity (the quickstart's evaluation).
 
     python benchmarks/bench_persona.py --base runs/quickstart [--shares 0.15,0.25] [--seeds 0,1] [--steps 1400]
-        [--lang zh] [--patience 0,3]
+        [--lang zh] [--patience 0,3] [--sft-set train.optimizer=muon --sft-set train.muon_lr=2e-3]
 
 `--base` is a finished quickstart folder (its pretrain/ and data/ are used; nothing in it is changed), of the
 language `--lang` (its example persona is the one fine-tuned and asked). `--patience` compares early-stopping
 settings (validations without improvement before fine-tuning stops; 0 = never; default: the quickstart's).
+`--sft-set` adds fine-tuning overrides to every run (after the quickstart's own).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=SFT_STEPS)
     ap.add_argument("--lang", default="en", choices=["en", "zh"], help="the base's language")
     ap.add_argument("--patience", default=str(SFT_PATIENCE), help="early-stopping settings to compare, comma-separated")
+    ap.add_argument("--sft-set", action="append", default=[], help="a fine-tuning override for every run, e.g. "
+                    "train.optimizer=muon")
     args = ap.parse_args()
     base = Path(args.base)
     shares = [float(s) for s in args.shares.split(",")]
@@ -49,14 +52,15 @@ def main() -> None:
                     start = time.perf_counter()
                     sft = sft_stage(base / "pretrain", base / "data", chat, persona=persona_path(evaluation),
                                     steps=args.steps, seed=seed, quiet=True, echo=lambda _: None, identity_share=share,
-                                    overrides=[f"train.patience={patience}"])
+                                    overrides=[f"train.patience={patience}", *args.sft_set])
                     seconds = time.perf_counter() - start
                     result = evaluate_quickstart(evaluation, base / "data", chat)
                     rows.append((share, seed, patience, result["persona"]["recall"], result["perplexity"], seconds,
                                  sft["steps"]))
                     print(f"share {share:.2f} seed {seed} patience {patience}: recall {rows[-1][3]:.0%}, perplexity "
                           f"{rows[-1][4]:.1f}, {sft['steps']} steps, {seconds / 60:.1f} min", file=sys.stderr)
-    print(f"\n{cpu_description()}; base {base / 'pretrain'}; up to {args.steps} fine-tuning steps\n")
+    print(f"\n{cpu_description()}; base {base / 'pretrain'}; up to {args.steps} fine-tuning steps"
+          + (f"; {' '.join(args.sft_set)}" if args.sft_set else "") + "\n")
     print("| identity share | seed | patience | fine-tuning steps | persona recall (50 answers) | held-out perplexity "
           "| fine-tuning min |")
     print("|---|---|---|---|---|---|---|")
