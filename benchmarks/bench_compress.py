@@ -35,7 +35,7 @@ from owngpt.generate import GenerationConfig, generate_ids
 from owngpt.train.pretrain import pretrain
 
 MODEL = ["model.preset=modern", "model.n_layer=10", "model.n_embd=512", "model.n_head=8", "model.block_size=128"]
-TRAIN = ["train.batch_size=8", "train.lr=1e-3", "train.min_lr=1e-4", "train.warmup_steps=20", "train.eval_batches=4",
+TRAIN = ["train.optimizer=adamw", "train.batch_size=8", "train.lr=1e-3", "train.min_lr=1e-4", "train.warmup_steps=20", "train.eval_batches=4",
          "train.device=cpu", "train.dtype=float32", "train.compile=off", "train.tensorboard=false"]
 
 

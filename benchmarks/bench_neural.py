@@ -81,7 +81,8 @@ def main() -> None:
     for kind, batch in batches.items():
         base = None
         for arch in ("gpt", "lstm", "seq2seq"):
-            run = load_run_config("tiny-cpu", [f"model.arch={arch}", f"model.block_size={T}", f"model.vocab_size={V}"])
+            run = load_run_config("tiny-cpu", [f"model.arch={arch}", f"model.block_size={T}", f"model.vocab_size={V}",
+                                               "train.optimizer=adamw"])
             torch.manual_seed(0)
             model = make_model(run.model)
             if isinstance(model, Seq2Seq):  # the header a tokenizer would give

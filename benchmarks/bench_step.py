@@ -50,7 +50,7 @@ def nanogpt_step(preset: str, T: int, vocab: int):
 
 
 def owngpt_step(preset: str, T: int, vocab: int, bf16: bool, compiled: bool):
-    cfg = load_run_config(preset, [])
+    cfg = load_run_config(preset, ["train.optimizer=adamw"])  # AdamW on both sides, as nanoGPT
     model = GPT(dataclasses.replace(cfg.model, vocab_size=vocab, block_size=T))
     opt = make_optimizer(model, cfg.train)
     forward = torch.compile(model) if compiled else model

@@ -127,7 +127,8 @@ class TrainConfig:
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = 0.1
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
-    muon_lr: float = 0.0  # 0 = train.lr, scaled per matrix to AdamW's update size (Moonshot's rule)
+    muon_lr: float = 0.0  # 0 = train.lr * muon_lr_scale; scaled per matrix to AdamW's update size (Moonshot's rule)
+    muon_lr_scale: float = 1.0  # Muon's rate over train.lr (when muon_lr is 0), so it follows lr, depth and sweeps
     muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.99
@@ -158,6 +159,7 @@ class TrainConfig:
                                  "patience", "threads", "grad_clip", "weight_decay", "lr"), ">= 0", lambda v: v >= 0)
         _require(self, "train", ("beta1", "beta2", "muon_momentum"), ">= 0 and < 1", lambda v: 0 <= v < 1)
         _require(self, "train", ("muon_lr",), ">= 0", lambda v: v >= 0)
+        _require(self, "train", ("muon_lr_scale",), "> 0", lambda v: v > 0)
         _require(self, "train", ("eps",), "> 0", lambda v: v > 0)
         if not 0 <= self.min_lr <= self.lr:
             raise OwnGPTError(f"train.min_lr must be between 0 and train.lr ({self.lr:g}), not {self.min_lr!r} "
@@ -313,14 +315,15 @@ def load_preset_dict(name_or_path: str) -> dict[str, Any]:
 
 
 # What model.depth derives: a depth override drops the preset's values for these, unless they are overridden too.
-# (A preset's muon_lr goes too: with depth, Muon takes the derived train.lr.)
+# (A preset's absolute muon_lr goes too; its muon_lr_scale stays, so Muon follows the derived train.lr.)
 DEPTH_DERIVED = (("model", "n_layer"), ("model", "n_head"), ("model", "n_embd"), ("train", "lr"), ("train", "min_lr"),
                  ("train", "muon_lr"))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `section.key=value` strings (e.g. `train.lr=3e-4`, `model.depth=6`) to nested dicts. Overriding
-    model.depth resizes the preset: its n_layer, n_head, n_embd, lr and min_lr give way to the depth's own."""
+    model.depth resizes the preset: its n_layer, n_head, n_embd, lr, min_lr and absolute muon_lr give way to the
+    depth's own."""
     data = {k: dict(v or {}) for k, v in data.items()}
     given: set[tuple[str, str]] = set()
     for item in overrides:

@@ -338,7 +338,8 @@ def train_baseline(cfg: BaselineConfig, *, echo: Callable[[str], None] = print, 
         report["seconds"]["count"] = round(time.perf_counter() - t0, 1)
     else:
         check_budgets([("pretrain time", cfg.pretrain_time), ("sft time", cfg.sft_time)])
-        arch = [] if cfg.arch == "gpt" else [f"model.arch={cfg.arch}"]
+        # the LSTM and the encoder-decoder train with AdamW, as their figures were measured (tiny-cpu's Muon is the GPT's)
+        arch = [] if cfg.arch == "gpt" else [f"model.arch={cfg.arch}", "train.optimizer=adamw"]
         echo(f"[1/2] pretrain: {cfg.arch} (context {CONTEXT}) for {cfg.pretrain_time} → {out / 'pretrain'}")
         report["pretrain"] = pretrain_stage(data_dir, out / "pretrain", budget=cfg.pretrain_time, seed=cfg.seed,
                                             overrides=[*arch, *cfg.overrides], quiet=quiet, echo=echo)

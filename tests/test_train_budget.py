@@ -83,14 +83,22 @@ def test_the_depth_rule_scales_the_learning_rate_by_width():
     got = depth_overrides(4, 3e-3, 128)
     assert got == ["model.n_layer=4", "model.n_embd=256", "model.n_head=4", "train.lr=0.00212",
                    "train.min_lr=0.000212"]
-    # Muon's own rate (a recipe that sets one) follows the same width^-1/2
-    assert depth_overrides(4, 3e-3, 128, 5e-3)[5:] == ["train.muon_lr=0.00354"]
 
 
-def test_a_depth_override_gives_muon_the_derived_learning_rate():
-    """model.depth replaces the preset's lr, min_lr and muon_lr (0 = Muon takes train.lr); given ones stay."""
-    cfg = load_run_config("tiny-cpu", ["model.depth=6", "train.optimizer=muon"]).train
-    assert cfg.muon_lr == 0 and cfg.lr == pytest.approx(0.000849, rel=1e-3)
+def test_muons_rate_follows_the_learning_rate_by_its_scale():
+    """tiny-cpu's Muon runs at muon_lr_scale x train.lr, so a depth (lr derived from the width), a --set train.lr or
+    a sweep's lr moves it too; an absolute muon_lr replaces it, and model.depth drops a preset's absolute one."""
+    from owngpt.model.gpt import GPT
+    from owngpt.train.optim import make_optimizer
+
+    def muon_rate(overrides):
+        cfg = load_run_config("tiny-cpu", ["model.vocab_size=64", "model.block_size=16", *overrides])
+        return make_optimizer(GPT(cfg.model), cfg.train).muon.param_groups[0]["lr"]
+
+    assert muon_rate([]) == pytest.approx(5e-3, rel=1e-3)
+    assert muon_rate(["train.lr=3e-4"]) == pytest.approx(5e-4, rel=1e-3)
+    assert muon_rate(["model.depth=2"]) == pytest.approx(1.6667 * load_run_config("tiny-cpu", ["model.depth=2"]).train.lr)
+    assert muon_rate(["train.muon_lr=0.004"]) == 0.004
     assert load_run_config("tiny-cpu", ["model.depth=6", "train.muon_lr=0.004"]).train.muon_lr == 0.004
 
 

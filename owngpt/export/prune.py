@@ -271,12 +271,13 @@ def prune_run(source: str | Path, out: str | Path, sparsity: float, *, structure
 
 def _recover(pruned: Path, out: Path, data: str | Path, steps: int, lr: float, overrides: list[str], quiet: bool,
              echo: Callable[[str], None]) -> dict[str, Any]:
-    """Continue the pruned model with the pretraining recipe (train.init_from), as `owngpt pretrain --init-from`."""
+    """Continue the pruned model with the pretraining recipe (train.init_from), as `owngpt pretrain --init-from`, with
+    AdamW at the recovery's lr (what the recovery figures in docs/benchmarks.md measured; --set may change it)."""
     from owngpt.config import load_run_config
     from owngpt.train.pretrain import pretrain
 
     settings = [f"train.data={data}", f"train.init_from={pruned}", f"train.out_dir={out}", f"train.max_steps={steps}",
-                "train.resume=none", f"train.lr={lr}", f"train.min_lr={lr / 10}",
+                "train.resume=none", f"train.lr={lr}", f"train.min_lr={lr / 10}", "train.optimizer=adamw",
                 f"train.warmup_steps={max(1, steps // 10)}", f"train.eval_interval={max(1, steps // 4)}", *overrides]
     result = pretrain(load_run_config("tiny-cpu", settings), quiet=quiet, echo=echo if not quiet else (lambda _: None))
     return {"steps": result.steps, "best_val_loss": result.best_val_loss}

@@ -45,7 +45,9 @@ TOKENS_PER_PARAM = 20
 # Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
 # machine the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW
 # (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon
-MUON_STEP_RATE = 0.92  # Muon's steps/s over AdamW's at that shape (the two probes alternated in one process)
+# Muon's steps/s over AdamW's at that shape in this probe (the two alternated in one process). fit()'s own 4-minute
+# runs gave ~0.82 (bench_recipes.py): the probe leaves out part of Muon's cost, as REFERENCE_TPS's probe does alike.
+MUON_STEP_RATE = 0.92
 REFERENCE_TPS = 10_600
 # Fine-tuning's wall time over its probed step time: validation every 100 steps, checkpoints, batches built on the
 # host (the quickstart on the reference machine: 1,400 steps in 576 s against 492 s probed)
@@ -101,15 +103,13 @@ def model_size(run_cfg: RunConfig) -> tuple[int, int]:
     return model.num_params(non_embedding=True), model.flops_per_token()
 
 
-def depth_overrides(depth: int, base_lr: float, base_width: int, base_muon_lr: float = 0.0) -> list[str]:
+def depth_overrides(depth: int, base_lr: float, base_width: int) -> list[str]:
     """The depth rule as overrides of the tiny-cpu recipe: depth layers, 64 * depth wide, heads of 64, lr (and
-    min_lr a tenth of it) scaled from the recipe's by width^-1/2, and Muon's rate (when the recipe sets one) with it."""
+    min_lr a tenth of it) scaled from the recipe's by width^-1/2 (Muon's rate follows it: train.muon_lr_scale)."""
     width = 64 * depth
-    scale = math.sqrt(base_width / width)
-    lr = base_lr * scale
-    muon = [f"train.muon_lr={base_muon_lr * scale:.3g}"] if base_muon_lr else []
+    lr = base_lr * math.sqrt(base_width / width)
     return [f"model.n_layer={depth}", f"model.n_embd={width}", f"model.n_head={depth}", f"train.lr={lr:.3g}",
-            f"train.min_lr={lr / 10:.3g}", *muon]
+            f"train.min_lr={lr / 10:.3g}"]
 
 
 @dataclass
@@ -159,7 +159,7 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
     depth = 3
     candidates = [("tiny-cpu", [], pretrain_cfg)]
     while size_model and depth <= MAX_DEPTH:
-        extra = depth_overrides(depth, pretrain_cfg.train.lr, pretrain_cfg.model.n_embd, pretrain_cfg.train.muon_lr)
+        extra = depth_overrides(depth, pretrain_cfg.train.lr, pretrain_cfg.model.n_embd)
         cfg = replace(pretrain_cfg, model=replace(pretrain_cfg.model, n_layer=depth, n_embd=64 * depth,
                                                   n_head=depth, n_kv_head=depth, mlp_hidden=None))
         candidates.append((f"depth {depth}", extra, cfg))

@@ -9,7 +9,7 @@ Muon (`train.optimizer: muon`, PyTorch's own `torch.optim.Muon`) orthogonalises 
 weight matrix (attention and MLP projections, LoRA's A and B) before applying it, as nanochat and modded-nanogpt
 do; embeddings, the output head, norm gains and biases stay with AdamW. Its update is scaled per matrix to the
 size of AdamW's (Moonshot's `match_rms_adamw`), so it takes the same learning rate and schedule as AdamW
-(`train.muon_lr` overrides it). Every group carries `lr_scale`, its learning rate relative to train.lr, so the
+(`train.muon_lr_scale` multiplies it, `train.muon_lr` replaces it). Every group carries `lr_scale`, its learning rate relative to train.lr, so the
 loop sets one schedule for all.
 
 Not handled: Muon's distributed (sharded) variant, and fused or on-device step skipping with Muon (the host
@@ -175,7 +175,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool | None = None
     matrices = [p for n, p in model.named_parameters() if n in chosen]
     if not matrices:
         raise OwnGPTError("train.optimizer=muon found no hidden weight matrix to train; use train.optimizer=adamw")
-    muon_lr = cfg.muon_lr or cfg.lr
+    muon_lr = cfg.muon_lr or cfg.lr * cfg.muon_lr_scale
     muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr / cfg.lr if cfg.lr else 1.0}], lr=muon_lr,
                            weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=True,
                            adjust_lr_fn="match_rms_adamw")
