@@ -9,8 +9,8 @@ Muon (`train.optimizer: muon`, PyTorch's own `torch.optim.Muon`) orthogonalises 
 weight matrix (attention and MLP projections, LoRA's A and B) before applying it, as nanochat and modded-nanogpt
 do; embeddings, the output head, norm gains and biases stay with AdamW. Its update is scaled per matrix to the
 size of AdamW's (Moonshot's `match_rms_adamw`), so it takes the same learning rate and schedule as AdamW
-(`train.muon_lr_scale` multiplies it, `train.muon_lr` replaces it). Every group carries `lr_scale`, its learning rate relative to train.lr, so the
-loop sets one schedule for all.
+(`train.muon_lr_scale` multiplies it, `train.muon_lr` replaces it). Every group carries `lr_scale`, its learning
+rate relative to train.lr, so the loop sets one schedule for all.
 
 Not handled: Muon's distributed (sharded) variant, and fused or on-device step skipping with Muon (the host
 decides, as for any unfused optimizer).
