@@ -18,8 +18,8 @@ budget, and the model is sized to it:
                Data-Constrained Language Models": up to ~4 epochs are worth almost as much as new data, past ~16
                almost nothing). On a fast device (a GPU) with a small corpus the run then ends before its budget
                instead of training the same text hundreds of times; the plan says so
-    3. floor   pretraining never gets fewer than MIN_PRETRAIN_STEPS steps: a base trained less does not hold its
-               persona even after the fine-tuning steps. When the budget cannot pay for both on this machine, the
+    3. floor   pretraining never sees fewer than MIN_PRETRAIN_TOKENS tokens (a number of steps at the run's batch):
+               a base trained less does not hold its persona even after the fine-tuning steps. When the budget cannot pay for both on this machine, the
                plan says so before any training and how long the run will take instead (more than asked)
     4. warn    when the probe is slower than the README's reference machine
 
@@ -45,16 +45,17 @@ TOKENS_PER_PARAM = 20
 # Muon's steps/s over AdamW's at the quickstart's shape in the probe below (the two alternated in one process).
 # fit()'s own 4-minute runs gave ~0.82 (bench_recipes.py): the probe leaves out part of Muon's cost in fit().
 MUON_STEP_RATE = 0.92
-# Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
-# machine the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW
-# (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon
-REFERENCE_TPS = 10_600
+# Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, vocab 4096) on the machine
+# the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW at batch 8
+# (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon, times 1.04-1.05 for the quickstart's batch of 12
+# (the probe at 12 and 8 rows alternated in one process)
+REFERENCE_TPS = 11_100
 # Fine-tuning's wall time over its probed step time: validation every 100 steps, checkpoints, batches built on the
 # host (the quickstart on the reference machine: 1,400 steps in 576 s against 492 s probed)
 SFT_OVERHEAD = 1.17
-# The floor, in steps of the quickstart's shape (batch 8 x 256 tokens): with 1,400 fine-tuning steps, a base of
-# 2,691 pretraining steps named its persona in 84% of answers, one of 622 steps in 62% (docs/benchmarks.md)
-MIN_PRETRAIN_STEPS = 2500
+# The floor, in tokens: 2,500 steps of batch 8 x 256 tokens (with 1,400 fine-tuning steps, a base of 2,691 such
+# pretraining steps named its persona in 84% of answers, one of 622 steps in 62%; docs/benchmarks.md)
+MIN_PRETRAIN_TOKENS = 2500 * 8 * 256
 PRETRAIN_OVERHEAD = 1.10  # pretraining's wall time over its probed step time (validation, checkpoints)
 MAX_DEPTH = 24
 SIZE_EPOCHS = 4  # passes over the training split the model is sized to (module docstring)
@@ -182,29 +183,30 @@ def plan_budget(minutes: float, spent: float, pretrain_cfg: RunConfig, sft_cfg: 
     plan.pretrain_tps, plan.sft_tps = round(p_tps), round(s_tps)
     plan.sft_seconds = round(sft_seconds, 1)
     tokens_per_step = pretrain_cfg.train.batch_size * pretrain_cfg.model.block_size
-    floor = PRETRAIN_OVERHEAD * MIN_PRETRAIN_STEPS * tokens_per_step / p_tps
+    min_steps = math.ceil(MIN_PRETRAIN_TOKENS / tokens_per_step)  # the floor in steps of this batch
+    floor = PRETRAIN_OVERHEAD * min_steps * tokens_per_step / p_tps
     if data_tokens and tokens > MAX_EPOCHS * data_tokens and pretrain_seconds >= floor:
         # in steps, like the floor (never below it): MAX_EPOCHS passes whatever the machine's speed turns out to be
-        steps = max(MIN_PRETRAIN_STEPS, math.ceil(MAX_EPOCHS * data_tokens / tokens_per_step))
+        steps = max(min_steps, math.ceil(MAX_EPOCHS * data_tokens / tokens_per_step))
         seconds = PRETRAIN_OVERHEAD * steps * tokens_per_step / p_tps
         if seconds < pretrain_seconds:
             passes = steps * tokens_per_step / data_tokens
-            why = (f"its floor of {MIN_PRETRAIN_STEPS:,} steps ({passes:.0f} passes, more than {MAX_EPOCHS}: the "
-                   "persona needs them)" if steps == MIN_PRETRAIN_STEPS else f"{steps:,} steps ({MAX_EPOCHS} passes)")
+            why = (f"its floor of {min_steps:,} steps ({passes:.0f} passes, more than {MAX_EPOCHS}: the "
+                   "persona needs them)" if steps == min_steps else f"{steps:,} steps ({MAX_EPOCHS} passes)")
             plan.notes.append(
                 f"the training split holds {data_tokens / 1e6:.2f}M tokens: pretraining stops after {why}, "
                 f"~{seconds / 60:.1f} min instead of {pretrain_seconds / 60:.1f}, so the run ends before its budget; "
                 "more text, not more minutes, would buy a better model")
             plan.pretrain_steps, pretrain_seconds, tokens = steps, seconds, steps * tokens_per_step
     if pretrain_seconds < floor:
-        plan.pretrain_steps = MIN_PRETRAIN_STEPS
+        plan.pretrain_steps = min_steps
         total = spent + plan.evaluate_seconds + sft_seconds + floor
         plan.warnings.append(
             f"{minutes:g} minutes are too few on this machine for a model that holds its persona: pretraining gets "
-            f"its minimum of {MIN_PRETRAIN_STEPS:,} steps (~{floor / 60:.1f} min) and fine-tuning "
+            f"its minimum of {min_steps:,} steps (~{floor / 60:.1f} min) and fine-tuning "
             + (f"its {sft_steps:,} steps" if sft_steps else "its time") + f" (~{sft_seconds / 60:.1f} min), so the "
             f"run takes ~{total / 60:.0f} minutes")
-        pretrain_seconds, tokens = floor, MIN_PRETRAIN_STEPS * tokens_per_step
+        pretrain_seconds, tokens = floor, min_steps * tokens_per_step
     plan.pretrain_seconds, plan.tokens = round(pretrain_seconds, 1), int(tokens)
     if slowdown > 1.2:
         plan.warnings.append(
