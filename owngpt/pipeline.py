@@ -45,10 +45,6 @@ SFT_STEPS = 1400
 # same weights bit for bit); the English one improves to its last step (never stopped). docs/benchmarks.md
 SFT_PATIENCE = 3
 CONTEXT = 256  # tokens; BPE tokens of short chit-chat turns, system prompt and reply fit with room to spare
-# Pretraining's batch (rows of CONTEXT tokens): tiny-cpu's 8 was measured best with AdamW; with Muon, whose
-# Newton-Schulz work is paid per step, 12 rows run 1.14-1.19x the tokens/s at the same validation loss per token
-# (docs/benchmarks.md, "Pretraining batch with Muon")
-PRETRAIN_BATCH = 12
 
 SAMPLE_TURNS: dict[str, list[str]] = {
     "en": ["Hi! What is your name?", "What do you like to do on weekends?", "Who made you?"],
@@ -164,8 +160,7 @@ def quickstart_plan(cfg: QuickstartConfig, data_dir: Path, *, spent: float,
             echo(f"      the plan of the earlier run (in {path}): {plan.model}, pretraining {plan.pretrain_time}")
             return plan
     vocab = padded_vocab(Tokenizer.load(data_dir / "tokenizer").vocab_size)
-    settings = [f"model.block_size={CONTEXT}", f"train.batch_size={PRETRAIN_BATCH}", f"model.vocab_size={vocab}",
-                *cfg.extra_overrides]
+    settings = [f"model.block_size={CONTEXT}", f"model.vocab_size={vocab}", *cfg.extra_overrides]
     pretrain_cfg = load_run_config("tiny-cpu", settings)
     sft_train = load_run_config("sft").train  # fine-tuning's batch and optimizer (AdamW), on the pretrained model
     sft_cfg = replace(pretrain_cfg, train=replace(pretrain_cfg.train, batch_size=sft_train.batch_size,
@@ -202,13 +197,12 @@ def check_budgets(budgets: list[tuple[str, str]]) -> None:
 def pretrain_stage(data_dir: Path, run_dir: Path, *, budget: str, seed: int = 0, overrides: Sequence[str] = (),
                    quiet: bool = False, echo: Callable[[str], None] = print) -> dict:
     """Pretrain the tiny-cpu recipe with a CONTEXT-token context (a chat prompt holds a system prompt, history and
-    the reply), PRETRAIN_BATCH rows a step, on a prepared folder for `budget` of wall time; `overrides` (--set)
-    come last. Resumes what `run_dir` holds."""
+    the reply) on a prepared folder for `budget` of wall time; `overrides` (--set) come last. Resumes what
+    `run_dir` holds."""
     from owngpt.config import load_run_config
     from owngpt.train.pretrain import pretrain
 
-    settings = [f"train.data={data_dir}", f"model.block_size={CONTEXT}", f"train.batch_size={PRETRAIN_BATCH}",
-                f"train.out_dir={run_dir}",
+    settings = [f"train.data={data_dir}", f"model.block_size={CONTEXT}", f"train.out_dir={run_dir}",
                 f"train.max_time={budget}", "train.max_steps=0", f"train.seed={seed}", *overrides]
     result = pretrain(load_run_config("tiny-cpu", settings), quiet=quiet, echo=echo if not quiet else (lambda s: None))
     return {"best_val_loss": result.best_val_loss, "steps": result.steps, "tokens": result.tokens}

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from owngpt.config import load_run_config
-from owngpt.pipeline import PRETRAIN_BATCH
 from owngpt.train.budget import (MIN_PRETRAIN_TOKENS, MUON_STEP_RATE, PRETRAIN_OVERHEAD, REFERENCE_TPS, SFT_OVERHEAD, TOKENS_PER_PARAM, depth_overrides, model_size,
                                  plan_budget, training_tokens_per_second)
 
+PRETRAIN_BATCH = 8  # tiny-cpu's, which the quickstart pretrains with
 FLOOR_STEPS = math.ceil(MIN_PRETRAIN_TOKENS / (PRETRAIN_BATCH * 256))  # the persona's floor at the quickstart's batch
 
 
@@ -41,10 +41,10 @@ def test_fine_tuning_keeps_its_steps_and_pretraining_gets_the_rest():
 
 
 def test_the_floor_is_tokens_whatever_the_batch():
-    """The persona's floor was measured as 2,500 steps of 8 rows: at the quickstart's batch it is as many tokens in
-    fewer steps, and pretraining's time for it does not depend on the batch (same tokens/s)."""
+    """The persona's floor was measured as 2,500 steps of 8 rows: at another batch (--set train.batch_size) it is as
+    many tokens in other steps, and pretraining's time for it does not depend on the batch (same tokens/s)."""
     plans = {b: plan_budget(4, 30.0, *_configs(b), sft_steps=1400, probe=_probe(REFERENCE_TPS)) for b in (8, 12)}
-    assert plans[8].pretrain_steps == 2500 and plans[12].pretrain_steps == 1667 == FLOOR_STEPS
+    assert plans[8].pretrain_steps == 2500 == FLOOR_STEPS and plans[12].pretrain_steps == 1667
     assert plans[8].tokens == MIN_PRETRAIN_TOKENS <= plans[12].tokens < MIN_PRETRAIN_TOKENS + 12 * 256
     assert plans[12].pretrain_seconds == pytest.approx(plans[8].pretrain_seconds, rel=1e-3)
 
@@ -134,7 +134,7 @@ def test_the_quickstart_plan_is_kept_and_a_rerun_continues_it(tmp_path, monkeypa
     cfg = QuickstartConfig(out=str(tmp_path / "qs"), minutes=18)
     plan = quickstart_plan(cfg, data, spent=20.0, echo=lambda s: None)
     assert len(calls) == 2 and plan.probe_tps == 10_000
-    assert [c.train.batch_size for c in calls] == [PRETRAIN_BATCH, 16]  # pretraining's batch, then fine-tuning's
+    assert [c.train.batch_size for c in calls] == [8, 16]  # pretraining's batch, then fine-tuning's
     saved = json.loads((tmp_path / "qs" / "quickstart_plan.json").read_text())
     assert saved["plan"]["pretrain_seconds"] == plan.pretrain_seconds
     again = quickstart_plan(cfg, data, spent=99.0, echo=lambda s: None)  # no probe: the same plan
@@ -170,14 +170,14 @@ def test_a_fast_device_with_little_text_sizes_the_model_to_the_data_and_stops_ea
 
 
 def test_little_text_keeps_the_floor_and_says_why_without_calling_the_budget_too_small():
-    """200k tokens: 16 passes are fewer steps than the persona's floor, so the floor's 1,667 steps run (~26 passes),
+    """200k tokens: 16 passes are fewer steps than the persona's floor, so the floor's 2,500 steps run (~26 passes),
     the note says so, and no warning claims the minutes are too few (they are not)."""
     pre, sft = _configs()
     plan = plan_budget(30, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=200_000)
     assert plan.pretrain_steps == FLOOR_STEPS and plan.tokens == FLOOR_STEPS * PRETRAIN_BATCH * 256
     assert plan.pretrain_seconds == pytest.approx(PRETRAIN_OVERHEAD * plan.tokens / REFERENCE_TPS, rel=1e-3)
     assert not plan.warnings
-    assert any("floor of 1,667 steps (26 passes" in n and "ends before its budget" in n for n in plan.notes)
+    assert any("floor of 2,500 steps (26 passes" in n and "ends before its budget" in n for n in plan.notes)
     # a budget too small for the floor: the warning, and no note about ending early
     short = plan_budget(4, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS), data_tokens=200_000)
     assert short.pretrain_steps == FLOOR_STEPS and not short.notes

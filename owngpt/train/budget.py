@@ -45,16 +45,16 @@ TOKENS_PER_PARAM = 20
 # Muon's steps/s over AdamW's at the quickstart's shape in the probe below (the two alternated in one process).
 # fit()'s own 4-minute runs gave ~0.82 (bench_recipes.py): the probe leaves out part of Muon's cost in fit().
 MUON_STEP_RATE = 0.92
-# Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, vocab 4096) on the machine
-# the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW at batch 8
-# (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon, times 1.04-1.05 for the quickstart's batch of 12
-# (the probe at 12 and 8 rows alternated in one process)
-REFERENCE_TPS = 11_100
+# Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
+# machine the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW
+# (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon
+REFERENCE_TPS = 10_600
 # Fine-tuning's wall time over its probed step time: validation every 100 steps, checkpoints, batches built on the
 # host (the quickstart on the reference machine: 1,400 steps in 576 s against 492 s probed)
 SFT_OVERHEAD = 1.17
-# The floor, in tokens: 2,500 steps of batch 8 x 256 tokens (with 1,400 fine-tuning steps, a base of 2,691 such
-# pretraining steps named its persona in 84% of answers, one of 622 steps in 62%; docs/benchmarks.md)
+# The floor, in tokens (so that a --set train.batch_size keeps it): 2,500 steps of the quickstart's batch of 8 x 256
+# tokens (with 1,400 fine-tuning steps, a base of 2,691 such steps named its persona in 84% of answers, one of 622
+# steps in 62%; docs/benchmarks.md)
 MIN_PRETRAIN_TOKENS = 2500 * 8 * 256
 PRETRAIN_OVERHEAD = 1.10  # pretraining's wall time over its probed step time (validation, checkpoints)
 MAX_DEPTH = 24
