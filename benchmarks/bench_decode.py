@@ -11,7 +11,10 @@ read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads)
 product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32-compiled,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+
+fp32-compiled: owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`); its compile time is
+printed and not inside the tok/s (batches of 8 run eagerly, as without it).
 """
 
 from __future__ import annotations
@@ -149,7 +152,8 @@ def main() -> None:
     ap.add_argument("--dtypes", default="f32,f16,bf16,q8_0", help="llama.cpp GGUF dtypes")
     ap.add_argument("--owngpt-dtypes", default="fp32,fp32-torch,bf16", help="owngpt weight dtypes (fp32 first: the "
                     "reference, with the one-row product this process chose; fp32-torch: fp32 with torch's own product; "
-                    "also int8-weight, int8-dynamic: owngpt quantize's models)")
+                    "fp32-compiled: compiled one-row decoding (--compile); also int8-weight, int8-dynamic: owngpt "
+                    "quantize's models)")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
@@ -180,7 +184,14 @@ def main() -> None:
     for dtype in args.owngpt_dtypes.split(","):
         set_gemv_backend("torch" if dtype == "fp32-torch" else chosen)
         label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if dtype.startswith("fp32") else dtype
-        if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
+        if dtype == "fp32-compiled":
+            from owngpt.generate.compiled import compile_decoding
+
+            weights, label = copy.deepcopy(model), "fp32 (compiled)"
+            start = time.perf_counter()
+            compile_decoding(weights)
+            print(f"compile_decoding (warm-up included): {time.perf_counter() - start:.0f} s\n")
+        elif dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
             from owngpt.export.quantize import quantize_model
 
             weights = quantize_model(model, dtype)

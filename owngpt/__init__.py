@@ -17,14 +17,15 @@ __version__ = "0.1.0"
 
 
 def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str = "auto",
-         dtype: str = "auto", ensemble: "Sequence[str | Path]" = ()) -> "Generator":
+         dtype: str = "auto", ensemble: "Sequence[str | Path]" = (), compile: bool = False) -> "Generator":
     """Load a checkpoint (a run folder or a checkpoint folder) with its tokenizer, optionally applying a LoRA
     adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
     `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32.
-    ensemble: more checkpoints with the same tokenizer, whose next-token probabilities are averaged with this one's."""
+    ensemble: more checkpoints with the same tokenizer, whose next-token probabilities are averaged with this one's.
+    compile: batch-1 CPU decoding through torch.compile (faster tokens after tens of seconds of compiling here)."""
     from owngpt.generate.api import load as _load
 
-    return _load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble)
+    return _load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)
 
 
 __all__ = ["load", "__version__"]

@@ -195,14 +195,14 @@ class ReplyModel:
 
 def load_reply_model(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto",
                      system: str | None = None, persona: str | None = None, dtype: str = "auto",
-                     ensemble: Sequence[str | Path] = ()) -> ReplyModel:
+                     ensemble: Sequence[str | Path] = (), compile: bool = False) -> ReplyModel:
     """Load a chat model (optionally with its LoRA adapter, or as an ensemble with more checkpoints of the same
     tokenizer). System prompt: `system`, else the persona file's, else the one the checkpoint (for an adapter: its
-    sft run) was fine-tuned with."""
+    sft run) was fine-tuned with. compile: owngpt.load's (compiled one-row decoding on the CPU)."""
     from owngpt.checkpoint.adapter import adapter_run_meta
     from owngpt.generate.api import load
 
-    loaded = load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble)
+    loaded = load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)
     if loaded.tokenizer is None:
         raise OwnGPTError(f"checkpoint {path} carries no tokenizer; chat needs the tokenizer it was trained with")
     # An adapter's chat defaults live in the sft run it was exported from (RUN/adapter), not in the base.

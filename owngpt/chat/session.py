@@ -69,13 +69,14 @@ class ChatSession:
                         persona: str | None = None, gen: GenerationConfig | None = None, seed: int | None = None,
                         mmi: int = 0, backward: str | None = None,
                         content_filter: ContentFilter | None = None, dtype: str = "auto",
-                        ensemble: Sequence[str] = ()) -> "ChatSession":
+                        ensemble: Sequence[str] = (), compile: bool = False) -> "ChatSession":
         """Load a chat model (and optionally its LoRA adapter, the checkpoints it is an ensemble with, and an MMI
         backward model) and start a session.
 
-        System prompt: `system`, else the persona file's, else the one the checkpoint was fine-tuned with."""
+        System prompt: `system`, else the persona file's, else the one the checkpoint was fine-tuned with. compile:
+        the chat model's one-row decoding through torch.compile (owngpt/generate/compiled.py)."""
         loaded = load_reply_model(path, adapter=adapter, device=device, system=system, persona=persona, dtype=dtype,
-                                  ensemble=ensemble)
+                                  ensemble=ensemble, compile=compile)
         gen = gen or replace(CHAT_DEFAULTS)
         if seed is not None:
             gen = replace(gen, seed=seed)

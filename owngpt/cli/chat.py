@@ -35,6 +35,7 @@ def chat(
     moderation: Optional[str] = options.moderation(),
     device: str = options.device(),
     dtype: str = options.dtype(),
+    compile: bool = options.compile_decoding(),
 ) -> None:
     from owngpt.chat import ChatSession, chat_generation_config
     from owngpt.generate.moderation import load_content_filter
@@ -44,7 +45,7 @@ def chat(
     content_filter = load_content_filter(moderation) if moderation else None
     session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
                                           gen=gen, mmi=mmi, backward=backward, content_filter=content_filter,
-                                          dtype=dtype, ensemble=ensemble)
+                                          dtype=dtype, ensemble=ensemble, compile=compile)
     if message:
         ok = _script(session, message, as_json)
     elif not sys.stdin.isatty():

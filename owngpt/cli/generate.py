@@ -39,6 +39,7 @@ def generate(
     ensemble: List[str] = options.ensemble(),
     device: str = options.device(),
     dtype: str = options.dtype(),
+    compile: bool = options.compile_decoding(),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print a single prompt's text at the end instead of streaming it."),
     echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation."),
 ) -> None:
@@ -53,7 +54,7 @@ def generate(
     if beams > 1 and num_samples > beams:  # beam search is deterministic: repeating it would only repeat its text
         raise OwnGPTError(f"--num-samples {num_samples} with --beams {beams}: beam search keeps {beams} beams, so at "
                           f"most {beams} distinct results")
-    loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble)
+    loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)
     tok = loaded.tokenizer
     if tok is None:
         raise OwnGPTError(f"checkpoint {checkpoint} carries no tokenizer folder; it cannot turn text into tokens")

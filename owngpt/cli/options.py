@@ -20,6 +20,12 @@ def dtype(default: str = "auto", note: str = "") -> Any:
                         "CPUs with native bf16 — AMX or avx512_bf16 — and on CUDA GPUs, fp32 elsewhere)." + note)
 
 
+def compile_decoding() -> Any:
+    return typer.Option(False, "--compile", help="Decode one row at a time through torch.compile on the CPU: ~1.4x "
+                        "the tokens/s of a GPT-2-sized model after compiling for tens of seconds at start (needs a "
+                        "C++ compiler such as g++).")
+
+
 def adapter() -> Any:
     return typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply "
                         "to CHECKPOINT.")

@@ -69,13 +69,14 @@ class Generator:
 
 
 def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "auto",
-         dtype: str = "auto", ensemble: Sequence[str | Path] = ()) -> Generator:
+         dtype: str = "auto", ensemble: Sequence[str | Path] = (), compile: bool = False) -> Generator:
     """A checkpoint (run folder: its best, else latest; or a checkpoint folder) with its tokenizer, on `device`,
     optionally with a LoRA adapter (RUN/adapter of `owngpt sft --lora`) applied to it. dtype: the weights' dtype
     for generation (runtime.inference_dtype: auto = bf16 where the hardware computes it natively, else fp32).
     ensemble: more checkpoints with the same tokenizer; the model is then an Ensemble (owngpt/model/ensemble.py)
     that averages their next-token probabilities with this one's (the adapter applies to `path` only; the meta is
-    `path`'s)."""
+    `path`'s). compile: one-row decode steps on the CPU through torch.compile (owngpt/generate/compiled.py), compiled
+    here before returning (tens of seconds)."""
     from owngpt.checkpoint.format import load_model
 
     dev = resolve_device(device)
@@ -98,6 +99,10 @@ def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "
             members.append(member)
         model = Ensemble(members)
     model.to(inference_dtype(dev, dtype)).eval()  # after the adapter: its weights take the same dtype
+    if compile:
+        from owngpt.generate.compiled import compile_decoding
+
+        compile_decoding(model)
     return Generator(model, tokenizer, meta)
 
 

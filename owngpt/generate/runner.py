@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 import torch
 
 from owngpt.errors import OwnGPTError
+from owngpt.generate.compiled import compiled, decode_step
 from owngpt.generate.gemv import one_row_products, uses_numpy
 from owngpt.generate.settings import GenerationConfig
 
@@ -118,7 +119,8 @@ class Runner:
         self.device = device_of(model)
         self.block = model.cfg.block_size
         self.capacity = min(self.block, capacity or self.FIRST_CAPACITY)
-        self.numpy_rows = self.use_cache and uses_numpy(model, self.device)  # one-row steps: gemv.py
+        self.compiled_rows = self.use_cache and compiled(model)  # one-row steps through compiled.py
+        self.numpy_rows = self.use_cache and not self.compiled_rows and uses_numpy(model, self.device)  # gemv.py
         self._empty()
 
     def _empty(self) -> None:
@@ -159,6 +161,8 @@ class Runner:
             self._make_room()
         self.width += 1
         if self.cache is not None:  # the cache remembers the tokens and the padding mask
+            if self.compiled_rows and tokens.size(0) == 1:
+                return decode_step(self.model, tokens[:, None], self.cache)[:, -1].float()
             with one_row_products(self.numpy_rows and tokens.size(0) == 1):  # batch 1: the faster sgemv (gemv.py)
                 return self.model(tokens[:, None], cache=self.cache)[:, -1].float()
         self.seq = torch.cat([self.seq, tokens[:, None]], dim=1)  # (B, W+1)

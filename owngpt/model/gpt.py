@@ -56,21 +56,22 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
 
 
+_GELU_K = 2 * math.sqrt(2 / math.pi)
+
+
+def _gelu_gate(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid(2z), z = sqrt(2/pi) * (x + 0.044715 x^3): the factor of GPT-2's tanh GELU that multiplies x."""
+    return torch.sigmoid((x * x).mul_(0.044715 * _GELU_K).add_(_GELU_K).mul_(x))
+
+
 class _TanhGELU(torch.autograd.Function):
-    """GPT-2's tanh GELU written as x * sigmoid(2z), z = sqrt(2/pi) * (x + 0.044715 x^3) (the same function:
-    0.5 * (1 + tanh(z)) == sigmoid(2z)). Why: PyTorch's CPU tanh-GELU kernels are ~2x slower forward+backward
-    than these few vectorised ops, ~15% of a small model's training step. GPUs use F.gelu (one fused kernel)."""
-
-    K = 2 * math.sqrt(2 / math.pi)
-
-    @staticmethod
-    def gate(x: torch.Tensor) -> torch.Tensor:
-        """sigmoid(2z): the factor that multiplies x."""
-        return torch.sigmoid((x * x).mul_(0.044715 * _TanhGELU.K).add_(_TanhGELU.K).mul_(x))
+    """GPT-2's tanh GELU written as x * sigmoid(2z) (the same function: 0.5 * (1 + tanh(z)) == sigmoid(2z)). Why:
+    PyTorch's CPU tanh-GELU kernels are ~2x slower forward+backward than these few vectorised ops, ~15% of a small
+    model's training step. GPUs, and torch.compile (which fuses F.gelu itself), use F.gelu."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        s = _TanhGELU.gate(x)
+        s = _gelu_gate(x)
         ctx.save_for_backward(x, s)
         return x * s
 
@@ -78,7 +79,7 @@ class _TanhGELU(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, s = ctx.saved_tensors
         # d/dx [x * s] = s + x * s * (1 - s) * d(2z)/dx,  d(2z)/dx = K * (1 + 3 * 0.044715 x^2)
-        d = (x * x).mul_(3 * 0.044715 * _TanhGELU.K).add_(_TanhGELU.K).mul_(x).mul_(s).mul_(1 - s).add_(s)
+        d = (x * x).mul_(3 * 0.044715 * _GELU_K).add_(_GELU_K).mul_(x).mul_(s).mul_(1 - s).add_(s)
         return d.mul_(grad)
 
 
@@ -87,9 +88,10 @@ _SLOW_CPU_GELU = torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    if x.device.type == "cpu" and x.dtype == torch.float32 and _SLOW_CPU_GELU:
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and _SLOW_CPU_GELU
+            and not torch.compiler.is_compiling()):  # compiled, F.gelu fuses with its neighbours
         if not torch.is_grad_enabled():  # decoding: the same ops without autograd.Function's per-call cost
-            return _TanhGELU.gate(x).mul_(x)
+            return _gelu_gate(x).mul_(x)
         return _TanhGELU.apply(x)
     return F.gelu(x, approximate="tanh")
 
@@ -178,7 +180,7 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer][:, :, start:end] = v
             k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nkv, T_past+T, hd)
         # mask None: plain causal, or (cache, one new token) the token sees every stored one
-        is_causal = mask is None and (cache is None or cache.pos == 0) and T > 1
+        is_causal = T > 1 and mask is None and (cache is None or cache.pos == 0)  # T first: a bool when compiled
         # GQA: each group of n_head/n_kv_head consecutive query heads shares one k/v head
         gqa = {}
         if self.n_kv_head != self.n_head:

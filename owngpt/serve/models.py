@@ -79,9 +79,10 @@ def with_adapter(base: ReplyModel, adapter: str | Path, system: str | None = Non
 
 
 def load_served(runs: list[str], adapters: list[str] = (), *, device: str = "auto",
-                system: str | None = None, dtype: str = "auto") -> dict[str, ServedModel]:
+                system: str | None = None, dtype: str = "auto", compile: bool = False) -> dict[str, ServedModel]:
     """{id: ServedModel} for each run and each adapter (applied to the first run: a persona per adapter). Two
-    models with the same id is an error naming both."""
+    models with the same id is an error naming both. compile: every model's one-row decoding through torch.compile
+    (owngpt/generate/compiled.py), compiled before the server starts."""
     if not runs:
         raise OwnGPTError("serve needs at least one checkpoint: owngpt serve RUN [RUN ...]")
     served: dict[str, ServedModel] = {}
@@ -98,4 +99,9 @@ def load_served(runs: list[str], adapters: list[str] = (), *, device: str = "aut
     for spec in adapters:
         name, path = parse_adapter(spec)
         add(ServedModel(name, with_adapter(base, path, system), runs[0], path))
+    if compile:
+        from owngpt.generate.compiled import compile_decoding
+
+        for m in served.values():
+            compile_decoding(m.reply.model)
     return served

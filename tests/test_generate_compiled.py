@@ -1,0 +1,89 @@
+"""Compiled one-row decoding (owngpt/generate/compiled.py): the compiled step gives the eager step's logits and greedy
+tokens (GPT-2 and modern presets, GQA, a row left alone with padding in its cache), batches stay eager, and a model
+it cannot serve is refused with the reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gen_fixtures import greedy, invoke, model, random_gpt, save_run, tok  # noqa: F401 - fixtures
+from owngpt.errors import OwnGPTError
+from owngpt.generate import generate_ids
+from owngpt.generate import compiled as compiled_mod
+from owngpt.generate import runner as runner_mod
+from owngpt.generate.compiled import compile_decoding, compiled
+
+pytestmark = pytest.mark.skipif(not compiled_mod.has_cpp_compiler(), reason="torch.compile's CPU kernels need g++")
+
+
+@pytest.fixture
+def steps(monkeypatch):
+    """How many rows each compiled step decoded."""
+    calls = []
+    real = runner_mod.decode_step
+    monkeypatch.setattr(runner_mod, "decode_step", lambda m, ids, c: calls.append(ids.size(0)) or real(m, ids, c))
+    return calls
+
+
+@pytest.mark.parametrize("preset,n_kv_head", [("gpt2", None), ("modern", 1)])
+def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_head, steps):
+    net = random_gpt(50, preset=preset, block=48, n_kv_head=n_kv_head)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    eager = generate_ids(net, [prompt], greedy(30))
+    eager_runner = runner_mod.Runner(net)
+    compile_decoding(net)
+    assert compiled(net)
+    ours = runner_mod.Runner(net)
+    with torch.no_grad():
+        for r in (eager_runner, ours):
+            r.join([prompt])
+        eager_runner.compiled_rows = False  # the same model, stepped eagerly
+        for t in (6, 2, 8):
+            token = torch.tensor([t])
+            torch.testing.assert_close(ours.step(token), eager_runner.step(token), rtol=1e-5, atol=1e-5)
+    steps.clear()
+    assert generate_ids(net, [prompt], greedy(30)) == eager
+    assert steps and set(steps) == {1}  # every decode step of the one row went through the compiled step
+
+
+def test_batches_stay_eager_and_a_row_left_alone_is_compiled(steps):
+    """Two prompts of different lengths: while both decode, the steps run eagerly; once the longer prompt's row
+    has stopped (at a stop id), the other continues alone through the compiled step, with the tokens it gets alone."""
+    net = random_gpt(50, block=64, seed=1)
+    short, long = [7, 3, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    stop = generate_ids(net, [long], greedy(20))[0][3]  # the longer row stops at its 4th token
+    first = generate_ids(net, [short], greedy(20))[0]
+    if stop in first:  # keep the short row going: another stop id that it never emits
+        stop = next(t for t in generate_ids(net, [long], greedy(20))[0] if t not in first)
+    alone = [generate_ids(net, [p], greedy(20), stop_ids=[stop])[0] for p in (short, long)]
+    assert len(alone[1]) < len(alone[0])
+    compile_decoding(net)
+    steps.clear()
+    assert generate_ids(net, [short, long], greedy(20), stop_ids=[stop]) == alone
+    assert steps and set(steps) == {1} and len(steps) < 20  # only the steps the short row took alone
+
+
+def test_cli_generate_compile_prints_the_eager_text(tok, model, tmp_path, steps):
+    from owngpt.generate import generate
+
+    run = save_run(tmp_path, tok, model)
+    args = ["generate", str(run), "the quick", "--max-new-tokens", "12", "--temperature", "0", "--device", "cpu"]
+    want = generate(model, tok, ["the quick"], greedy(12), stop_ids=[tok.eot_id, tok.im_end_id])[0]
+    result = invoke([*args, "--compile"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("the quick" + want) and steps  # the reply's steps went through the compiled step
+
+
+def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
+    class NoCache(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+    with pytest.raises(OwnGPTError, match="KV cache"):
+        compile_decoding(NoCache())
+    monkeypatch.setattr(compiled_mod.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(OwnGPTError, match="C\\+\\+ compiler"):
+        compile_decoding(random_gpt(50))
