@@ -11,10 +11,10 @@ read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads)
 product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32-compiled,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-weight+compiled] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
 
-fp32-compiled: owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`); its compile time is
-printed and not inside the tok/s (batches of 8 run eagerly, as without it).
+DTYPE+compiled: that model with owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`); its
+compile time is printed and not inside the tok/s (batches of 8 run eagerly, as without it).
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def main() -> None:
     ap.add_argument("--dtypes", default="f32,f16,bf16,q8_0", help="llama.cpp GGUF dtypes")
     ap.add_argument("--owngpt-dtypes", default="fp32,fp32-torch,bf16", help="owngpt weight dtypes (fp32 first: the "
                     "reference, with the one-row product this process chose; fp32-torch: fp32 with torch's own product; "
-                    "fp32-compiled: compiled one-row decoding (--compile); also int8-weight, int8-dynamic: owngpt "
-                    "quantize's models)")
+                    "also int8-weight, int8-dynamic: owngpt quantize's models; DTYPE+compiled: with compiled one-row "
+                    "decoding, --compile)")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
@@ -181,22 +181,24 @@ def main() -> None:
 
     chosen = gemv_backend()
     print(f"one-row product chosen by owngpt/generate/gemv.py: {chosen}\n")
-    for dtype in args.owngpt_dtypes.split(","):
+    for spec in args.owngpt_dtypes.split(","):
+        dtype, _, compiled = spec.partition("+")
         set_gemv_backend("torch" if dtype == "fp32-torch" else chosen)
         label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if dtype.startswith("fp32") else dtype
-        if dtype == "fp32-compiled":
-            from owngpt.generate.compiled import compile_decoding
-
-            weights, label = copy.deepcopy(model), "fp32 (compiled)"
-            start = time.perf_counter()
-            compile_decoding(weights)
-            print(f"compile_decoding (warm-up included): {time.perf_counter() - start:.0f} s\n")
-        elif dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
+        if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
             from owngpt.export.quantize import quantize_model
 
             weights = quantize_model(model, dtype)
         else:
-            weights = model if dtype.startswith("fp32") else copy.deepcopy(model).to(getattr(torch, TORCH_DTYPES[dtype]))
+            weights = copy.deepcopy(model) if dtype != "fp32" or compiled else model
+            weights.to(getattr(torch, TORCH_DTYPES.get(dtype, "float32")))
+        if compiled:
+            from owngpt.generate.compiled import compile_decoding
+
+            label = f"{dtype} (compiled)"
+            start = time.perf_counter()
+            compile_decoding(weights)
+            print(f"compile_decoding of {dtype} (warm-up included): {time.perf_counter() - start:.0f} s\n")
         for b in batches:
             tps, outs = bench_owngpt(weights, prompts[:b], n)
             ref = ref or outs[0]

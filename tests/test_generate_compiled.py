@@ -83,6 +83,10 @@ def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
 
     with pytest.raises(OwnGPTError, match="KV cache"):
         compile_decoding(NoCache())
+    from owngpt.export.quantize import quantize_model
+
+    with pytest.raises(OwnGPTError, match="int8"):
+        compile_decoding(quantize_model(random_gpt(50), "int8-weight"))
     monkeypatch.setattr(compiled_mod.shutil, "which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(OwnGPTError, match="C\\+\\+ compiler"):

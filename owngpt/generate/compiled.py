@@ -7,16 +7,19 @@ numpy's OpenBLAS at ~22: owngpt/generate/gemv.py). Here the whole step — the m
 with its KV cache — goes through torch.compile (Inductor's C++ backend), and inside it each one-row fp32 product
 is written as an elementwise product summed over the row (`_RowSums`), which Inductor turns into one vectorised
 loop per matrix that reads the weights once at about the copy bandwidth; the small operations fuse around them.
-On the EPYC it decodes a GPT-2-124M-shaped model ~1.4x faster than the eager step with numpy's product
-(docs/benchmarks.md, "Compiled decoding").
+On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.32x faster than the eager step with numpy's product, at
+0.75-0.80x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
 
-Cost: compiling takes tens of seconds (~70 s for GPT-2-124M on 2 cores, less for smaller models), paid in
-`compile_decoding` by a short warm-up decode, so that the first reply does not wait for it. It needs a C++
-compiler (g++ or clang++), as every Inductor CPU kernel does. The compiled step is shared by every generation of
-that model in the process (KV-cache length and position are dynamic: one compilation serves them all).
+Cost: compiling takes tens of seconds (24-28 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
+smaller models), paid in `compile_decoding` by a short warm-up decode, so that the first reply does not wait for
+it. It needs a C++ compiler (g++ or clang++), as every Inductor CPU kernel does. The compiled step is shared by
+every generation of that model in the process (after the warm-up, the KV cache's length and the position are
+symbols: longer replies and grown caches reuse the same code).
 
 Scope: CPU models; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single stream). Batches
-of rows, prefill and beam search with several beams run eagerly as before. Results equal the eager step's up to
+of rows, prefill and beam search with several beams run eagerly as before. An int8 model (`owngpt quantize`) is
+refused: its products written the same way (int8 weight x row, summed, scaled) became code that read 1.3 GB/s on
+an AVX2 CPU (11.7 tokens/s against 60-70 with its own kernels, eagerly). Results equal the eager step's up to
 float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark and tests.
 """
 
@@ -44,7 +47,7 @@ def has_cpp_compiler() -> bool:
 def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     """Decode `model`'s batch-1 steps through the compiled step (module docstring) from now on; `warm_up` compiles
     it now with a few steps of a dummy decode. An OwnGPTError when the model is not on the CPU, has no KV cache
-    (the baselines, an ensemble) or no C++ compiler is installed."""
+    (the baselines, an ensemble), is int8 (see Scope) or no C++ compiler is installed."""
     from owngpt.generate.runner import device_of
 
     if device_of(model).type != "cpu":
@@ -53,10 +56,16 @@ def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     if not hasattr(model, "new_cache"):
         raise OwnGPTError(f"compiled decoding needs a model with a KV cache (owngpt's GPT), not "
                           f"{type(model).__name__}")
+    if getattr(model, "arch", "") == "gpt-int8":
+        raise OwnGPTError("compiled decoding is for float models; an int8 model (owngpt quantize) decodes with its own "
+                          "int8 kernels, which compiling made slower here (leave --compile off for it)")
     if not has_cpp_compiler():
         raise OwnGPTError("compiled decoding needs a C++ compiler (g++ or clang++; e.g. `apt-get install g++`), "
                           "which torch.compile's CPU kernels are built with")
     _ENABLED.add(model)
+    # every compiled model (architecture, dtype) takes a few of torch's compiled versions of the one step function
+    # (its first shapes, then symbolic ones); past torch's limit (8) a further model would silently run eagerly
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(_ENABLED))
     if warm_up:
         _warm_up(model)
 
