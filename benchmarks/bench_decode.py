@@ -11,10 +11,10 @@ read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads)
 product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-weight+compiled] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
 
-DTYPE+compiled: that model with owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`); its
-compile time is printed and not inside the tok/s (batches of 8 run eagerly, as without it).
+fp32+compiled: owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`; fp32 weights only);
+its compile time is printed and not inside the tok/s (batches of 8 run eagerly, as without it).
 """
 
 from __future__ import annotations

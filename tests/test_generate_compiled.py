@@ -1,6 +1,6 @@
 """Compiled one-row decoding (owngpt/generate/compiled.py): the compiled step gives the eager step's logits and greedy
-tokens (GPT-2 and modern presets, GQA, a row left alone with padding in its cache), batches stay eager, and a model
-it cannot serve is refused with the reason."""
+tokens (GPT-2 and modern presets, GQA, the row left alone after a batch), compiles as one graph and never again after
+its warm-up, batches stay eager, and a model it cannot serve is refused with the reason."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from owngpt.generate import compiled as compiled_mod
 from owngpt.generate import runner as runner_mod
 from owngpt.generate.compiled import compile_decoding, compiled
 
-pytestmark = pytest.mark.skipif(not compiled_mod.has_cpp_compiler(), reason="torch.compile's CPU kernels need g++")
+needs_compiler = pytest.mark.skipif(not compiled_mod.has_cpp_compiler(), reason="torch.compile's CPU kernels need g++")
 
 
 @pytest.fixture
@@ -26,14 +26,20 @@ def steps(monkeypatch):
     return calls
 
 
+@needs_compiler
 @pytest.mark.parametrize("preset,n_kv_head", [("gpt2", None), ("modern", 1)])
 def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_head, steps):
+    from torch._dynamo.utils import counters
+
     net = random_gpt(50, preset=preset, block=48, n_kv_head=n_kv_head)
     prompt = [3, 1, 4, 1, 5, 9, 2, 6]
-    eager = generate_ids(net, [prompt], greedy(30))
+    prompts = [prompt, [7], [2, 2]]  # one- and two-token prompts too: the warm-up's shapes
+    eager = [generate_ids(net, [p], greedy(30)) for p in prompts]
     eager_runner = runner_mod.Runner(net)
+    counters.clear()
     compile_decoding(net)
     assert compiled(net)
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]  # one graph per version
     ours = runner_mod.Runner(net)
     with torch.no_grad():
         for r in (eager_runner, ours):
@@ -43,10 +49,12 @@ def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_hea
             token = torch.tensor([t])
             torch.testing.assert_close(ours.step(token), eager_runner.step(token), rtol=1e-5, atol=1e-5)
     steps.clear()
-    assert generate_ids(net, [prompt], greedy(30)) == eager
-    assert steps and set(steps) == {1}  # every decode step of the one row went through the compiled step
+    with torch._dynamo.config.patch(error_on_recompile=True):  # after the warm-up nothing compiles again
+        assert [generate_ids(net, [p], greedy(30)) for p in prompts] == eager  # caches of other lengths too
+    assert len(steps) == 3 * 30 and set(steps) == {1}  # every decode step of each row went through the compiled step
 
 
+@needs_compiler
 def test_batches_stay_eager_and_a_row_left_alone_is_compiled(steps):
     """Two prompts of different lengths: while both decode, the steps run eagerly; once the longer prompt's row
     has stopped (at a stop id), the other continues alone through the compiled step, with the tokens it gets alone."""
@@ -64,6 +72,7 @@ def test_batches_stay_eager_and_a_row_left_alone_is_compiled(steps):
     assert steps and set(steps) == {1} and len(steps) < 20  # only the steps the short row took alone
 
 
+@needs_compiler
 def test_cli_generate_compile_prints_the_eager_text(tok, model, tmp_path, steps):
     from owngpt.generate import generate
 
@@ -87,7 +96,8 @@ def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
 
     with pytest.raises(OwnGPTError, match="int8"):
         compile_decoding(quantize_model(random_gpt(50), "int8-weight"))
+    with pytest.raises(OwnGPTError, match="--dtype float32"):
+        compile_decoding(random_gpt(50).to(torch.bfloat16))
     monkeypatch.setattr(compiled_mod.shutil, "which", lambda name: None)
-    monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(OwnGPTError, match="C\\+\\+ compiler"):
         compile_decoding(random_gpt(50))

@@ -13,7 +13,7 @@ from owngpt.config import load_run_config
 from owngpt.train.budget import (MIN_PRETRAIN_TOKENS, MUON_STEP_RATE, PRETRAIN_OVERHEAD, REFERENCE_TPS, SFT_OVERHEAD, TOKENS_PER_PARAM, depth_overrides, model_size,
                                  plan_budget, training_tokens_per_second)
 
-PRETRAIN_BATCH = 8  # tiny-cpu's, which the quickstart pretrains with
+PRETRAIN_BATCH = load_run_config("tiny-cpu").train.batch_size  # the quickstart pretrains with tiny-cpu's batch (8)
 FLOOR_STEPS = math.ceil(MIN_PRETRAIN_TOKENS / (PRETRAIN_BATCH * 256))  # the persona's floor at the quickstart's batch
 
 
@@ -59,7 +59,7 @@ def test_a_slower_machine_fine_tunes_longer_pretrains_less_and_is_warned():
     assert any("2.0x slower" in w and "1,400 steps" in w and "persona holds" in w for w in slow.warnings)
 
 
-def test_too_small_a_budget_keeps_the_floor_in_steps_and_says_how_long_the_run_will_take():
+def test_too_small_a_budget_keeps_the_floor_and_says_how_long_the_run_will_take():
     pre, sft = _configs()
     plan = plan_budget(4, 30.0, pre, sft, sft_steps=1400, probe=_probe(REFERENCE_TPS))
     assert plan.pretrain_steps == FLOOR_STEPS  # pretraining bounded by steps, not by the budget

@@ -8,24 +8,26 @@ with its KV cache — goes through torch.compile (Inductor's C++ backend), and i
 is written as an elementwise product summed over the row (`_RowSums`), which Inductor turns into one vectorised
 loop per matrix that reads the weights once at about the copy bandwidth; the small operations fuse around them.
 On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.32x faster than the eager step with numpy's product, at
-0.75-0.80x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
+0.75-0.83x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
 
 Cost: compiling takes tens of seconds (24-28 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
 smaller models), paid in `compile_decoding` by a short warm-up decode, so that the first reply does not wait for
-it. It needs a C++ compiler (g++ or clang++), as every Inductor CPU kernel does. The compiled step is shared by
-every generation of that model in the process (after the warm-up, the KV cache's length and the position are
-symbols: longer replies and grown caches reuse the same code).
+it. It needs the C++ compiler Inductor builds its CPU kernels with ($CXX, else g++; clang++ on macOS). The
+compiled step is shared by every generation of that model in the process: the warm-up decodes from a one-token
+and a two-token prompt past a growth of the cache, after which the position and the cache's length are symbols,
+so other prompts, longer replies and grown caches reuse the same code (a test checks that nothing recompiles).
 
-Scope: CPU models; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single stream). Batches
-of rows, prefill and beam search with several beams run eagerly as before. An int8 model (`owngpt quantize`) is
-refused: its products written the same way (int8 weight x row, summed, scaled) became code that read 1.3 GB/s on
-an AVX2 CPU (11.7 tokens/s against 60-70 with its own kernels, eagerly). Results equal the eager step's up to
-float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark and tests.
+Scope: fp32 models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single
+stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
+refused (their compiled decoding is not measured: `--dtype float32` with `--compile`), and an int8 model
+(`owngpt quantize`) too: its products written the same way (int8 weight x row, summed, scaled) became code that
+read 1.3 GB/s on an AVX2 CPU (11.7 tokens/s against 60-70 with its own kernels, eagerly). Results equal the eager
+step's up to float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark
+and tests.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import weakref
 
@@ -34,20 +36,27 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from owngpt.errors import OwnGPTError
+from owngpt.generate.gemv import _one_row
 
 _ENABLED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
 _compiled_step = None  # torch.compile(_step), made on first use
 
 
 def has_cpp_compiler() -> bool:
-    """Whether a C++ compiler Inductor can use is on PATH ($CXX, g++, c++ or clang++)."""
-    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+    """Whether the C++ compiler Inductor would build with is installed (its own search: $CXX, else g++, or clang++
+    on macOS)."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        return shutil.which(get_cpp_compiler()) is not None
+    except Exception:  # its search raises when it finds none (and its location may move between torch versions)
+        return False
 
 
 def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     """Decode `model`'s batch-1 steps through the compiled step (module docstring) from now on; `warm_up` compiles
     it now with a few steps of a dummy decode. An OwnGPTError when the model is not on the CPU, has no KV cache
-    (the baselines, an ensemble), is int8 (see Scope) or no C++ compiler is installed."""
+    (the baselines, an ensemble), is not fp32 (see Scope), no C++ compiler is installed, or compiling fails."""
     from owngpt.generate.runner import device_of
 
     if device_of(model).type != "cpu":
@@ -56,6 +65,10 @@ def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     if not hasattr(model, "new_cache"):
         raise OwnGPTError(f"compiled decoding needs a model with a KV cache (owngpt's GPT), not "
                           f"{type(model).__name__}")
+    dtypes = {p.dtype for p in model.parameters() if p.dim() == 2}
+    if dtypes - {torch.float32} and getattr(model, "arch", "") != "gpt-int8":
+        raise OwnGPTError(f"compiled decoding is for fp32 weights, not {', '.join(sorted(map(str, dtypes)))} (its "
+                          "speed there is not measured): load the model with --dtype float32 to use --compile")
     if getattr(model, "arch", "") == "gpt-int8":
         raise OwnGPTError("compiled decoding is for float models; an int8 model (owngpt quantize) decodes with its own "
                           "int8 kernels, which compiling made slower here (leave --compile off for it)")
@@ -63,11 +76,17 @@ def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
         raise OwnGPTError("compiled decoding needs a C++ compiler (g++ or clang++; e.g. `apt-get install g++`), "
                           "which torch.compile's CPU kernels are built with")
     _ENABLED.add(model)
-    # every compiled model (architecture, dtype) takes a few of torch's compiled versions of the one step function
-    # (its first shapes, then symbolic ones); past torch's limit (8) a further model would silently run eagerly
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(_ENABLED))
+    # every compiled model (architecture) takes a few of torch's compiled versions of the one step function (its
+    # first shapes, then symbolic ones); past torch's limit (8) a further model would run eagerly, with MKL's product
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 8 * len(_ENABLED))  # recompile_limit in newer torch
     if warm_up:
-        _warm_up(model)
+        try:
+            _warm_up(model)
+        except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)
+            _ENABLED.discard(model)
+            raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                              "leave --compile off") from e
 
 
 def compiled(model: torch.nn.Module) -> bool:
@@ -101,7 +120,7 @@ class _RowSums(TorchFunctionMode):
         if func is F.linear and torch.compiler.is_compiling():
             x, w = args[0], args[1]
             b = args[2] if len(args) > 2 else kwargs.get("bias")
-            if x.dtype == w.dtype == torch.float32 and w.dim() == 2 and x.numel() == w.shape[1]:
+            if _one_row(x, w, b):  # gemv.py's test: one fp32 CPU row, no autograd, a contiguous matrix
                 y = (w * x.reshape(1, -1)).sum(-1)
                 if b is not None:
                     y = y + b
@@ -110,12 +129,14 @@ class _RowSums(TorchFunctionMode):
 
 
 def _warm_up(model: torch.nn.Module) -> None:
-    """Compile now: a two-token prompt and a few steps, past a growth of the cache."""
+    """Compile now: a two-token prompt for a few steps past a growth of the cache (the first shapes, then the
+    position and the cache's length as symbols), then a one-token prompt (an empty cache: its own guard)."""
     from owngpt.generate.runner import Runner, inference
 
     with inference(model):
-        runner = Runner(model, capacity=4)
-        runner.join([[0, 0]])
-        token = torch.zeros(1, dtype=torch.long, device=runner.device)
-        for _ in range(min(5, model.cfg.block_size - 1)):  # the cache grows from 4 to 8 on the way
-            runner.step(token)
+        for prompt, steps in (([0, 0], 5), ([0], 2)):
+            runner = Runner(model, capacity=4)
+            runner.join([prompt])
+            token = torch.zeros(1, dtype=torch.long, device=runner.device)
+            for _ in range(min(steps, model.cfg.block_size - len(prompt))):  # 4 -> 8: the cache grows on the way
+                runner.step(token)

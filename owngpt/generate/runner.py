@@ -119,7 +119,7 @@ class Runner:
         self.device = device_of(model)
         self.block = model.cfg.block_size
         self.capacity = min(self.block, capacity or self.FIRST_CAPACITY)
-        self.compiled_rows = self.use_cache and compiled(model)  # one-row steps through compiled.py
+        self.compiled_rows = self.use_cache and self.device.type == "cpu" and compiled(model)  # compiled.py
         self.numpy_rows = self.use_cache and not self.compiled_rows and uses_numpy(model, self.device)  # gemv.py
         self._empty()
 

@@ -18,9 +18,10 @@ budget, and the model is sized to it:
                Data-Constrained Language Models": up to ~4 epochs are worth almost as much as new data, past ~16
                almost nothing). On a fast device (a GPU) with a small corpus the run then ends before its budget
                instead of training the same text hundreds of times; the plan says so
-    3. floor   pretraining never sees fewer than MIN_PRETRAIN_TOKENS tokens (a number of steps at the run's batch):
-               a base trained less does not hold its persona even after the fine-tuning steps. When the budget cannot pay for both on this machine, the
-               plan says so before any training and how long the run will take instead (more than asked)
+    3. floor   pretraining never sees fewer than MIN_PRETRAIN_TOKENS tokens (in steps of the run's batch): a
+               base trained less does not hold its persona even after the fine-tuning steps. When the budget
+               cannot pay for both on this machine, the plan says so before any training and how long the run
+               will take instead (more than asked)
     4. warn    when the probe is slower than the README's reference machine
 
 The plan is written beside the run, so that running the same command again continues the same plan instead of
