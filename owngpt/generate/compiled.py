@@ -10,7 +10,7 @@ loop per matrix that reads the weights once at about the copy bandwidth; the sma
 On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.32x faster than the eager step with numpy's product, at
 0.75-0.83x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
 
-Cost: compiling takes tens of seconds (24-28 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
+Cost: compiling takes tens of seconds (24-46 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
 smaller models), paid in `compile_decoding` by a short warm-up decode, so that the first reply does not wait for
 it. It needs the C++ compiler Inductor builds its CPU kernels with ($CXX, else g++; clang++ on macOS). The
 compiled step is shared by every generation of that model in the process: the warm-up decodes from a one-token
