@@ -7,7 +7,7 @@ numpy's OpenBLAS at ~22: owngpt/generate/gemv.py). Here the whole step — the m
 with its KV cache — goes through torch.compile (Inductor's C++ backend), and inside it each one-row fp32 product
 is written as an elementwise product summed over the row (`_RowSums`), which Inductor turns into one vectorised
 loop per matrix that reads the weights once at about the copy bandwidth; the small operations fuse around them.
-On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.32x faster than the eager step with numpy's product, at
+On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.36x faster than the eager step with numpy's product, at
 0.75-0.83x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
 
 Cost: compiling takes tens of seconds (24-46 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
