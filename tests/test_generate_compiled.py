@@ -84,6 +84,19 @@ def test_cli_generate_compile_prints_the_eager_text(tok, model, tmp_path, steps)
     assert result.stdout.startswith("the quick" + want) and steps  # the reply's steps went through the compiled step
 
 
+@needs_compiler
+def test_chat_and_serve_load_their_models_compiled(tok, model, tmp_path):
+    """`chat --compile` and `serve --compile` reach compile_decoding through their loaders."""
+    from owngpt.chat.reply import load_reply_model
+    from owngpt.serve.models import load_served
+
+    run = save_run(tmp_path, tok, model)
+    assert compiled(load_reply_model(run, device="cpu", compile=True).model)
+    assert not compiled(load_reply_model(run, device="cpu").model)
+    served = load_served([str(run)], device="cpu", compile=True)
+    assert all(compiled(m.reply.model) for m in served.values())
+
+
 def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
     class NoCache(torch.nn.Module):
         def __init__(self) -> None:
