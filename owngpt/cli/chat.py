@@ -43,6 +43,7 @@ def chat(
     gen = chat_generation_config(temperature=temperature, top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed)
     content_filter = load_content_filter(moderation) if moderation else None
+    options.announce_compile(compile)
     session = ChatSession.from_checkpoint(checkpoint, adapter=adapter, device=device, system=system, persona=persona,
                                           gen=gen, mmi=mmi, backward=backward, content_filter=content_filter,
                                           dtype=dtype, ensemble=ensemble, compile=compile)

@@ -54,6 +54,7 @@ def generate(
     if beams > 1 and num_samples > beams:  # beam search is deterministic: repeating it would only repeat its text
         raise OwnGPTError(f"--num-samples {num_samples} with --beams {beams}: beam search keeps {beams} beams, so at "
                           f"most {beams} distinct results")
+    options.announce_compile(compile)
     loaded = owngpt.load(checkpoint, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)
     tok = loaded.tokenizer
     if tok is None:

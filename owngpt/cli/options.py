@@ -26,6 +26,13 @@ def compile_decoding() -> Any:
                         "start (needs a C++ compiler such as g++).")
 
 
+def announce_compile(compile: bool) -> None:
+    """--compile's wait, said on stderr before the model loads (the compilation runs inside the load)."""
+    if compile:
+        typer.echo("compiling the one-row decode step (tens of seconds; Inductor's on-disk cache shortens later "
+                   "starts)...", err=True)
+
+
 def adapter() -> Any:
     return typer.Option(None, "--adapter", help="LoRA adapter folder (RUN/adapter from `owngpt sft --lora`) to apply "
                         "to CHECKPOINT.")

@@ -59,6 +59,7 @@ def serve(
     cfg = ServeConfig(host=host, port=port, api_keys=keys, cors_origins=list(cors_origin), max_batch=max_batch,
                       queue_size=queue_size, request_timeout_s=timeout, log_prompts=log_prompts)
     content_filter = load_content_filter(moderation) if moderation else None
+    options.announce_compile(compile)
     models = load_served(list(runs), list(adapter), device=device, system=system, dtype=dtype, compile=compile)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1") else host
     typer.echo(f"serving {', '.join(models)} at http://{shown}:{port}/ (chat page) and http://{shown}:{port}/v1 "
