@@ -65,13 +65,13 @@ def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     if not hasattr(model, "new_cache"):
         raise OwnGPTError(f"compiled decoding needs a model with a KV cache (owngpt's GPT), not "
                           f"{type(model).__name__}")
-    dtypes = {p.dtype for p in model.parameters() if p.dim() == 2}
-    if dtypes - {torch.float32} and getattr(model, "arch", "") != "gpt-int8":
-        raise OwnGPTError(f"compiled decoding is for fp32 weights, not {', '.join(sorted(map(str, dtypes)))} (its "
-                          "speed there is not measured): load the model with --dtype float32 to use --compile")
     if getattr(model, "arch", "") == "gpt-int8":
         raise OwnGPTError("compiled decoding is for float models; an int8 model (owngpt quantize) decodes with its own "
                           "int8 kernels, which compiling made slower here (leave --compile off for it)")
+    dtypes = {p.dtype for p in model.parameters() if p.dim() == 2}
+    if dtypes - {torch.float32}:
+        raise OwnGPTError(f"compiled decoding is for fp32 weights, not {', '.join(sorted(map(str, dtypes)))} (its "
+                          "speed there is not measured): load the model with --dtype float32 to use --compile")
     if not has_cpp_compiler():
         raise OwnGPTError("compiled decoding needs a C++ compiler (g++ or clang++; e.g. `apt-get install g++`), "
                           "which torch.compile's CPU kernels are built with")
