@@ -190,7 +190,8 @@ def main() -> None:
 
             weights = quantize_model(model, dtype)
         else:
-            weights = copy.deepcopy(model) if dtype != "fp32" or compiled else model
+            # a copy only for another dtype, or to compile (compile_decoding marks the model it is given)
+            weights = copy.deepcopy(model) if compiled or not dtype.startswith("fp32") else model
             weights.to(getattr(torch, TORCH_DTYPES.get(dtype, "float32")))
         if compiled:
             from owngpt.generate.compiled import compile_decoding

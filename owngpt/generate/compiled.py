@@ -53,14 +53,15 @@ def has_cpp_compiler() -> bool:
         return False
 
 
-def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
-    """Decode `model`'s batch-1 steps through the compiled step (module docstring) from now on; `warm_up` compiles
-    it now with a few steps of a dummy decode. An OwnGPTError when the model is not on the CPU, has no KV cache
+def compile_decoding(model: torch.nn.Module) -> None:
+    """Decode `model`'s batch-1 steps through the compiled step (module docstring) from now on, compiled here by a
+    warm-up of a few dummy decode steps. An OwnGPTError when the model is not on the CPU, has no KV cache
     (the baselines, an ensemble), is not fp32 (see Scope), no C++ compiler is installed, or compiling fails."""
     from owngpt.generate.runner import device_of
 
-    if device_of(model).type != "cpu":
-        raise OwnGPTError(f"compiled decoding is for models on the CPU; this one is on {device_of(model)} (leave "
+    device = device_of(model)
+    if device.type != "cpu":
+        raise OwnGPTError(f"compiled decoding is for models on the CPU; this one is on {device} (leave "
                           "--compile off there)")
     if not hasattr(model, "new_cache"):
         raise OwnGPTError(f"compiled decoding needs a model with a KV cache (owngpt's GPT), not "
@@ -80,13 +81,12 @@ def compile_decoding(model: torch.nn.Module, warm_up: bool = True) -> None:
     # first shapes, then symbolic ones); past torch's limit (8) a further model would run eagerly, with MKL's product
     config = torch._dynamo.config
     config.cache_size_limit = max(config.cache_size_limit, 8 * len(_ENABLED))  # recompile_limit in newer torch
-    if warm_up:
-        try:
-            _warm_up(model)
-        except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)
-            _ENABLED.discard(model)
-            raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                              "leave --compile off") from e
+    try:
+        _warm_up(model)
+    except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)
+        _ENABLED.discard(model)
+        raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                          "leave --compile off") from e
 
 
 def compiled(model: torch.nn.Module) -> bool:
