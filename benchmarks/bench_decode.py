@@ -11,10 +11,11 @@ read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads)
 product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-dynamic+compiled] [--int8-head] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
 
-fp32+compiled: owngpt's compiled one-row decoding (owngpt/generate/compiled.py, `--compile`; fp32 weights only);
-its compile time is printed and not inside the tok/s (batches of 8 run eagerly, as without it).
+DTYPE+compiled (fp32+compiled, int8-dynamic+compiled, ...): owngpt's compiled one-row decoding
+(owngpt/generate/compiled.py, `--compile`); its compile time is printed and not inside the tok/s (batches of 8 run
+eagerly, as without it). --int8-head quantizes the int8 models' output head too, as q8_0 does.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:
 
 
 def weight_bytes_torch(model: torch.nn.Module, skip: tuple[str, ...] = ("wpe",)) -> int:
-    """Bytes of the distinct parameters a decode step reads (a tied matrix once; the position table left out)."""
+    """Bytes of the distinct parameters a decode step reads (a tied matrix once; the position table left out, and the
+    token table too when an int8 head replaces it as the output matrix: a step reads one row of it)."""
+    if any(name == "lm_head.weight" and b.dtype == torch.int8 for name, b in model.named_buffers()):
+        skip = (*skip, "wte")
     seen, total = set(), 0
     for name, p in model.named_parameters():
         if p.data_ptr() in seen or any(s in name for s in skip):
@@ -154,6 +158,8 @@ def main() -> None:
                     "reference, with the one-row product this process chose; fp32-torch: fp32 with torch's own product; "
                     "also int8-weight, int8-dynamic: owngpt quantize's models; DTYPE+compiled: with compiled one-row "
                     "decoding, --compile)")
+    ap.add_argument("--int8-head", action="store_true", help="int8 models: the output head int8 too (`owngpt quantize "
+                    "--head`), as llama.cpp's q8_0 quantizes its output matrix")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
@@ -188,7 +194,8 @@ def main() -> None:
         if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
             from owngpt.export.quantize import quantize_model
 
-            weights = quantize_model(model, dtype)
+            weights = quantize_model(model, dtype, head=args.int8_head)
+            label = f"{dtype}{', int8 head' if args.int8_head else ''}"
         else:
             # a copy only for another dtype, or to compile (compile_decoding marks the model it is given)
             weights = copy.deepcopy(model) if compiled or not dtype.startswith("fp32") else model
@@ -196,7 +203,7 @@ def main() -> None:
         if compiled:
             from owngpt.generate.compiled import compile_decoding
 
-            label = f"{dtype} (compiled)"
+            label = f"{dtype if dtype.startswith('fp32') else label} (compiled)"
             start = time.perf_counter()
             compile_decoding(weights)
             print(f"compile_decoding of {dtype} (warm-up included): {time.perf_counter() - start:.0f} s\n")

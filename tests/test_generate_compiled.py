@@ -97,6 +97,36 @@ def test_chat_and_serve_load_their_models_compiled(tok, model, tmp_path):
     assert all(compiled(m.reply.model) for m in served.values())
 
 
+@needs_compiler
+@pytest.mark.parametrize("method,head", [("int8-weight", False), ("int8-dynamic", True)])
+def test_an_int8_model_compiles_around_its_own_kernels(method, head, steps):
+    """owngpt quantize's models: the compiled step gives the eager int8 step's logits and greedy tokens, as one graph
+    (the int8 products inside it are calls to the int8 kernels through custom ops), never compiled again after the
+    warm-up."""
+    from torch._dynamo.utils import counters
+
+    from owngpt.export.quantize import quantize_model
+
+    net = quantize_model(random_gpt(50, block=48), method, head=head)
+    prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [7], [2, 2]]
+    eager = [generate_ids(net, [p], greedy(20)) for p in prompts]
+    counters.clear()
+    compile_decoding(net)
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    eager_runner, ours = runner_mod.Runner(net), runner_mod.Runner(net)
+    with torch.no_grad():
+        for r in (eager_runner, ours):
+            r.join([prompts[0]])
+        eager_runner.compiled_rows = False
+        for t in (6, 2, 8):
+            token = torch.tensor([t])
+            torch.testing.assert_close(ours.step(token), eager_runner.step(token), rtol=1e-4, atol=1e-4)
+    steps.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert [generate_ids(net, [p], greedy(20)) for p in prompts] == eager
+    assert len(steps) == 3 * 20 and set(steps) == {1}
+
+
 def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
     class NoCache(torch.nn.Module):
         def __init__(self) -> None:
@@ -105,10 +135,6 @@ def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
 
     with pytest.raises(OwnGPTError, match="KV cache"):
         compile_decoding(NoCache())
-    from owngpt.export.quantize import quantize_model
-
-    with pytest.raises(OwnGPTError, match="int8"):
-        compile_decoding(quantize_model(random_gpt(50), "int8-weight"))
     with pytest.raises(OwnGPTError, match="--dtype float32"):
         compile_decoding(random_gpt(50).to(torch.bfloat16))
     monkeypatch.setattr(compiled_mod.shutil, "which", lambda name: None)

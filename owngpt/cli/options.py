@@ -22,8 +22,8 @@ def dtype(default: str = "auto", note: str = "") -> Any:
 
 def compile_decoding() -> Any:
     return typer.Option(False, "--compile", help="Decode one row at a time through torch.compile on the CPU (fp32 "
-                        "weights): ~1.3x the tokens/s of a GPT-2-sized model after compiling for tens of seconds at "
-                        "start (needs a C++ compiler such as g++).")
+                        "or int8 weights): ~1.3x the tokens/s of a GPT-2-sized fp32 model after compiling for tens of "
+                        "seconds at start (needs a C++ compiler such as g++).")
 
 
 def announce_compile(compile: bool) -> None:

@@ -17,13 +17,14 @@ compiled step is shared by every generation of that model in the process: the wa
 and a two-token prompt past a growth of the cache, after which the position and the cache's length are symbols,
 so other prompts, longer replies and grown caches reuse the same code (a test checks that nothing recompiles).
 
-Scope: fp32 models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single
+Scope: fp32 (and int8) models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single
 stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
-refused (their compiled decoding is not measured: `--dtype float32` with `--compile`), and an int8 model
-(`owngpt quantize`) too: its products written the same way (int8 weight x row, summed, scaled) became code that
-read 1.3 GB/s on an AVX2 CPU (11.7 tokens/s against 60-70 with its own kernels, eagerly). Results equal the eager
-step's up to float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark
-and tests.
+refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). An int8 model (`owngpt
+quantize`) compiles too, but its int8 products stay calls to its own kernels (custom ops, owngpt/model/quantized.py)
+and only its float products (an fp32 output head) and the small operations are compiled: the same products written
+as int8 weight x row, summed, scaled became code that read 1.3 GB/s on an AVX2 CPU (Inductor loads 8 int8 values at
+a time through a partial load), 11.7 tokens/s against 60-70 with the kernels. Results equal the eager step's up to
+float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark and tests.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from owngpt.generate.gemv import _one_row
 
 _ENABLED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
 _compiled_step = None  # torch.compile(_step), made on first use
+_compilations = 0  # compile_decoding calls in this process
 
 
 def has_cpp_compiler() -> bool:
@@ -56,7 +58,8 @@ def has_cpp_compiler() -> bool:
 def compile_decoding(model: torch.nn.Module) -> None:
     """Decode `model`'s batch-1 steps through the compiled step (module docstring) from now on, compiled here by a
     warm-up of a few dummy decode steps. An OwnGPTError when the model is not on the CPU, has no KV cache
-    (the baselines, an ensemble), is not fp32 (see Scope), no C++ compiler is installed, or compiling fails."""
+    (the baselines, an ensemble), has weights other than fp32 or int8 (see Scope), no C++ compiler is installed, or
+    compiling fails."""
     from owngpt.generate.runner import device_of
 
     device = device_of(model)
@@ -66,21 +69,21 @@ def compile_decoding(model: torch.nn.Module) -> None:
     if not hasattr(model, "new_cache"):
         raise OwnGPTError(f"compiled decoding needs a model with a KV cache (owngpt's GPT), not "
                           f"{type(model).__name__}")
-    if getattr(model, "arch", "") == "gpt-int8":
-        raise OwnGPTError("compiled decoding is for float models; an int8 model (owngpt quantize) decodes with its own "
-                          "int8 kernels, which compiling made slower here (leave --compile off for it)")
-    dtypes = {p.dtype for p in model.parameters() if p.dim() == 2}
+    dtypes = {p.dtype for p in model.parameters() if p.dim() == 2}  # an int8 model's int8 matrices are buffers
     if dtypes - {torch.float32}:
-        raise OwnGPTError(f"compiled decoding is for fp32 weights, not {', '.join(sorted(map(str, dtypes)))} (its "
-                          "speed there is not measured): load the model with --dtype float32 to use --compile")
+        raise OwnGPTError(f"compiled decoding is for fp32 (or int8) weights, not {', '.join(sorted(map(str, dtypes)))} "
+                          "(its speed there is not measured): load the model with --dtype float32 to use --compile")
     if not has_cpp_compiler():
         raise OwnGPTError("compiled decoding needs a C++ compiler (g++ or clang++; e.g. `apt-get install g++`), "
                           "which torch.compile's CPU kernels are built with")
     _ENABLED.add(model)
-    # every compiled model (architecture) takes a few of torch's compiled versions of the one step function (its
-    # first shapes, then symbolic ones); past torch's limit (8) a further model would run eagerly, with MKL's product
+    # every compiled model takes a few of torch's compiled versions of the one step function (its first shapes, then
+    # symbolic ones), and the versions of a model that is gone may stay in torch's cache; past torch's limit (8) a
+    # further model would run eagerly, with MKL's product. So the limit grows with every model compiled here
+    global _compilations
+    _compilations += 1
     config = torch._dynamo.config
-    config.cache_size_limit = max(config.cache_size_limit, 8 * len(_ENABLED))  # recompile_limit in newer torch
+    config.cache_size_limit = max(config.cache_size_limit, 8 * _compilations)  # recompile_limit in newer torch
     try:
         _warm_up(model)
     except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)

@@ -21,12 +21,19 @@ The matrix products are PyTorch's own CPU kernels (measured on an AVX2 EPYC, tor
 Without the fbgemm ops (a future torch), int8-dynamic falls back to torch._int_mm (correct, slower).
 We do not use quantize_dynamic itself: deprecated, and its modules do not serialise as plain tensors.
 
+Under torch.compile (compiled decoding, owngpt/generate/compiled.py) both products are called through custom ops
+(`owngpt::int8_weight_mm`, `owngpt::int8_dynamic_mm`), which Inductor keeps as calls to these same kernels while it
+fuses the small operations around them: Inductor's own lowering of _weight_int8pack_mm fails on a fused input in
+torch 2.13, and fbgemm's packed weights are an object dynamo cannot trace. Eagerly the kernels are called directly
+(a custom op's dispatch costs time per call).
+
 Not handled: training (the class is `trainable = False`), int4, per-group scales, GPU kernels.
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +56,42 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return q, scale
 
 
+# every Int8Linear by id(), for int8_dynamic_mm to find a layer's packed weights (an object a custom op cannot take;
+# registered when made, since dynamo cannot trace the registration)
+_LINEARS: "weakref.WeakValueDictionary[int, Int8Linear]" = weakref.WeakValueDictionary()
+
+
+def _weight_product(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """rows (N, in) float @ (weight int8 (out, in) * scale[:, None]).T -> (N, out) in rows' dtype: int8-weight's
+    kernel, its activations in bf16 (module docstring)."""
+    return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), weight,
+                                              scale.to(torch.bfloat16)).to(rows.dtype)
+
+
+def _dynamic_product(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, linear: int) -> torch.Tensor:
+    """int8-dynamic's fbgemm product of rows (N, in) with the weights packed by the Int8Linear whose id() is
+    `linear` (weight and scale are that layer's, passed so that a graph knows what the result depends on)."""
+    return _fbgemm_product(rows, _LINEARS[linear]._fbgemm_weights())
+
+
+def _fbgemm_product(rows: torch.Tensor, packed) -> torch.Tensor:
+    return torch.ops.quantized.linear_dynamic(rows.float().contiguous(), packed, True).to(rows.dtype)
+
+
+int8_weight_mm = torch.library.custom_op("owngpt::int8_weight_mm", _weight_product, mutates_args=())
+int8_dynamic_mm = torch.library.custom_op("owngpt::int8_dynamic_mm", _dynamic_product, mutates_args=())
+
+
+@int8_weight_mm.register_fake
+def _weight_product_shape(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return rows.new_empty(rows.shape[0], weight.shape[0])
+
+
+@int8_dynamic_mm.register_fake
+def _dynamic_product_shape(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, linear: int) -> torch.Tensor:
+    return rows.new_empty(rows.shape[0], weight.shape[0])
+
+
 class Int8Linear(nn.Module):
     """y = x @ (weight * scale[:, None]).T + bias, weight int8 (out, in); see the module docstring for `method`."""
 
@@ -61,14 +104,22 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        _LINEARS[id(self)] = self
+
+    def __setstate__(self, state) -> None:  # a copy (copy.deepcopy) is registered as well
+        super().__setstate__(state)
+        _LINEARS[id(self)] = self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (N, in): the kernels take 2-D inputs
+        compiling = torch.compiler.is_compiling()  # the custom ops then, the kernels themselves otherwise
         if self.method == "int8-weight":  # bf16 activations: the vectorised path (module docstring)
-            y = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.weight,
-                                                   self.scale.to(torch.bfloat16)).to(x.dtype)  # (N, out)
+            y = (int8_weight_mm if compiling else _weight_product)(rows, self.weight, self.scale)  # (N, out)
         elif _FBGEMM:
-            y = torch.ops.quantized.linear_dynamic(rows.float().contiguous(), self._fbgemm_weights(), True).to(x.dtype)
+            if compiling:  # the graph keeps id(self) as a constant: the op finds the layer by it while it lives
+                y = int8_dynamic_mm(rows, self.weight, self.scale, id(self))
+            else:
+                y = _fbgemm_product(rows, self._fbgemm_weights())
         else:
             y = self._int_mm(rows)
         if self.bias is not None:
