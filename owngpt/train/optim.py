@@ -90,17 +90,45 @@ def muon_names(model: nn.Module) -> set[str]:
 
 def _orthogonalize_fp32(grad: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int,
                         eps: float) -> torch.Tensor:
-    """Muon's quintic Newton-Schulz orthogonalisation (the iteration torch.optim.Muon runs), computed in fp32."""
-    a, b, c = ns_coefficients
+    """Muon's quintic Newton-Schulz orthogonalisation (the iteration torch.optim.Muon runs), computed in fp32: on the
+    matrix itself when it is near square, through its Gram matrix (`_gram_newton_schulz`) when one side is more than
+    1.5x the other, where that takes fewer operations (the same result up to fp32 rounding)."""
     x = grad.float()
     tall = x.size(0) > x.size(1)
     if tall:
-        x = x.T
+        x = x.T  # (n, m), n <= m
     x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    n, m = x.shape
+    iterate = _gram_newton_schulz if 2 * m > 3 * n else _newton_schulz
+    x = iterate(x, ns_coefficients, ns_steps)
+    return x.T if tall else x
+
+
+def _newton_schulz(x: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int) -> torch.Tensor:
+    """X <- (a I + b A + c A^2) X with A = X X^T, `ns_steps` times: per step 2 n^2 m + n^3 multiply-adds for an
+    (n, m) X."""
+    a, b, c = ns_coefficients
     for _ in range(ns_steps):
         gram = x @ x.T
         x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if tall else x
+    return x
+
+
+def _gram_newton_schulz(x: torch.Tensor, ns_coefficients: tuple[float, float, float], ns_steps: int) -> torch.Tensor:
+    """The same iteration carried on (n, n) matrices: with P = a I + b A + c A^2, a polynomial in A (so symmetric,
+    and commuting with A), X' = P X gives A' = X' X'^T = P A P. So X_k = Q_k X_0 with Q' = P Q, and X_0 is multiplied
+    only twice (A_0 = X_0 X_0^T, and Q_K X_0 at the end): 2 n^2 m + (4 ns_steps - 3) n^3 multiply-adds against
+    ns_steps (2 n^2 m + n^3). For an (n, 6n) matrix (tiny-cpu's fused SwiGLU input) that is 29 n^3 against 65 n^3."""
+    a, b, c = ns_coefficients
+    gram = x @ x.T  # A_0
+    eye = torch.eye(gram.size(0), dtype=gram.dtype, device=gram.device)
+    q = None
+    for step in range(ns_steps):
+        poly = torch.addmm(gram, gram, gram, beta=b, alpha=c).add_(eye, alpha=a)  # P = a I + b A + c A^2
+        q = poly if q is None else poly @ q
+        if step < ns_steps - 1:
+            gram = poly @ gram @ poly  # A' = P A P
+    return x if q is None else q @ x
 
 
 @contextlib.contextmanager
