@@ -8,6 +8,11 @@ the iteration alone per matrix shape.
 
     python benchmarks/bench_muon.py                         # tiny-cpu at the quickstart's shape
     python benchmarks/bench_muon.py --recipe small --rounds 9
+    python benchmarks/bench_muon.py --probe                 # also: the quickstart planner's probe, Muon vs AdamW
+
+--probe times whole training steps as the quickstart's planner does (owngpt/train/budget.py,
+training_tokens_per_second: 25 steps a round, random tokens), Muon against AdamW alternated: their ratio is the
+planner's MUON_STEP_RATE.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
+import sys
 import time
 
 import torch
@@ -23,6 +29,7 @@ from bench_serve import cpu_description
 
 from owngpt.config import load_run_config
 from owngpt.model.registry import make_model
+from owngpt.runtime import cpu_has_bf16_matmul
 from owngpt.train import optim
 
 
@@ -43,6 +50,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported")
     ap.add_argument("--calls", type=int, default=40, help="steps timed per round")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--probe", action="store_true", help="also time the planner's probe steps, Muon against AdamW")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_run_config(args.recipe, args.set + ["train.optimizer=muon"])
@@ -56,9 +64,17 @@ def main() -> None:
     print(f"{datetime.date.today()}, {cpu_description()}; torch {torch.__version__}, {args.threads} threads")
     print(f"{args.recipe} {' '.join(args.set)}: {len(matrices)} Muon matrices {shapes}\n")
 
-    def muon_step() -> None:
-        with optim._muon_precision(torch.device("cpu")):
+    if cpu_has_bf16_matmul():
+        print("note: this CPU has native bf16, where owngpt leaves torch's own bf16 iteration in place; the rows time "
+              "owngpt's fp32 forms anyway\n")
+    impl = sys.modules["torch.optim._muon"]
+
+    def muon_step() -> None:  # torch.optim.Muon with owngpt's fp32 iteration (what _muon_precision installs)
+        original, impl._zeropower_via_newtonschulz = impl._zeropower_via_newtonschulz, optim._orthogonalize_fp32
+        try:
             opt.muon.step()
+        finally:
+            impl._zeropower_via_newtonschulz = original
 
     gram = optim._gram_newton_schulz
     forms = {"on the matrix": optim._newton_schulz, "Gram form (owngpt)": gram}
@@ -92,6 +108,28 @@ def main() -> None:
         used = "Gram" if 2 * m > 3 * n else "on the matrix"
         count = sum(tuple(p.shape) == shape for p in matrices)
         print(f"| {shape[0]} x {shape[1]} | {count} | {direct:.3f} | {via_gram:.3f} | {used} |")
+
+
+    if args.probe:
+        probe_ratio(args)
+
+
+def probe_ratio(args: argparse.Namespace) -> None:
+    """The quickstart planner's probe (whole training steps at the recipe's shape), Muon and AdamW alternated."""
+    from owngpt.train.budget import MUON_STEP_RATE, training_tokens_per_second
+
+    rates: dict[str, list[float]] = {"muon": [], "adamw": []}
+    for _ in range(args.rounds):
+        for name in rates:
+            cfg = load_run_config(args.recipe, args.set + [f"train.optimizer={name}", "train.device=cpu",
+                                                           f"train.threads={args.threads}"])
+            rates[name].append(training_tokens_per_second(cfg, steps=25))
+    muon, adamw = statistics.median(rates["muon"]), statistics.median(rates["adamw"])
+    print("\n| probe (training steps, tokens/s) | median | rounds |")
+    print("|---|---:|---|")
+    for name, values in rates.items():
+        print(f"| {name} | {statistics.median(values):,.0f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    print(f"\nMuon / AdamW: {muon / adamw:.3f} (budget.py's MUON_STEP_RATE: {MUON_STEP_RATE})")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,25 @@ def test_an_int8_model_compiles_around_its_own_kernels(method, head, steps):
     assert len(steps) == 3 * 20 and set(steps) == {1}
 
 
+@needs_compiler
+def test_two_int8_models_of_one_shape_each_decode_their_own_weights():
+    """int8-dynamic's compiled product finds its layer's packed weights by id(): two models of the same shape with
+    different weights, compiled in one process (a server with two int8 runs), each give their own eager tokens, and
+    so does a deep copy compiled after them."""
+    import copy
+
+    from owngpt.export.quantize import quantize_model
+
+    nets = [quantize_model(random_gpt(50, block=48, seed=seed), "int8-dynamic") for seed in (2, 3)]
+    prompt = [5, 4, 3, 2, 1]
+    eager = [generate_ids(net, [prompt], greedy(16)) for net in nets]
+    assert eager[0] != eager[1]
+    twin = copy.deepcopy(nets[1])
+    for net in (*nets, twin):
+        compile_decoding(net)
+    assert [generate_ids(net, [prompt], greedy(16)) for net in (*nets, twin)] == [*eager, eager[1]]
+
+
 def test_a_model_without_a_kv_cache_or_a_compiler_is_refused(monkeypatch):
     class NoCache(torch.nn.Module):
         def __init__(self) -> None:

@@ -84,6 +84,8 @@ def compile_decoding(model: torch.nn.Module) -> None:
     _compilations += 1
     config = torch._dynamo.config
     config.cache_size_limit = max(config.cache_size_limit, 8 * _compilations)  # recompile_limit in newer torch
+    if hasattr(config, "accumulated_cache_size_limit"):  # the process-wide cap (256) over all functions
+        config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 256 + 8 * _compilations)
     try:
         _warm_up(model)
     except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)

@@ -25,7 +25,10 @@ Under torch.compile (compiled decoding, owngpt/generate/compiled.py) both produc
 (`owngpt::int8_weight_mm`, `owngpt::int8_dynamic_mm`), which Inductor keeps as calls to these same kernels while it
 fuses the small operations around them: Inductor's own lowering of _weight_int8pack_mm fails on a fused input in
 torch 2.13, and fbgemm's packed weights are an object dynamo cannot trace. Eagerly the kernels are called directly
-(a custom op's dispatch costs time per call).
+(a custom op's dispatch costs time per call). The torch._int_mm fallback compiles as it is.
+int8_dynamic_mm finds its layer by id(), which the compiled graph holds as a constant: dynamo guards that constant
+on the layer's identity and drops the graph when the layer dies, so a later object at the same address never runs
+an old graph (a test compiles two int8 models of the same shape in one process).
 
 Not handled: training (the class is `trainable = False`), int4, per-group scales, GPU kernels.
 """

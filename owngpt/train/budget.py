@@ -43,13 +43,14 @@ from owngpt.config import RunConfig
 from owngpt.runtime import autocast, configure, resolve_device
 
 TOKENS_PER_PARAM = 20
-# Muon's steps/s over AdamW's at the quickstart's shape in the probe below (the two alternated in one process).
-# fit()'s own 4-minute runs gave ~0.82 (bench_recipes.py): the probe leaves out part of Muon's cost in fit().
-MUON_STEP_RATE = 0.92
+# Muon's steps/s over AdamW's at the quickstart's shape in the probe below (the two alternated in one process, 5
+# rounds of 25 steps: 0.92 with the direct Newton-Schulz, 0.929-0.944 since its Gram form, 2026-12-06). fit()'s own
+# 4-minute runs gave ~0.82 before the Gram form (bench_recipes.py): the probe leaves out part of Muon's cost in fit().
+MUON_STEP_RATE = 0.94
 # Pretraining tokens/s of the probe at the quickstart's shape (tiny-cpu, context 256, batch 8, vocab 4096) on the
 # machine the README's quickstart figures come from (AMD EPYC, 2 cores, AVX2, fp32): 11,595 with AdamW
 # (docs/benchmarks.md), times MUON_STEP_RATE for tiny-cpu's Muon
-REFERENCE_TPS = 10_600
+REFERENCE_TPS = 10_900
 # Fine-tuning's wall time over its probed step time: validation every 100 steps, checkpoints, batches built on the
 # host (the quickstart on the reference machine: 1,400 steps in 576 s against 492 s probed)
 SFT_OVERHEAD = 1.17
