@@ -11,7 +11,9 @@ read + write. owngpt also runs with bf16 weights (what `--dtype bfloat16` loads)
 product (owngpt/generate/gemv.py: the one this process chose, and torch's own). Greedy tokens of each runtime
 are compared with owngpt's fp32 ones (batch 1).
 
-    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-dynamic+compiled] [--int8-head] [--dtypes f32,f16,bf16,q8_0] [--no-llama] [--profile]
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--dtypes f32,f16,bf16,q8_0] [--no-llama]
+        [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-dynamic+compiled]
+        [--int8-head] [--profile]
 
 DTYPE+compiled (fp32+compiled, int8-dynamic+compiled, ...): owngpt's compiled one-row decoding
 (owngpt/generate/compiled.py, `--compile`); its compile time is printed and not inside the tok/s (batches of 8 run

@@ -103,7 +103,8 @@ def main() -> None:
         x = (x.T if x.size(0) > x.size(1) else x) / x.norm()
         direct = statistics.median(per_call_ms(lambda: optim._newton_schulz(x, coeffs, steps), args.calls)
                                    for _ in range(args.rounds))
-        via_gram = statistics.median(per_call_ms(lambda: gram(x, coeffs, steps), args.calls) for _ in range(args.rounds))
+        via_gram = statistics.median(per_call_ms(lambda: gram(x, coeffs, steps), args.calls)
+                                     for _ in range(args.rounds))
         n, m = x.shape
         used = "Gram" if 2 * m > 3 * n else "on the matrix"
         count = sum(tuple(p.shape) == shape for p in matrices)

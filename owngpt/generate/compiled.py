@@ -17,8 +17,8 @@ compiled step is shared by every generation of that model in the process: the wa
 and a two-token prompt past a growth of the cache, after which the position and the cache's length are symbols,
 so other prompts, longer replies and grown caches reuse the same code (a test checks that nothing recompiles).
 
-Scope: fp32 (and int8) models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's single
-stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
+Scope: fp32 (and int8) models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's
+single stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
 refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). An int8 model (`owngpt
 quantize`) compiles too, but its int8 products stay calls to its own kernels (custom ops, owngpt/model/quantized.py)
 and only its float products (an fp32 output head) and the small operations are compiled: the same products written
