@@ -192,12 +192,13 @@ def main() -> None:
     for spec in args.owngpt_dtypes.split(","):
         dtype, _, compiled = spec.partition("+")
         set_gemv_backend("torch" if dtype == "fp32-torch" else chosen)
-        label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if dtype.startswith("fp32") else dtype
+        eager_fp32 = dtype.startswith("fp32") and not compiled
+        label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if eager_fp32 else dtype
         if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
             from owngpt.export.quantize import quantize_model
 
             weights = quantize_model(model, dtype, head=args.int8_head)
-            label = f"{dtype}{', int8 head' if args.int8_head else ''}"
+            label += ", int8 head" if args.int8_head else ""
         else:
             # a copy only for another dtype, or to compile (compile_decoding marks the model it is given)
             weights = copy.deepcopy(model) if compiled or not dtype.startswith("fp32") else model
@@ -205,7 +206,7 @@ def main() -> None:
         if compiled:
             from owngpt.generate.compiled import compile_decoding
 
-            label = f"{dtype if dtype.startswith('fp32') else label} (compiled)"
+            label += " (compiled)"
             start = time.perf_counter()
             compile_decoding(weights)
             print(f"compile_decoding of {dtype} (warm-up included): {time.perf_counter() - start:.0f} s\n")
