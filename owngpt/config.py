@@ -130,6 +130,7 @@ class TrainConfig:
     muon_lr: float = 0.0  # 0 = train.lr * muon_lr_scale; scaled per matrix to AdamW's update size (Moonshot's rule)
     muon_lr_scale: float = 1.0  # Muon's rate over train.lr (when muon_lr is 0), so it follows lr, depth and sweeps
     muon_momentum: float = 0.95
+    embed_lr_scale: float = 1.0  # the embedding tables' AdamW rate over train.lr (a tied head shares its table's)
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
@@ -159,7 +160,7 @@ class TrainConfig:
                                  "patience", "threads", "grad_clip", "weight_decay", "lr"), ">= 0", lambda v: v >= 0)
         _require(self, "train", ("beta1", "beta2", "muon_momentum"), ">= 0 and < 1", lambda v: 0 <= v < 1)
         _require(self, "train", ("muon_lr",), ">= 0", lambda v: v >= 0)
-        _require(self, "train", ("muon_lr_scale",), "> 0", lambda v: v > 0)
+        _require(self, "train", ("muon_lr_scale", "embed_lr_scale"), "> 0", lambda v: v > 0)
         _require(self, "train", ("eps",), "> 0", lambda v: v > 0)
         if not 0 <= self.min_lr <= self.lr:
             raise OwnGPTError(f"train.min_lr must be between 0 and train.lr ({self.lr:g}), not {self.min_lr!r} "

@@ -73,6 +73,42 @@ def test_optimizer_matches_torch_reference(fused):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_embedding_rate_is_its_own_group_matching_torch_adamw(tied):
+    """train.embed_lr_scale: the embedding table (and a head tied to it) steps at that multiple of the rate, the
+    rest at the rate: the same updates as torch's AdamW given those groups. At the default of 1 the groups are
+    the two of earlier runs, whose optimizer states must still load."""
+    torch.manual_seed(0)
+    ours, ref = TinyLM(), TinyLM()
+    if not tied:
+        for m in (ours, ref):
+            m.lm_head.weight = nn.Parameter(m.wte.weight.detach().clone())
+    ref.load_state_dict(ours.state_dict())
+    assert len(param_groups(ours, 0.1)) == 2 and len(param_groups(ours, 0.1, embed_lr_scale=1.0)) == 2
+    cfg = TrainConfig(lr=3e-3, weight_decay=0.1, embed_lr_scale=10.0)
+    opt = make_optimizer(ours, cfg, fused=False)
+    params = dict(ref.named_parameters())
+    decay = [params["fc.weight"]] + ([] if tied else [params["lm_head.weight"]])
+    rest = [p for n, p in params.items() if n not in ("fc.weight", "lm_head.weight", "wte.weight")]
+    ref_opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0},
+                                 {"params": [params["wte.weight"]], "weight_decay": 0.0, "lr": 3e-2}],
+                                lr=3e-3, betas=(0.9, 0.99), eps=1e-8, foreach=False)
+    idx = torch.randint(0, 11, (4, 5))
+    for _ in range(3):
+        for g in opt.param_groups:  # the loop's rule: the schedule's value times the group's lr_scale
+            g["lr"] = 3e-3 * g["lr_scale"]
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            model(idx).logsumexp(-1).mean().backward()
+            o.step()
+    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    muon = make_optimizer(ours, TrainConfig(optimizer="muon", embed_lr_scale=10.0))  # AdamW's part has the group
+    assert [g["params"] for g in muon.adamw.param_groups if g["lr_scale"] == 10.0] == [[ours.wte.weight]]
+    with pytest.raises(OwnGPTError, match="embed_lr_scale"):
+        TrainConfig(embed_lr_scale=0)
+
+
 def test_schedule_cosine():
     cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=100, decay="cosine")
     assert lr_at(0, cfg, 2000) == pytest.approx(1e-3 / 101)  # starts near 0 (nanoGPT's warmup)

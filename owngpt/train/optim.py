@@ -41,19 +41,27 @@ def _no_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decay on >= 2-D weights that are not embeddings or norms; no decay on the rest.
+def param_groups(model: nn.Module, weight_decay: float, embed_lr_scale: float = 1.0) -> list[dict]:
+    """Two AdamW groups: decay on >= 2-D weights that are not embeddings or norms; no decay on the rest. With
+    `embed_lr_scale` other than 1 the embedding tables (nn.Embedding: tokens, learned positions) get a third group
+    of their own, undecayed, at that multiple of the learning rate (`lr_scale`); with the default the groups are
+    the two of every earlier run, so their checkpoints resume.
 
     Only parameters with requires_grad take part (LoRA freezes the base). A tied weight (wte == lm_head)
-    appears once, under the embedding's name, so it is not decayed.
+    appears once, under the embedding's name, so it is not decayed, and it takes the embedding's rate.
     """
     skip = _no_decay_names(model)
-    decay, no_decay = [], []
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} if embed_lr_scale != 1 else set()
+    decay, no_decay, embeddings = [], [], []
     for name, p in model.named_parameters():  # named_parameters() yields a shared tensor only once
         if not p.requires_grad:
             continue
-        (decay if p.dim() >= 2 and name not in skip else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if id(p) in tables:
+            embeddings.append(p)
+        else:
+            (decay if p.dim() >= 2 and name not in skip else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": embeddings, "weight_decay": 0.0, "lr_scale": embed_lr_scale}]
     return [g for g in groups if g["params"]]
 
 
@@ -200,7 +208,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool | None = None
     with train.optimizer=muon, Muon over `muon_names(model)` and AdamW over the rest. lr is set per step (each
     group's schedule value times its `lr_scale`)."""
     if cfg.optimizer == "adamw":
-        groups = param_groups(model, cfg.weight_decay)
+        groups = param_groups(model, cfg.weight_decay, cfg.embed_lr_scale)
         if not groups:
             raise ValueError("the model has no trainable parameters")
         return _adamw(groups, cfg, fused)
@@ -213,7 +221,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool | None = None
                            weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=True,
                            adjust_lr_fn="match_rms_adamw")
     taken = {id(p) for p in matrices}
-    rest = [dict(g, params=[p for p in g["params"] if id(p) not in taken]) for g in param_groups(model, cfg.weight_decay)]
+    rest = [dict(g, params=[p for p in g["params"] if id(p) not in taken])
+            for g in param_groups(model, cfg.weight_decay, cfg.embed_lr_scale)]
     rest = [g for g in rest if g["params"]]
     return MuonWithAdamW(muon, _adamw(rest, cfg, fused=False) if rest else None)
 
