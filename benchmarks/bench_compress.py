@@ -34,8 +34,10 @@ from owngpt.export.quantize import quantize_run
 from owngpt.generate import GenerationConfig, generate_ids
 from owngpt.train.pretrain import pretrain
 
-MODEL = ["model.preset=modern", "model.n_layer=10", "model.n_embd=512", "model.n_head=8", "model.block_size=128"]
-TRAIN = ["train.optimizer=adamw", "train.batch_size=8", "train.lr=1e-3", "train.min_lr=1e-4", "train.warmup_steps=20", "train.eval_batches=4",
+# the base of the figures in docs/benchmarks.md: a tied head, AdamW at one rate (tiny-cpu's own since changed)
+MODEL = ["model.preset=modern", "model.n_layer=10", "model.n_embd=512", "model.n_head=8", "model.block_size=128",
+         "model.tie_embeddings=true"]
+TRAIN = ["train.optimizer=adamw", "train.embed_lr_scale=1", "train.batch_size=8", "train.lr=1e-3", "train.min_lr=1e-4", "train.warmup_steps=20", "train.eval_batches=4",
          "train.device=cpu", "train.dtype=float32", "train.compile=off", "train.tensorboard=false"]
 
 

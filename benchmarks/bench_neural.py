@@ -27,6 +27,7 @@ from bench_serve import cpu_description  # noqa: E402
 from owngpt.config import load_run_config  # noqa: E402
 from owngpt.model.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from owngpt.model.registry import make_model  # noqa: E402
+from owngpt.pipeline import BASELINE_TRAINING  # noqa: E402
 from owngpt.train.optim import make_optimizer  # noqa: E402
 
 HEADER = [2, 100, 101]  # stands for <|im_start|> "assistant" "\n" (ids 0..7 are the specials)
@@ -82,7 +83,7 @@ def main() -> None:
         base = None
         for arch in ("gpt", "lstm", "seq2seq"):
             run = load_run_config("tiny-cpu", [f"model.arch={arch}", f"model.block_size={T}", f"model.vocab_size={V}",
-                                               "train.optimizer=adamw"])
+                                               *BASELINE_TRAINING])
             torch.manual_seed(0)
             model = make_model(run.model)
             if isinstance(model, Seq2Seq):  # the header a tokenizer would give

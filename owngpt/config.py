@@ -319,12 +319,16 @@ def load_preset_dict(name_or_path: str) -> dict[str, Any]:
 # (A preset's absolute muon_lr goes too; its muon_lr_scale stays, so Muon follows the derived train.lr.)
 DEPTH_DERIVED = (("model", "n_layer"), ("model", "n_head"), ("model", "n_embd"), ("train", "lr"), ("train", "min_lr"),
                  ("train", "muon_lr"))
+# What a from-scratch recipe sets for new weights only: a train.init_from override (continued pretraining, prune's
+# recovery) drops the preset's value unless it is overridden too. tiny-cpu's 30x embedding rate would shake a trained
+# table (and a head tied to it).
+FROM_SCRATCH_ONLY = (("train", "embed_lr_scale"),)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `section.key=value` strings (e.g. `train.lr=3e-4`, `model.depth=6`) to nested dicts. Overriding
     model.depth resizes the preset: its n_layer, n_head, n_embd, lr, min_lr and absolute muon_lr give way to the
-    depth's own."""
+    depth's own. Overriding train.init_from drops the preset's embed_lr_scale (a from-scratch setting)."""
     data = {k: dict(v or {}) for k, v in data.items()}
     given: set[tuple[str, str]] = set()
     for item in overrides:
@@ -338,6 +342,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         given.add((parts[0], parts[1]))
     if ("model", "depth") in given and data["model"]["depth"].strip().lower() not in ("", "null", "none", "~"):
         for section, key in DEPTH_DERIVED:
+            if (section, key) not in given:
+                data.get(section, {}).pop(key, None)
+    if ("train", "init_from") in given and data["train"]["init_from"].strip():
+        for section, key in FROM_SCRATCH_ONLY:
             if (section, key) not in given:
                 data.get(section, {}).pop(key, None)
     return data

@@ -118,6 +118,19 @@ def test_depth_override_resizes_a_preset():
     assert (rc.model.n_layer, rc.model.n_embd, rc.model.n_head, rc.train.lr) == (2, 128, 2, 2e-3)
 
 
+def test_init_from_drops_the_presets_from_scratch_embedding_rate():
+    """tiny-cpu's 30x embedding rate is for new tables: continued pretraining from a checkpoint (train.init_from, as
+    `pretrain --init-from` and prune's recovery set it) trains at one rate unless the rate is given too."""
+    assert load_run_config("tiny-cpu").train.embed_lr_scale == 30.0
+    assert load_run_config("tiny-cpu", ["train.init_from=runs/base"]).train.embed_lr_scale == 1.0
+    given = load_run_config("tiny-cpu", ["train.init_from=runs/base", "train.embed_lr_scale=5"])
+    assert given.train.embed_lr_scale == 5.0
+    from owngpt.pipeline import BASELINE_TRAINING  # the LSTM and encoder-decoder train as they were measured
+
+    baseline = load_run_config("tiny-cpu", ["model.arch=seq2seq", *BASELINE_TRAINING])
+    assert (baseline.train.optimizer, baseline.train.embed_lr_scale, baseline.model.tie_embeddings) == ("adamw", 1, True)
+
+
 @pytest.mark.parametrize("overrides", [["model.depth=3"], ["model.depth=6", "model.n_embd=512", "model.n_layer=2"],
                                        ["model.depth=5", "train.lr=1e-3"]])
 def test_depth_round_trips_through_yaml(tmp_path, overrides):

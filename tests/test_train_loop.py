@@ -343,6 +343,14 @@ def test_resume_refuses_what_would_mix_two_runs(tmp_path, data):
     wider = GPT(ModelConfig(preset="gpt2", vocab_size=VOCAB, block_size=BLOCK, n_layer=1, n_head=2, n_embd=32))
     with pytest.raises(OwnGPTError, match=r"does not fit this model \(shapes differ: .*c_attn.weight \(48, 16\) there, \(96, 32\) here"):
         fit(wider, *loaders(data), cfg(max_steps=20), run, run_config={}, tokenizer=_Tok("aaa"), quiet=True)
+    # other optimizer groups (a faster embedding; a head untied from a tied run's table): one line, not torch's error
+    untied = GPT(ModelConfig(preset="gpt2", vocab_size=VOCAB, block_size=BLOCK, n_layer=1, n_head=2, n_embd=16,
+                             tie_embeddings=False))
+    for model, settings in ((make_model(0.0), dict(embed_lr_scale=30.0)), (untied, {})):
+        with pytest.raises(OwnGPTError, match=r"optimizer state does not fit .*train.embed_lr_scale, "
+                                              r"model.tie_embeddings"):
+            fit(model, *loaders(data), cfg(max_steps=20, **settings), run, run_config={}, tokenizer=_Tok("aaa"),
+                quiet=True)
     for resume in ("none", str(tmp_path / "elsewhere")):
         if resume != "none":
             fit(make_model(0.0), *loaders(data), cfg(max_steps=5), tmp_path / "elsewhere", run_config={}, quiet=True)

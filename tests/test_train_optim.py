@@ -48,6 +48,18 @@ def test_param_groups_skip_frozen():
     assert all(p is not model.fc.weight for g in groups for p in g["params"])
 
 
+def _assert_same_steps(ours: nn.Module, opt, ref: nn.Module, ref_opt: torch.optim.Optimizer, steps: int) -> None:
+    """`steps` identical training steps of both models with their optimizers; then every parameter agrees."""
+    idx = torch.randint(0, 11, (4, 5))
+    for _ in range(steps):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            model(idx).logsumexp(-1).mean().backward()
+            o.step()
+    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_optimizer_matches_torch_reference(fused):
     torch.manual_seed(0)
@@ -63,14 +75,7 @@ def test_optimizer_matches_torch_reference(fused):
         [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
         lr=3e-3, betas=(0.8, 0.95), eps=1e-7, foreach=False,
     )
-    idx = torch.randint(0, 11, (4, 5))
-    for _ in range(5):
-        for model, o in ((ours, opt), (ref, ref_opt)):
-            o.zero_grad()
-            model(idx).logsumexp(-1).mean().backward()
-            o.step()
-    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    _assert_same_steps(ours, opt, ref, ref_opt, steps=5)
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -93,16 +98,9 @@ def test_embedding_rate_is_its_own_group_matching_torch_adamw(tied):
     ref_opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0},
                                  {"params": [params["wte.weight"]], "weight_decay": 0.0, "lr": 3e-2}],
                                 lr=3e-3, betas=(0.9, 0.99), eps=1e-8, foreach=False)
-    idx = torch.randint(0, 11, (4, 5))
-    for _ in range(3):
-        for g in opt.param_groups:  # the loop's rule: the schedule's value times the group's lr_scale
-            g["lr"] = 3e-3 * g["lr_scale"]
-        for model, o in ((ours, opt), (ref, ref_opt)):
-            o.zero_grad()
-            model(idx).logsumexp(-1).mean().backward()
-            o.step()
-    for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    for g in opt.param_groups:  # the loop's rule: the schedule's value times the group's lr_scale
+        g["lr"] = 3e-3 * g["lr_scale"]
+    _assert_same_steps(ours, opt, ref, ref_opt, steps=3)
     muon = make_optimizer(ours, TrainConfig(optimizer="muon", embed_lr_scale=10.0))  # AdamW's part has the group
     assert [g["params"] for g in muon.adamw.param_groups if g["lr_scale"] == 10.0] == [[ours.wte.weight]]
     with pytest.raises(OwnGPTError, match="embed_lr_scale"):

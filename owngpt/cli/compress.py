@@ -20,8 +20,9 @@ def quantize(
                                "(1.7-1.9x at batch 1, 1.8-2.5x at batch 8, +0.4% perplexity there); "
                                "bf16: bf16 weights, half the file, computed in bf16 on CPUs with native bf16 "
                                "(avx512_bf16/AMX; elsewhere it loads as fp32)."),
-    head: bool = typer.Option(False, "--head/--no-head", help="int8: also quantize the output head. With tied "
-                              "embeddings this stores an int8 copy beside the embedding (a larger file), and speeds "
+    head: bool = typer.Option(False, "--head/--no-head", help="int8: also quantize the output head. An untied "
+                              "head (tiny-cpu's, so the quickstart's) becomes int8 in place (a smaller file); with tied "
+                              "embeddings this stores an int8 copy beside the embedding (a larger file). It speeds "
                               "decoding most when the vocabulary is large."),
 ) -> None:
     from owngpt.export.quantize import quantize_run

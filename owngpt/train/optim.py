@@ -3,7 +3,8 @@
 Weight decay pulls weights toward zero; that regularises the big matrices of attention and MLP, but on
 norm gains, biases and embeddings it only hurts (a decayed norm gain fights the normalisation, a decayed
 embedding shrinks rare tokens' rows), so those go into a second group with weight_decay 0 — as nanoGPT,
-nanochat and litgpt do.
+nanochat and litgpt do. `train.embed_lr_scale` other than 1 moves the embedding tables into a third group at that
+multiple of the rate (a row only learns in steps whose batch holds its token; tiny-cpu uses 30x).
 
 Muon (`train.optimizer: muon`, PyTorch's own `torch.optim.Muon`) orthogonalises the momentum of each hidden 2-D
 weight matrix (attention and MLP projections, LoRA's A and B) before applying it, as nanochat and modded-nanogpt

@@ -86,7 +86,12 @@ class CheckpointedRun:
         # betas or eps: load_state_dict would bring back the saved ones while config.yaml shows the new ones)
         settings = [{k: g[k] for k in ("weight_decay", "betas", "eps", "momentum", "lr_scale") if k in g}
                     for g in self.optimizer.param_groups]
-        self.par.load_optimizer_state(self.raw_model, self.optimizer, ts["optimizer"])
+        try:
+            self.par.load_optimizer_state(self.raw_model, self.optimizer, ts["optimizer"])
+        except ValueError as e:  # torch: a different number of parameter groups, or of parameters in one
+            raise OwnGPTError(f"{path}: its optimizer state does not fit this run's parameter groups ({e}); resume with "
+                              "the settings that made it (its run folder's config.yaml: train.optimizer, "
+                              "train.embed_lr_scale, model.tie_embeddings), or start a new run in another --out") from None
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
         if self.scaler is not None and "scaler" in ts:
