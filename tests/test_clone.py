@@ -49,7 +49,8 @@ def invoke(args: list[str]):
 def test_clone_runs_every_stage_and_keeps_personal_data_out(tmp_path):
     export = write(tmp_path / f"wxid_friend {PHONE}.csv", synthetic_wechat())  # a number in the name, too
     rng = random.Random(1)
-    words = "今天 天气 很好 我们 去 公园 散步 晚上 一起 吃 火锅 周末 看 电影 朋友 家人 学校 工作 快乐 安静".split()
+    # the blocked word is in no document: a sample reply that says it could only have learnt it from the chats
+    words = "今天 天气 很好 我们 去 公园 散步 晚上 一起 吃 饺子 周末 看 电影 朋友 家人 学校 工作 快乐 安静".split()
     notes = tmp_path / "notes"
     for i in range(30):  # varied documents, so that every split has text
         write(notes / f"{i}.txt", "".join(rng.choice(words) for _ in range(80)) + "。\n")
