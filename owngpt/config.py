@@ -340,14 +340,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise OwnGPTError(f"override {item!r}: the key must be 'model.NAME' or 'train.NAME'")
         data.setdefault(parts[0], {})[parts[1]] = value
         given.add((parts[0], parts[1]))
+    def give_way(keys: tuple[tuple[str, str], ...]) -> None:  # the preset's values of keys not overridden too
+        for section, key in keys:
+            if (section, key) not in given:
+                data.get(section, {}).pop(key, None)
+
     if ("model", "depth") in given and data["model"]["depth"].strip().lower() not in ("", "null", "none", "~"):
-        for section, key in DEPTH_DERIVED:
-            if (section, key) not in given:
-                data.get(section, {}).pop(key, None)
+        give_way(DEPTH_DERIVED)
     if ("train", "init_from") in given and data["train"]["init_from"].strip():
-        for section, key in FROM_SCRATCH_ONLY:
-            if (section, key) not in given:
-                data.get(section, {}).pop(key, None)
+        give_way(FROM_SCRATCH_ONLY)
     return data
 
 
