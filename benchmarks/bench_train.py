@@ -14,9 +14,10 @@
   (ca) (c) with train.optimizer=adamw (tiny-cpu's optimizer until Muon replaced it on the hidden matrices);
   (c64), (c64a) tiny-cpu's model at the baseline's context, 64 (AT_CONTEXT_64): Muon at batch 16, and AdamW;
   (cb) (c) forced to bf16 autocast (native on CPUs with AMX or avx512_bf16, emulated and slower elsewhere).
-  For the (c*) rows the time-to-loss curve is read with the shared evaluator: a checkpoint at every validation
-  (--curve-every steps, a tenth of the run by default) is scored on the same windows as (a), and "time to (a)'s
-  loss" is the wall time of the first checkpoint at or below it; "loss at (a)'s wall time" is the best one by then.
+  For the (c*) rows the time-to-loss curve is read with the shared evaluator: a checkpoint every --curve-every steps
+  (a tenth of the run by default; the recipe's own validations unchanged) is scored afterwards on the same windows as
+  (a), and "time to (a)'s loss" is the run's wall time when it saved the first checkpoint at or below it; "loss at
+  (a)'s wall time" is the best one by then.
   The C library's allocator setting (owngpt/allocator.py) is in force for every contender (fit() sets it), the
   baseline included, which runs in the same process; its own before/after is benchmarks/bench_allocator.py.
 
@@ -90,10 +91,12 @@ def write_prepared(root: Path, train: np.ndarray, val: np.ndarray, vocab: int) -
 EVAL_BLOCK = 64  # the baseline's context: every model is judged on the same 64-token windows
 
 # tiny-cpu's model trained at the baseline's own context (64): the same tokens in shorter rows, so more of them per
-# second and more optimizer steps. Muon wants a larger batch and a higher rate there than at the quickstart's shape
-# (measured: docs/benchmarks.md); AdamW keeps tiny-cpu's rate with half its batch.
+# second and more optimizer steps. Muon wants a larger batch and a higher rate there than at the quickstart's shape,
+# and a run this short a 5-step warmup rather than tiny-cpu's 30 (measured: docs/benchmarks.md); AdamW keeps
+# tiny-cpu's rate with half its batch.
 AT_CONTEXT_64 = {
-    "c64": ["model.block_size=64", "train.batch_size=16", "train.max_steps=350", "train.muon_lr=1e-2"],
+    "c64": ["model.block_size=64", "train.batch_size=16", "train.max_steps=300", "train.muon_lr=1e-2",
+            "train.warmup_steps=5"],
     "c64a": ["model.block_size=64", "train.max_steps=940", "train.optimizer=adamw"],
 }
 
@@ -140,24 +143,27 @@ def nanogpt_baseline(run_cfg, data_dir: Path, val: np.ndarray, vocab: int, iters
 
 
 def shared_curve(run_dir: Path, val: np.ndarray) -> list[tuple[float, int, float]]:
-    """(elapsed s, step, shared-evaluator loss) of every checkpoint the run kept, in step order."""
+    """(elapsed s, step, shared-evaluator loss) of every checkpoint the run kept, in step order; the elapsed time is
+    the one the run wrote into the checkpoint when it saved it (its wall time so far, earlier saves included)."""
     from owngpt.checkpoint.format import load_model
 
-    elapsed = {r["step"]: r["elapsed"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"}
     curve = []
-    for ckpt in sorted((run_dir / "checkpoints").glob("step_*")):
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*"), key=lambda c: int(c.name.removeprefix("step_"))):
         step = int(ckpt.name.removeprefix("step_"))
-        if step in elapsed:
-            model, _meta, _tok = load_model(ckpt, device="cpu")
-            curve.append((elapsed[step], step, shared_val_loss(model, val, EVAL_BLOCK)))
+        train_state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        model, _meta, _tok = load_model(ckpt, device="cpu")
+        curve.append((float(train_state["elapsed"]), step, shared_val_loss(model, val, EVAL_BLOCK)))
     return curve
 
 
 def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, target: float | None = None,
          curve_every: int = 0) -> dict:
     cfg = run_cfg.train
-    if curve_every:  # a checkpoint at every validation, all kept: the shared evaluator reads the curve afterwards
-        cfg = dataclasses.replace(cfg, eval_interval=curve_every, save_interval=0, keep_last=10**6)
+    if curve_every:
+        # a checkpoint every curve_every steps, all kept, which the shared evaluator scores afterwards; the recipe's
+        # own validation is left as it is, so the curve charges the run its checkpoint writes (~10 ms each here), not
+        # ten extra validations of 20 batches each that a run of the recipe does not make
+        cfg = dataclasses.replace(cfg, save_interval=curve_every, keep_last=10**6)
     model = build_model(run_cfg, vocab)
     T = run_cfg.model.block_size
     tb = TokenBatches(data_dir, "train", cfg.batch_size, T, seed=cfg.seed)
