@@ -17,7 +17,8 @@
   For the (c*) rows the time-to-loss curve is read with the shared evaluator: a checkpoint every --curve-every steps
   (a tenth of the run by default; the recipe's own validations unchanged) is scored afterwards on the same windows as
   (a), and "time to (a)'s loss" is the run's wall time when it saved the first checkpoint at or below it; "loss at
-  (a)'s wall time" is the best one by then.
+  (a)'s wall time" is the best one by then. A recipe's own validation that improves writes a checkpoint too (a point
+  off the grid), and the last point's time includes the run's final validation.
   The C library's allocator setting (owngpt/allocator.py) is in force for every contender (fit() sets it), the
   baseline included, which runs in the same process; its own before/after is benchmarks/bench_allocator.py.
 
@@ -161,8 +162,8 @@ def ours(run_cfg, data_dir: Path, run_dir: Path, val: np.ndarray, vocab: int, ta
     cfg = run_cfg.train
     if curve_every:
         # a checkpoint every curve_every steps, all kept, which the shared evaluator scores afterwards; the recipe's
-        # own validation is left as it is, so the curve charges the run its checkpoint writes (~10 ms each here), not
-        # ten extra validations of 20 batches each that a run of the recipe does not make
+        # own validation is left as it is, so the curve charges the run its checkpoint writes, not ten extra
+        # validations of 20 batches each that a run of the recipe does not make
         cfg = dataclasses.replace(cfg, save_interval=curve_every, keep_last=10**6)
     model = build_model(run_cfg, vocab)
     T = run_cfg.model.block_size
