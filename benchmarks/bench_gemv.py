@@ -8,8 +8,13 @@ its PyPI wheels), alone and inside owngpt's batch-1 decode (owngpt/generate/gemv
    interleaved; the medians and their ratio; both must give the same tokens. Of that model and of the quickstart's
    (tiny-cpu: 3 layers x 128, 4,096-token vocabulary), whose matrices fit in the caches: gemv.py leaves models
    under MIN_WEIGHT_BYTES on torch's product, and this row shows what numpy's would do to them.
+3. With --int8: the same pass with the matrices int8 per output channel (owngpt.model.quantized), through the kernels
+   PyTorch has for one row on a CPU: `_weight_int8pack_mm` with bf16 rows (owngpt's int8-weight), fbgemm's
+   `linear_dynamic` (int8-dynamic), and Inductor's own int8 weight-only GEMM template (torch.compile with max_autotune
+   and its C++ GEMM backend, which has an AVX2 micro-kernel for bf16 rows times int8 weights), compiled once per
+   shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
 
-    python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64]
+    python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64] [--int8] [--no-decode]
 """
 
 from __future__ import annotations
@@ -65,11 +70,66 @@ def matrix_pass(model: GPT, rounds: int, threads: int) -> list[tuple[str, float]
     return list(best.items())
 
 
+def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
+    """(contender, best seconds per pass over the model's matrices as int8, weight bytes read per pass)."""
+    import warnings
+
+    import torch._inductor.config as inductor_config
+
+    from owngpt.model.quantized import quantize_per_channel
+
+    mats = [quantize_per_channel(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = [(q, scale.to(torch.bfloat16)) for q, scale in mats]
+    rows = {q.shape[1]: torch.ones(1, q.shape[1], dtype=torch.bfloat16) for q, _s in weights}
+    nbytes = sum(q.numel() for q, _s in weights)
+
+    def pack_mm(x, q, scale):
+        return torch.ops.aten._weight_int8pack_mm(x, q, scale)
+
+    with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated; fbgemm's kernel is what we call
+        warnings.simplefilter("ignore")
+        packed = [torch.ops.quantized.linear_prepack(torch._make_per_channel_quantized_tensor(
+            q, s.double(), torch.zeros(q.shape[0], dtype=torch.long), 0), None) for q, s in mats]
+    frows = {k: v.float() for k, v in rows.items()}  # fbgemm quantizes fp32 rows itself (7-bit range, as owngpt)
+    compiled = torch.compile(pack_mm, dynamic=False)
+    with torch.no_grad(), inductor_config.patch(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"):
+        for q, s in weights:  # one compilation (and autotuning) per shape
+            compiled(rows[q.shape[1]], q, s)
+
+    def eager_pass() -> None:
+        for q, s in weights:
+            pack_mm(rows[q.shape[1]], q, s)
+
+    fbgemm = [(frows[q.shape[1]], w) for w, (q, _s) in zip(packed, mats)]
+
+    def fbgemm_pass() -> None:
+        for row, w in fbgemm:
+            torch.ops.quantized.linear_dynamic(row, w, True)
+
+    def inductor_pass() -> None:
+        for q, s in weights:
+            compiled(rows[q.shape[1]], q, s)
+
+    contenders = {"_weight_int8pack_mm, bf16 row (int8-weight)": eager_pass,
+                  "fbgemm linear_dynamic (int8-dynamic)": fbgemm_pass,
+                  "Inductor max-autotune int8 weight-only GEMM template": inductor_pass}
+    best = {name: float("inf") for name in contenders}
+    with torch.no_grad():
+        for _ in range(rounds + 1):
+            for name, fn in contenders.items():
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+    return [(name, seconds, nbytes) for name, seconds in best.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--int8", action="store_true", help="also the int8 kernels' pass over the matrices")
+    ap.add_argument("--no-decode", action="store_true", help="skip the decode rows (part 2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -91,6 +151,13 @@ def main() -> None:
     ref = passes[0][1]
     for name, seconds in passes:
         print(f"| {name} | {seconds * 1e3:.1f} | {nbytes / seconds / 1e9:.1f} | {ref / seconds:.2f}× |")
+    if args.int8:
+        print("\n| one pass over the matrices, int8 per channel | ms | int8 weight GB/s | vs torch fp32 pass |")
+        print("|---|---|---|---|")
+        for name, seconds, int8_bytes in int8_pass(model, args.rounds):
+            print(f"| {name} | {seconds * 1e3:.1f} | {int8_bytes / seconds / 1e9:.1f} | {ref / seconds:.2f}× |")
+    if args.no_decode:
+        return
 
     small = GPT(ModelConfig(preset="modern", vocab_size=4096, block_size=256, n_layer=3, n_head=4,
                             n_embd=128)).eval()
