@@ -10,9 +10,10 @@ its PyPI wheels), alone and inside owngpt's batch-1 decode (owngpt/generate/gemv
    under MIN_WEIGHT_BYTES on torch's product, and this row shows what numpy's would do to them.
 3. With --int8: the same pass with the matrices int8 per output channel (owngpt.model.quantized), through the kernels
    PyTorch has for one row on a CPU: `_weight_int8pack_mm` with bf16 rows (owngpt's int8-weight), fbgemm's
-   `linear_dynamic` (int8-dynamic), and Inductor's own int8 weight-only GEMM template (torch.compile with max_autotune
-   and its C++ GEMM backend, which has an AVX2 micro-kernel for bf16 rows times int8 weights), compiled once per
-   shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
+   `linear_dynamic` (int8-dynamic), oneDNN's `qlinear_pointwise` on a uint8 row (the op PT2E int8 quantization is
+   lowered to by Inductor on x86; the row quantized beforehand, so only the product is timed), and Inductor's own int8
+   weight-only GEMM template (torch.compile with max_autotune and its C++ GEMM backend, which has an AVX2
+   micro-kernel for bf16 rows times int8 weights), compiled once per shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
 
     python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64] [--int8] [--no-decode]
 """
@@ -106,12 +107,27 @@ def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
         for row, w in fbgemm:
             torch.ops.quantized.linear_dynamic(row, w, True)
 
+    # oneDNN: weights packed for a one-row input, the row quantized once per shape (asymmetric uint8, zero point 128)
+    onednn = []
+    for q, s in mats:
+        row = frows[q.shape[1]]
+        row_scale = float(row.abs().max()) / 127.0
+        qrow = torch.clamp(torch.round(row / row_scale) + 128, 0, 255).to(torch.uint8)
+        onednn.append((qrow, row_scale, torch.ops.onednn.qlinear_prepack(q, [1, q.shape[1]]), s.float(),
+                       torch.zeros(q.shape[0], dtype=torch.long)))
+
+    def onednn_pass() -> None:
+        for qrow, row_scale, w, s, zero in onednn:
+            torch.ops.onednn.qlinear_pointwise(qrow, row_scale, 128, w, s, zero, None, 1.0, 0, torch.float32, "none",
+                                               [], "")
+
     def inductor_pass() -> None:
         for q, s in weights:
             compiled(rows[q.shape[1]], q, s)
 
     contenders = {"_weight_int8pack_mm, bf16 row (int8-weight)": eager_pass,
                   "fbgemm linear_dynamic (int8-dynamic)": fbgemm_pass,
+                  "oneDNN qlinear_pointwise, uint8 row (PT2E's lowering)": onednn_pass,
                   "Inductor max-autotune int8 weight-only GEMM template": inductor_pass}
     best = {name: float("inf") for name in contenders}
     with torch.no_grad():
