@@ -11,9 +11,10 @@ its PyPI wheels), alone and inside owngpt's batch-1 decode (owngpt/generate/gemv
 3. With --int8: the same pass with the matrices int8 per output channel (owngpt.model.quantized), through the kernels
    PyTorch has for one row on a CPU: `_weight_int8pack_mm` with bf16 rows (owngpt's int8-weight), fbgemm's
    `linear_dynamic` (int8-dynamic), oneDNN's `qlinear_pointwise` on a uint8 row (the op PT2E int8 quantization is
-   lowered to by Inductor on x86; the row quantized beforehand, so only the product is timed), and Inductor's own int8
-   weight-only GEMM template (torch.compile with max_autotune and its C++ GEMM backend, which has an AVX2
-   micro-kernel for bf16 rows times int8 weights), compiled once per shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
+   lowered to by Inductor on x86; the row quantized beforehand, so only the product is timed), and the 49
+   `_weight_int8pack_mm` products compiled as one graph with the weights frozen in, max_autotune and Inductor's C++
+   GEMM backend, whose int8 weight-only template (an AVX2 micro-kernel for bf16 rows times int8 weights) competes
+   with ATen's kernel shape by shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
 
     python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64] [--int8] [--no-decode]
 """
@@ -92,10 +93,29 @@ def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
         packed = [torch.ops.quantized.linear_prepack(torch._make_per_channel_quantized_tensor(
             q, s.double(), torch.zeros(q.shape[0], dtype=torch.long), 0), None) for q, s in mats]
     frows = {k: v.float() for k, v in rows.items()}  # fbgemm quantizes fp32 rows itself (7-bit range, as owngpt)
-    compiled = torch.compile(pack_mm, dynamic=False)
-    with torch.no_grad(), inductor_config.patch(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"):
-        for q, s in weights:  # one compilation (and autotuning) per shape
-            compiled(rows[q.shape[1]], q, s)
+
+    class Matrices(torch.nn.Module):
+        """Every product of the pass in one forward, the weights as buffers: frozen into the graph as constants,
+        which Inductor's int8 GEMM template requires (with the weights as graph inputs it keeps ATen's kernel)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            for i, (q, s) in enumerate(weights):
+                self.register_buffer(f"q{i}", q)
+                self.register_buffer(f"s{i}", s)
+
+        def forward(self, x768: torch.Tensor, x3072: torch.Tensor) -> list[torch.Tensor]:
+            xs = {768: x768, 3072: x3072}
+            return [pack_mm(xs[q.shape[1]], getattr(self, f"q{i}"), getattr(self, f"s{i}"))
+                    for i, (q, _s) in enumerate(weights)]
+
+    frozen = Matrices().eval()
+    with torch.no_grad(), inductor_config.patch(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
+                                                freezing=True):
+        compiled = torch.compile(frozen, dynamic=False)
+        out = compiled(rows[768], rows[3072])
+    for y, (q, s) in zip(out, weights):  # the template's products equal the eager kernel's (up to summation order)
+        torch.testing.assert_close(y.float(), pack_mm(rows[q.shape[1]], q, s).float(), rtol=2e-2, atol=2e-2)
 
     def eager_pass() -> None:
         for q, s in weights:
@@ -122,13 +142,12 @@ def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
                                                [], "")
 
     def inductor_pass() -> None:
-        for q, s in weights:
-            compiled(rows[q.shape[1]], q, s)
+        compiled(rows[768], rows[3072])
 
     contenders = {"_weight_int8pack_mm, bf16 row (int8-weight)": eager_pass,
                   "fbgemm linear_dynamic (int8-dynamic)": fbgemm_pass,
                   "oneDNN qlinear_pointwise, uint8 row (PT2E's lowering)": onednn_pass,
-                  "Inductor max-autotune int8 weight-only GEMM template": inductor_pass}
+                  "Inductor, max-autotune, frozen weights: one compiled graph of the 49 products": inductor_pass}
     best = {name: float("inf") for name in contenders}
     with torch.no_grad():
         for _ in range(rounds + 1):
