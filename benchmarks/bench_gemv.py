@@ -14,7 +14,8 @@ its PyPI wheels), alone and inside owngpt's batch-1 decode (owngpt/generate/gemv
    lowered to by Inductor on x86; the row quantized beforehand, so only the product is timed), and the 49
    `_weight_int8pack_mm` products compiled as one graph with the weights frozen in, max_autotune and Inductor's C++
    GEMM backend, whose int8 weight-only template (an AVX2 micro-kernel for bf16 rows times int8 weights) competes
-   with ATen's kernel shape by shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in docs/benchmarks.md (issue 16).
+   with ATen's kernel shape by shape; GB/s = int8 weight bytes / time. What llama.cpp's q8_0 reads at is in
+   docs/benchmarks.md (issue 16).
 
     python benchmarks/bench_gemv.py [--threads 2] [--rounds 6] [--new-tokens 64] [--int8] [--no-decode]
 """
@@ -74,11 +75,9 @@ def matrix_pass(model: GPT, rounds: int, threads: int) -> list[tuple[str, float]
 
 def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
     """(contender, best seconds per pass over the model's matrices as int8, weight bytes read per pass)."""
-    import warnings
-
     import torch._inductor.config as inductor_config
 
-    from owngpt.model.quantized import quantize_per_channel
+    from owngpt.model.quantized import fbgemm_packed, quantize_per_channel
 
     mats = [quantize_per_channel(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     weights = [(q, scale.to(torch.bfloat16)) for q, scale in mats]
@@ -88,10 +87,7 @@ def int8_pass(model: GPT, rounds: int) -> list[tuple[str, float, int]]:
     def pack_mm(x, q, scale):
         return torch.ops.aten._weight_int8pack_mm(x, q, scale)
 
-    with warnings.catch_warnings():  # torch.ao's quantized tensors are deprecated; fbgemm's kernel is what we call
-        warnings.simplefilter("ignore")
-        packed = [torch.ops.quantized.linear_prepack(torch._make_per_channel_quantized_tensor(
-            q, s.double(), torch.zeros(q.shape[0], dtype=torch.long), 0), None) for q, s in mats]
+    packed = [fbgemm_packed(q, s) for q, s in mats]  # as owngpt's int8-dynamic layers pack theirs
     frows = {k: v.float() for k, v in rows.items()}  # fbgemm quantizes fp32 rows itself (7-bit range, as owngpt)
 
     class Matrices(torch.nn.Module):

@@ -146,12 +146,12 @@ def nanogpt_baseline(run_cfg, data_dir: Path, val: np.ndarray, vocab: int, iters
 def shared_curve(run_dir: Path, val: np.ndarray) -> list[tuple[float, int, float]]:
     """(elapsed s, step, shared-evaluator loss) of every checkpoint the run kept, in step order; the elapsed time is
     the one the run wrote into the checkpoint when it saved it (its wall time so far, earlier saves included)."""
-    from owngpt.checkpoint.format import load_model
+    from owngpt.checkpoint.format import load_checkpoint, load_model
 
     curve = []
-    for ckpt in sorted((run_dir / "checkpoints").glob("step_*"), key=lambda c: int(c.name.removeprefix("step_"))):
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*")):  # step_0000330: zero-padded, so in step order
         step = int(ckpt.name.removeprefix("step_"))
-        train_state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=True)
+        _weights, _meta, train_state = load_checkpoint(ckpt)
         model, _meta, _tok = load_model(ckpt, device="cpu")
         curve.append((float(train_state["elapsed"]), step, shared_val_loss(model, val, EVAL_BLOCK)))
     return curve

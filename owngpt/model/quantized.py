@@ -77,6 +77,15 @@ def _dynamic_product(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tens
     return _fbgemm_product(rows, _LINEARS[linear]._fbgemm_weights())
 
 
+def fbgemm_packed(weight: torch.Tensor, scale: torch.Tensor):
+    """fbgemm's packed copy of int8 `weight` (out, in) with per-channel `scale` (out,), for quantized::linear_dynamic."""
+    with warnings.catch_warnings():  # the deprecation of quantized tensors (see the module docstring)
+        warnings.simplefilter("ignore")
+        zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+        qweight = torch._make_per_channel_quantized_tensor(weight.cpu(), scale.double().cpu(), zeros, 0)
+        return torch.ops.quantized.linear_prepack(qweight, None)
+
+
 def _fbgemm_product(rows: torch.Tensor, packed) -> torch.Tensor:
     return torch.ops.quantized.linear_dynamic(rows.float().contiguous(), packed, True).to(rows.dtype)
 
@@ -134,11 +143,7 @@ class Int8Linear(nn.Module):
         which replaces the data in place: the version counter tells)."""
         key = (self.weight.data_ptr(), self.weight._version, self.scale.data_ptr(), self.scale._version, self.scale.dtype)
         if getattr(self, "_packed_key", None) != key:
-            with warnings.catch_warnings():  # the deprecation of quantized tensors (see the module docstring)
-                warnings.simplefilter("ignore")
-                zeros = torch.zeros(self.out_features, dtype=torch.long)
-                qweight = torch._make_per_channel_quantized_tensor(self.weight.cpu(), self.scale.double().cpu(), zeros, 0)
-                self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+            self._packed = fbgemm_packed(self.weight, self.scale)
             self._packed_key = key
         return self._packed
 
