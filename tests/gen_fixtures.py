@@ -22,11 +22,12 @@ def tok():
     return train_char([TEXT])
 
 
-def random_gpt(vocab: int, preset: str = "gpt2", block: int = 64, seed: int = 0, n_kv_head: int | None = None) -> GPT:
+def random_gpt(vocab: int, preset: str = "gpt2", block: int = 64, seed: int = 0, n_kv_head: int | None = None,
+               n_embd: int = 32) -> GPT:
     """A tiny GPT with large random weights: peaked, varied next-token distributions (a freshly initialised
     model is nearly uniform and greedy decoding would repeat one token forever)."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(preset=preset, vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=32,
+    cfg = ModelConfig(preset=preset, vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=n_embd,
                       n_kv_head=n_kv_head)
     model = GPT(cfg)
     with torch.no_grad():

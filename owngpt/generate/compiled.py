@@ -19,18 +19,38 @@ so other prompts, longer replies and grown caches reuse the same code (a test ch
 
 Scope: fp32 (and int8) models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's
 single stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
-refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). An int8 model (`owngpt
-quantize`) compiles too, but its int8 products stay calls to its own kernels (custom ops, owngpt/model/quantized.py)
-and only its float products (an fp32 output head) and the small operations are compiled: the same products written
-as int8 weight x row, summed, scaled became code that read 1.3 GB/s on an AVX2 CPU (Inductor loads 8 int8 values at
-a time through a partial load), 11.7 tokens/s against 60-70 with the kernels. Results equal the eager step's up to
-float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark and tests.
+refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). Results equal the eager
+step's up to float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark
+and tests.
+
+int8 models (`owngpt quantize`). An int8-weight model's step is compiled with its weights frozen in (Inductor's
+`freezing`): they become constants of the graph, which lets Inductor replace each `_weight_int8pack_mm` with its C++
+int8 GEMM template (`max_autotune_gemm`, C++ backend; it needs constant weights, packs them once into its own
+layout, and fuses the per-channel scale): no Python call per product. On the AVX2 EPYC that decoded the
+GPT-2-124M-shaped model 1.7-3.1x as fast as the eager int8 step, at 0.86-1.06x llama.cpp's q8_0 (docs/benchmarks.md,
+"int8-weight compiled with its weights frozen in").
+Its logits differ from the eager step's by ~0.5% (relative): the template rounds each product to bf16 as the eager
+kernel does, but sums in another order; both are as far from the dequantized fp32 model's logits, and a near tie
+can pick another greedy token (the tests allow that and nothing more).
+What it costs: dynamo guards those weights by identity (another model of the same shape compiles its own
+versions, with its own weights), so weights changed in place after compiling are not seen; the compiled versions
+(three after the warm-up) hold packed copies of the int8 weights (the process grew by ~0.2 GB compiling GPT-2-124M's
+92 MB of them, ~0.1 GB without freezing); and Inductor's on-disk cache of compiled graphs is off for this step:
+in torch 2.13 a graph it caches with frozen weights carries the template's packed copy of them, which a later model
+of the same shapes would then decode with (found by a test: the second model spoke with the first one's weights).
+Kernels still come from the compiler's cache, but each load compiles the graphs again: 94-115 s for GPT-2-124M on 2
+cores, ~50 s for the quickstart's model. An int8-dynamic model's products stay calls to fbgemm's kernel through a
+custom op (owngpt/model/quantized.py: its packed weights are an object dynamo cannot trace), and only the small
+operations and float products around them are compiled. Written out as int8 weight x row, summed, scaled (the
+_RowSums way), the same products became code that read 1.3 GB/s on an AVX2 CPU (8 int8 values a load): 11.7
+tokens/s against 60-70 with the kernels, so that is not done.
 """
 
 from __future__ import annotations
 
 import shutil
 import weakref
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +61,16 @@ from owngpt.generate.gemv import _one_row
 
 _ENABLED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
 _compiled_step = None  # torch.compile(_step), made on first use
+# int8-weight models (module docstring) -> the Inductor backends their frozen step was compiled with
+_FROZEN: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+_frozen_steps: dict[str, Callable] = {}  # backends -> torch.compile(_step, ...) with them, made on first use
+# The frozen step's Inductor backends for matrix products, in the order tried: its C++ GEMM template alone first.
+# With ATen's kernel among the choices, Inductor times each product alone and keeps the faster; they tie on some
+# shapes (3072 -> 768 in GPT-2-124M: 98 against 99 us), and it kept ATen's, while in the whole step the template
+# (the scale and the add after it fused in) decoded faster (131-142 against 103-133 tokens/s, four runs on the
+# EPYC). A model whose products the template cannot take fails to compile with it alone: it is compiled again with
+# ATen's kernel allowed
+FROZEN_BACKENDS = ("CPP", "CPP,ATEN")
 _compilations = 0  # compile_decoding calls in this process
 
 
@@ -87,9 +117,13 @@ def compile_decoding(model: torch.nn.Module) -> None:
     if hasattr(config, "accumulated_cache_size_limit"):  # the process-wide cap (256) over all functions
         config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 256 + 8 * _compilations)
     try:
-        _warm_up(model)
+        if getattr(model.cfg, "method", None) == "int8-weight":  # an Int8GPT's Int8Config (owngpt/model/quantized.py)
+            _warm_up_frozen(model)
+        else:
+            _warm_up(model)
     except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)
         _ENABLED.discard(model)
+        _FROZEN.pop(model, None)
         raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                           "leave --compile off") from e
 
@@ -101,6 +135,8 @@ def compiled(model: torch.nn.Module) -> bool:
 
 def decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
     """model(ids, cache=cache) for one new token of one row, through the compiled step: (1, 1, V) logits."""
+    if model in _FROZEN:
+        return _frozen_decode_step(model, ids, cache)
     global _compiled_step
     if _compiled_step is None:
         # the first compilation fixes the position and the cache's length; the next ones (in the warm-up) make them
@@ -109,6 +145,27 @@ def decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tenso
         _compiled_step = torch.compile(_step)
     with _RowSums():
         return _compiled_step(model, ids, cache)
+
+
+def _frozen_decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
+    """decode_step of an int8-weight model: its weights frozen into the graph (module docstring)."""
+    backends = _FROZEN[model]
+    step = _frozen_steps.get(backends)
+    if step is None:
+        # dynamic from the start: each version holds a packed copy of the weights, so fewer versions (three against
+        # five) save memory; it decoded no slower here. Each torch.compile keeps its own versions
+        options = {"freezing": True, "max_autotune_gemm": True, "max_autotune_gemm_backends": backends,
+                   "fx_graph_cache": False}
+        step = _frozen_steps[backends] = torch.compile(_step, dynamic=True, options=options)
+    # freezing is read while dynamo traces too (the options reach only Inductor): it guards the weights by identity
+    # and Int8Linear then calls the ATen op that Inductor's template replaces. Set for the call (a few us)
+    config = torch._inductor.config
+    before, config.freezing = config.freezing, True
+    try:
+        with _RowSums():
+            return step(model, ids, cache)
+    finally:
+        config.freezing = before
 
 
 def _step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
@@ -131,6 +188,17 @@ class _RowSums(TorchFunctionMode):
                     y = y + b
                 return y.reshape(*x.shape[:-1], w.shape[0])
         return func(*args, **kwargs)
+
+
+def _warm_up_frozen(model: torch.nn.Module) -> None:
+    """_warm_up of an int8-weight model with each of FROZEN_BACKENDS in turn, until one compiles."""
+    for backends in FROZEN_BACKENDS:
+        _FROZEN[model] = backends
+        try:
+            return _warm_up(model)
+        except Exception:
+            if backends == FROZEN_BACKENDS[-1]:
+                raise
 
 
 def _warm_up(model: torch.nn.Module) -> None:

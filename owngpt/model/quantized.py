@@ -21,11 +21,14 @@ The matrix products are PyTorch's own CPU kernels (measured on an AVX2 EPYC, tor
 Without the fbgemm ops (a future torch), int8-dynamic falls back to torch._int_mm (correct, slower).
 We do not use quantize_dynamic itself: deprecated, and its modules do not serialise as plain tensors.
 
-Under torch.compile (compiled decoding, owngpt/generate/compiled.py) both products are called through custom ops
-(`owngpt::int8_weight_mm`, `owngpt::int8_dynamic_mm`), which Inductor keeps as calls to these same kernels while it
-fuses the small operations around them: Inductor's own lowering of _weight_int8pack_mm fails on a fused input in
-torch 2.13, and fbgemm's packed weights are an object dynamo cannot trace. Eagerly the kernels are called directly
-(a custom op's dispatch costs time per call). The torch._int_mm fallback compiles as it is.
+Under torch.compile (compiled decoding, owngpt/generate/compiled.py): an int8-weight layer compiled with its weights
+frozen in (Inductor's `freezing`, as compiled decoding does for int8-weight models) calls the ATen op itself, which
+Inductor then replaces with its own int8 GEMM template (or, where compiled decoding allows it, keeps). Otherwise
+both products are called through custom ops (`owngpt::int8_weight_mm`, `owngpt::int8_dynamic_mm`), which Inductor
+keeps as calls to these same kernels while it fuses the small operations around them: with the weights as graph
+inputs, Inductor's lowering of _weight_int8pack_mm fails on a fused input in torch 2.13, and fbgemm's packed weights
+are an object dynamo cannot trace. Eagerly the kernels are called directly (a custom op's dispatch costs time per
+call). The torch._int_mm fallback compiles as it is.
 int8_dynamic_mm finds its layer by id(), which the compiled graph holds as a constant: dynamo guards that constant
 on the layer's identity and drops the graph when the layer dies, so a later object at the same address never runs
 an old graph (a test compiles two int8 models of the same shape in one process).
@@ -66,9 +69,20 @@ _LINEARS: "weakref.WeakValueDictionary[int, Int8Linear]" = weakref.WeakValueDict
 
 def _weight_product(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """rows (N, in) float @ (weight int8 (out, in) * scale[:, None]).T -> (N, out) in rows' dtype: int8-weight's
-    kernel, its activations in bf16 (module docstring)."""
-    return torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), weight,
-                                              scale.to(torch.bfloat16)).to(rows.dtype)
+    kernel, its activations in bf16 (module docstring). `weight` may have zero columns past `in` (kernel_int8): rows
+    get zero columns to match."""
+    x = rows.to(torch.bfloat16)
+    if weight.shape[1] != x.shape[1]:
+        x = nn.functional.pad(x, (0, weight.shape[1] - x.shape[1]))
+    return torch.ops.aten._weight_int8pack_mm(x.contiguous(), weight, scale.to(torch.bfloat16)).to(rows.dtype)
+
+
+def kernel_int8(weight: torch.Tensor) -> torch.Tensor:
+    """int8-weight's matrix as its kernel takes it: `weight` itself when its rows' length is a multiple of 8, else
+    with zero columns up to one. torch 2.13's CPU _weight_int8pack_mm reads past a row of any other length (measured
+    on an AVX2 EPYC: NaN or wrong values at one input row, a crash at two); zeros leave the products unchanged."""
+    extra = -weight.shape[1] % 8
+    return nn.functional.pad(weight, (0, extra)) if extra else weight
 
 
 def _dynamic_product(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, linear: int) -> torch.Tensor:
@@ -126,7 +140,10 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)  # (N, in): the kernels take 2-D inputs
         compiling = torch.compiler.is_compiling()  # the custom ops then, the kernels themselves otherwise
         if self.method == "int8-weight":  # bf16 activations: the vectorised path (module docstring)
-            y = (int8_weight_mm if compiling else _weight_product)(rows, self.weight, self.scale)  # (N, out)
+            # the custom op only when compiling with the weights as graph inputs (not frozen: module docstring)
+            as_op = compiling and not (torch._inductor.config.freezing and not torch.is_grad_enabled())
+            weight = kernel_int8(self.weight) if compiling else self._kernel_weight()  # frozen: padded once
+            y = (int8_weight_mm if as_op else _weight_product)(rows, weight, self.scale)  # (N, out)
         elif _FBGEMM:
             if compiling:  # the graph keeps id(self) as a constant: the op finds the layer by it while it lives
                 y = int8_dynamic_mm(rows, self.weight, self.scale, id(self))
@@ -146,6 +163,17 @@ class Int8Linear(nn.Module):
             self._packed = fbgemm_packed(self.weight, self.scale)
             self._packed_key = key
         return self._packed
+
+    def _kernel_weight(self) -> torch.Tensor:
+        """kernel_int8(weight): the weight itself, or (rows of other lengths than multiples of 8) its padded copy,
+        made once per weights object as _fbgemm_weights is."""
+        if self.in_features % 8 == 0:
+            return self.weight
+        key = (self.weight.data_ptr(), self.weight._version)
+        if getattr(self, "_padded_key", None) != key:
+            self._padded = kernel_int8(self.weight)
+            self._padded_key = key
+        return self._padded
 
     def _int_mm(self, rows: torch.Tensor) -> torch.Tensor:
         """Per-row int8 activations times int8 weights, int32 accumulation, both scales applied after."""
