@@ -22,7 +22,8 @@ def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str
     adapter, and return a Generator: `.generate(prompt, **settings)`, `.stream(prompt)`, `.model`,
     `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32.
     ensemble: more checkpoints with the same tokenizer, whose next-token probabilities are averaged with this one's.
-    compile: batch-1 CPU decoding through torch.compile (faster tokens after tens of seconds of compiling here)."""
+    compile: batch-1 CPU decoding through torch.compile (faster tokens after tens of seconds of compiling here, up
+    to two minutes for int8-weight)."""
     from owngpt.generate.api import load as _load
 
     return _load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)

@@ -109,19 +109,22 @@ def assert_greedy_of(net, prompt: list[int], tokens: list[int], tol: float = 0.1
 
 
 @needs_compiler
-@pytest.mark.parametrize("method,head,width", [("int8-weight", False, 32), ("int8-weight", True, 36),
-                                               ("int8-dynamic", True, 32)])
-def test_an_int8_model_compiles_to_the_eager_tokens(method, head, width, steps):
+@pytest.mark.parametrize("method,head,width,preset", [("int8-weight", False, 32, "modern"),
+                                                      ("int8-weight", True, 36, "gpt2"),
+                                                      ("int8-dynamic", True, 32, "gpt2")])
+def test_an_int8_model_compiles_to_the_eager_tokens(method, head, width, preset, steps):
     """owngpt quantize's models compile as one graph, never compiled again after the warm-up. An int8-dynamic model's
     products stay calls to fbgemm through a custom op: the eager step's logits and greedy tokens. An int8-weight
     model's weights are frozen in and its products are Inductor's int8 template (also at a width that is not a
     multiple of 8: the weights padded with zero columns): logits within 2% (relative L2; measured 0.2-0.7%) and
-    greedy tokens the eager model's up to near ties (assert_greedy_of)."""
+    greedy tokens the eager model's up to near ties (assert_greedy_of). The modern preset with grouped KV heads too:
+    nothing else in its step needs a choice the template alone cannot give."""
     from torch._dynamo.utils import counters
 
     from owngpt.export.quantize import quantize_model
 
-    net = quantize_model(random_gpt(50, block=48, n_embd=width), method, head=head)
+    net = quantize_model(random_gpt(50, preset, block=48, n_embd=width, n_kv_head=1 if preset == "modern" else None),
+                         method, head=head)
     prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [7], [2, 2]]
     eager = [generate_ids(net, [p], greedy(20)) for p in prompts]
     counters.clear()
@@ -129,7 +132,7 @@ def test_an_int8_model_compiles_to_the_eager_tokens(method, head, width, steps):
     assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
     templates = counters["inductor"]["cpp_templated_kernel_counter"]
     if method == "int8-weight":  # every int8 product of each compiled version (2 layers x 4, and the head)
-        assert compiled_mod._FROZEN[net] == "CPP" and templates >= 8 + head
+        assert compiled_mod._FROZEN[net] == "CPP" and templates == counters["stats"]["unique_graphs"] * (8 + head)
     else:
         assert net not in compiled_mod._FROZEN and templates == 0
     eager_runner, ours = runner_mod.Runner(net), runner_mod.Runner(net)
@@ -157,15 +160,36 @@ def test_an_int8_model_compiles_to_the_eager_tokens(method, head, width, steps):
 
 @needs_compiler
 def test_an_int8_weight_model_the_template_cannot_take_compiles_with_atens_kernel(monkeypatch):
-    """When the first backends fail to compile the frozen step (here an unknown one: no choice for the products),
-    the model is compiled again with the next, ATen's kernel allowed, and decodes its eager tokens."""
+    """When Inductor finds no choice for the products with the first backends (here Triton's, which makes no CPU
+    GEMMs), the model is compiled again with the next (ATen's kernel alone): one graph, no template, and the eager
+    model's greedy tokens."""
+    from torch._dynamo.utils import counters
+
     from owngpt.export.quantize import quantize_model
 
-    monkeypatch.setattr(compiled_mod, "FROZEN_BACKENDS", ("TRITON", "CPP,ATEN"))  # Triton makes no CPU GEMMs
+    monkeypatch.setattr(compiled_mod, "FROZEN_BACKENDS", ("TRITON", "ATEN"))
+    monkeypatch.setattr(compiled_mod, "_frozen_steps", {})
     net = quantize_model(random_gpt(50, block=48, seed=4), "int8-weight")
+    counters.clear()
     compile_decoding(net)
-    assert compiled_mod._FROZEN[net] == "CPP,ATEN"
+    assert compiled_mod._FROZEN[net] == "ATEN"
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    assert counters["inductor"]["cpp_templated_kernel_counter"] == 0
     assert_greedy_of(net, [4, 4, 2], generate_ids(net, [[4, 4, 2]], greedy(12))[0])
+
+
+def test_only_no_choice_errors_move_on_to_the_next_backends():
+    """A compile error for another reason (a broken compiler, out of memory) is not retried with other backends."""
+    from torch._inductor.select_algorithm import NoValidChoicesError
+
+    try:
+        try:
+            raise NoValidChoicesError("no choices")
+        except NoValidChoicesError as inner:
+            raise RuntimeError("lowering failed") from inner
+    except RuntimeError as e:
+        assert compiled_mod._no_choice(e)
+    assert not compiled_mod._no_choice(RuntimeError("g++ crashed"))
 
 
 @needs_compiler

@@ -19,15 +19,15 @@ so other prompts, longer replies and grown caches reuse the same code (a test ch
 
 Scope: fp32 (and int8) models on the CPU; batch-1 steps with a KV cache (a chat, one prompt, one beam; a server's
 single stream). Batches of rows, prefill and beam search with several beams run eagerly as before. bf16 weights are
-refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). Results equal the eager
-step's up to float32 rounding (the products are summed in another order): the same greedy tokens in the benchmark
-and tests.
+refused (their compiled decoding is not measured: `--dtype float32` with `--compile`). For fp32 and int8-dynamic
+models results equal the eager step's up to float32 rounding (the products are summed in another order): the same
+greedy tokens in the benchmark and tests (int8-weight: below).
 
 int8 models (`owngpt quantize`). An int8-weight model's step is compiled with its weights frozen in (Inductor's
 `freezing`): they become constants of the graph, which lets Inductor replace each `_weight_int8pack_mm` with its C++
 int8 GEMM template (`max_autotune_gemm`, C++ backend; it needs constant weights, packs them once into its own
 layout, and fuses the per-channel scale): no Python call per product. On the AVX2 EPYC that decoded the
-GPT-2-124M-shaped model 1.7-3.1x as fast as the eager int8 step, at 0.86-1.06x llama.cpp's q8_0 (docs/benchmarks.md,
+GPT-2-124M-shaped model 1.7-1.8x as fast as the eager int8 step, at 0.86-1.06x llama.cpp's q8_0 (docs/benchmarks.md,
 "int8-weight compiled with its weights frozen in").
 Its logits differ from the eager step's by ~0.5% (relative): the template rounds each product to bf16 as the eager
 kernel does, but sums in another order; both are as far from the dequantized fp32 model's logits, and a near tie
@@ -39,9 +39,13 @@ versions, with its own weights), so weights changed in place after compiling are
 in torch 2.13 a graph it caches with frozen weights carries the template's packed copy of them, which a later model
 of the same shapes would then decode with (found by a test: the second model spoke with the first one's weights).
 Kernels still come from the compiler's cache, but each load compiles the graphs again: 94-115 s for GPT-2-124M on 2
-cores, ~50 s for the quickstart's model. An int8-dynamic model's products stay calls to fbgemm's kernel through a
-custom op (owngpt/model/quantized.py: its packed weights are an object dynamo cannot trace), and only the small
-operations and float products around them are compiled. Written out as int8 weight x row, summed, scaled (the
+cores, ~50 s for the quickstart's model. Dynamo's compiled versions keep the weights alive: a compiled int8-weight
+model dropped in a long process leaves its int8 weights and packed copies in memory (load it once, as chat, serve
+and generate do). Inductor's freezing flag is process-wide: the step sets it for its call under a lock, but a
+compilation in another thread at that moment would read it too.
+An int8-dynamic model's products stay calls to fbgemm's kernel through a custom op (owngpt/model/quantized.py: its
+packed weights are an object dynamo cannot trace), and only the small operations and float products around them are
+compiled. Written out as int8 weight x row, summed, scaled (the
 _RowSums way), the same products became code that read 1.3 GB/s on an AVX2 CPU (8 int8 values a load): 11.7
 tokens/s against 60-70 with the kernels, so that is not done.
 """
@@ -49,6 +53,7 @@ tokens/s against 60-70 with the kernels, so that is not done.
 from __future__ import annotations
 
 import shutil
+import threading
 import weakref
 from typing import Callable
 
@@ -64,12 +69,14 @@ _compiled_step = None  # torch.compile(_step), made on first use
 # int8-weight models (module docstring) -> the Inductor backends their frozen step was compiled with
 _FROZEN: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 _frozen_steps: dict[str, Callable] = {}  # backends -> torch.compile(_step, ...) with them, made on first use
+_FREEZING = threading.Lock()  # around the switch of Inductor's process-wide freezing flag in _frozen_decode_step
 # The frozen step's Inductor backends for matrix products, in the order tried: its C++ GEMM template alone first.
-# With ATen's kernel among the choices, Inductor times each product alone and keeps the faster; they tie on some
-# shapes (3072 -> 768 in GPT-2-124M: 98 against 99 us), and it kept ATen's, while in the whole step the template
-# (the scale and the add after it fused in) decoded faster (131-142 against 103-133 tokens/s, four runs on the
-# EPYC). A model whose products the template cannot take fails to compile with it alone: it is compiled again with
-# ATen's kernel allowed
+# With ATen's kernel among the choices, Inductor times each product alone and keeps the faster: on GPT-2-124M's
+# shapes the template won two clearly (103 against 132 us, 32 against 48) and tied the others (98 against 99 us
+# for 3072 -> 768, where the tie went to ATen's, which then cannot fuse the scale and the add after it). Whole-step
+# runs on the EPYC were mixed within the machine's drift (131-142 and 107-132 tokens/s with the template alone, 103-112
+# and 126-133 with both). A model whose products the template cannot take (Inductor finds no choice) is compiled
+# again with ATen's kernel allowed
 FROZEN_BACKENDS = ("CPP", "CPP,ATEN")
 _compilations = 0  # compile_decoding calls in this process
 
@@ -126,6 +133,10 @@ def compile_decoding(model: torch.nn.Module) -> None:
         _FROZEN.pop(model, None)
         raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                           "leave --compile off") from e
+    except BaseException:  # Ctrl-C during the warm-up: the model stays eager
+        _ENABLED.discard(model)
+        _FROZEN.pop(model, None)
+        raise
 
 
 def compiled(model: torch.nn.Module) -> bool:
@@ -158,14 +169,16 @@ def _frozen_decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> tor
                    "fx_graph_cache": False}
         step = _frozen_steps[backends] = torch.compile(_step, dynamic=True, options=options)
     # freezing is read while dynamo traces too (the options reach only Inductor): it guards the weights by identity
-    # and Int8Linear then calls the ATen op that Inductor's template replaces. Set for the call (a few us)
+    # and Int8Linear then calls the ATen op that Inductor's template replaces. Set for the call (a few us), under a
+    # lock so that two threads decoding at once cannot leave it set
     config = torch._inductor.config
-    before, config.freezing = config.freezing, True
-    try:
-        with _RowSums():
-            return step(model, ids, cache)
-    finally:
-        config.freezing = before
+    with _FREEZING:
+        before, config.freezing = config.freezing, True
+        try:
+            with _RowSums():
+                return step(model, ids, cache)
+        finally:
+            config.freezing = before
 
 
 def _step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
@@ -191,14 +204,30 @@ class _RowSums(TorchFunctionMode):
 
 
 def _warm_up_frozen(model: torch.nn.Module) -> None:
-    """_warm_up of an int8-weight model with each of FROZEN_BACKENDS in turn, until one compiles."""
+    """_warm_up of an int8-weight model with each of FROZEN_BACKENDS in turn, on to the next only when Inductor found
+    no choice for a product with this one."""
+    if model in _FROZEN:  # compiled before: its versions are there, under the backends it got
+        _warm_up(model)
+        return
     for backends in FROZEN_BACKENDS:
         _FROZEN[model] = backends
         try:
-            return _warm_up(model)
-        except Exception:
-            if backends == FROZEN_BACKENDS[-1]:
+            _warm_up(model)
+            return
+        except Exception as e:
+            if backends == FROZEN_BACKENDS[-1] or not _no_choice(e):
                 raise
+
+
+def _no_choice(error: BaseException) -> bool:
+    """Whether Inductor's NoValidChoicesError is in `error`'s chain (its compile errors wrap it)."""
+    seen = 0
+    while error is not None and seen < 20:  # a cycle in the chain stops at the bound
+        if type(error).__name__ == "NoValidChoicesError":
+            return True
+        error = error.__cause__ or error.__context__ or getattr(error, "inner_exception", None)
+        seen += 1
+    return False
 
 
 def _warm_up(model: torch.nn.Module) -> None:

@@ -138,9 +138,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)  # (N, in): the kernels take 2-D inputs
-        compiling = torch.compiler.is_compiling()  # the custom ops then, the kernels themselves otherwise
+        compiling = torch.compiler.is_compiling()  # the custom ops then (but frozen int8-weight), else the kernels
         if self.method == "int8-weight":  # bf16 activations: the vectorised path (module docstring)
-            # the custom op only when compiling with the weights as graph inputs (not frozen: module docstring)
+            # the custom op only when compiling with the weights as graph inputs (not frozen: module docstring); the
+            # test is dynamo's own (is_parameter_freezing), by which the weights become constants
             as_op = compiling and not (torch._inductor.config.freezing and not torch.is_grad_enabled())
             weight = kernel_int8(self.weight) if compiling else self._kernel_weight()  # frozen: padded once
             y = (int8_weight_mm if as_op else _weight_product)(rows, weight, self.scale)  # (N, out)
