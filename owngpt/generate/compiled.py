@@ -27,7 +27,7 @@ int8 models (`owngpt quantize`). An int8-weight model's step is compiled with it
 `freezing`): they become constants of the graph, which lets Inductor replace each `_weight_int8pack_mm` with its C++
 int8 GEMM template (`max_autotune_gemm`, C++ backend; it needs constant weights, packs them once into its own
 layout, and fuses the per-channel scale): no Python call per product. On the AVX2 EPYC that decoded the
-GPT-2-124M-shaped model 1.7-1.8x as fast as the eager int8 step, at 0.86-1.06x llama.cpp's q8_0 (docs/benchmarks.md,
+GPT-2-124M-shaped model 1.7-2.6x as fast as the eager int8 step, at 0.86-1.06x llama.cpp's q8_0 (docs/benchmarks.md,
 "int8-weight compiled with its weights frozen in").
 Its logits differ from the eager step's by ~0.5% (relative): the template rounds each product to bf16 as the eager
 kernel does, but sums in another order; both are as far from the dequantized fp32 model's logits, and a near tie
