@@ -128,14 +128,12 @@ def compile_decoding(model: torch.nn.Module) -> None:
             _warm_up_frozen(model)
         else:
             _warm_up(model)
-    except Exception as e:  # torch's own compile errors (a broken compiler, a torch too old to trace the mode)
+    except BaseException as e:  # the model stays eager, also after Ctrl-C during the warm-up
         _ENABLED.discard(model)
         _FROZEN.pop(model, None)
-        raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                          "leave --compile off") from e
-    except BaseException:  # Ctrl-C during the warm-up: the model stays eager
-        _ENABLED.discard(model)
-        _FROZEN.pop(model, None)
+        if isinstance(e, Exception):  # torch's own compile errors (a broken compiler, a torch too old to trace it)
+            raise OwnGPTError(f"compiling the decode step failed ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); leave --compile off") from e
         raise
 
 

@@ -157,24 +157,23 @@ class Int8Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _fbgemm_weights(self):
-        """fbgemm's packed copy of (weight, scale), made once per weights object (rebuilt after load_state_dict,
-        which replaces the data in place: the version counter tells)."""
-        key = (self.weight.data_ptr(), self.weight._version, self.scale.data_ptr(), self.scale._version, self.scale.dtype)
-        if getattr(self, "_packed_key", None) != key:
-            self._packed = fbgemm_packed(self.weight, self.scale)
-            self._packed_key = key
-        return self._packed
+        """fbgemm's packed copy of (weight, scale)."""
+        return self._derived("_packed", lambda: fbgemm_packed(self.weight, self.scale))
 
     def _kernel_weight(self) -> torch.Tensor:
-        """kernel_int8(weight): the weight itself, or (rows of other lengths than multiples of 8) its padded copy,
-        made once per weights object as _fbgemm_weights is."""
+        """kernel_int8(weight): the weight itself, or (rows of other lengths than multiples of 8) its padded copy."""
         if self.in_features % 8 == 0:
             return self.weight
-        key = (self.weight.data_ptr(), self.weight._version)
-        if getattr(self, "_padded_key", None) != key:
-            self._padded = kernel_int8(self.weight)
-            self._padded_key = key
-        return self._padded
+        return self._derived("_padded", lambda: kernel_int8(self.weight))
+
+    def _derived(self, name: str, make):
+        """make()'s result, kept as attribute `name` and made once per weights object: made again after
+        load_state_dict, which replaces the data in place (the version counters tell)."""
+        key = (self.weight.data_ptr(), self.weight._version, self.scale.data_ptr(), self.scale._version, self.scale.dtype)
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] != key:
+            cached = self.__dict__[name] = (key, make())
+        return cached[1]
 
     def _int_mm(self, rows: torch.Tensor) -> torch.Tensor:
         """Per-row int8 activations times int8 weights, int32 accumulation, both scales applied after."""
