@@ -3,7 +3,10 @@ owngpt exports), with the weight bandwidth each reaches beside the machine's mea
 
 The model: GPT-2-124M-shaped (12 layers, 768 wide, 12 heads, context 1024) with an 8,192-token vocabulary, random
 weights (speed does not depend on what they learned), the gpt2 preset. A 16-token prompt, 128 new tokens, greedy,
-no stop ids; batch 1 (all three) and 8 (owngpt and HF). One timed run per cell after one short warm-up.
+no stop ids; batch 1 (all three) and 8 (owngpt and HF). One timed run per cell after one short warm-up, or with
+--rounds R, R runs of every cell interleaved round by round (every model stays loaded): the table then gives the
+median tok/s (and the range), and a second table the median of the per-round ratios of owngpt's batch-1 rows to
+llama.cpp at the same precision (this machine's speed drifts by ±20% within minutes).
 tok/s counts new tokens of every row; the prompt's prefill is inside the time (the same for all three).
 Bandwidth = bytes of weights read per decode step (every matrix once; the tied head/embedding once; the
 position table left out: one row per step) × steps/s. The copy bandwidth is a 256 MiB torch copy, counted as
@@ -13,7 +16,7 @@ are compared with owngpt's fp32 ones (batch 1).
 
     python benchmarks/bench_decode.py [--threads 2] [--new-tokens 128] [--dtypes f32,f16,bf16,q8_0] [--no-llama]
         [--owngpt-dtypes fp32,fp32-torch,fp32+compiled,bf16,int8-weight,int8-dynamic,int8-dynamic+compiled]
-        [--int8-head] [--profile]
+        [--int8-head] [--rounds 1] [--profile]
 
 DTYPE+compiled (fp32+compiled, int8-dynamic+compiled, ...): owngpt's compiled one-row decoding
 (owngpt/generate/compiled.py, `--compile`); its compile time is printed and not inside the tok/s (batches of 8 run
@@ -25,14 +28,18 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from bench_serve import cpu_description
 from owngpt.config import ModelConfig
+from owngpt.export.gguf import llama_cpp_greedy
 from owngpt.generate import GenerationConfig, generate_ids
 from owngpt.generate.gemv import gemv_backend, set_gemv_backend
 from owngpt.model.gpt import GPT
@@ -106,11 +113,8 @@ def bench_hf(hf, prompts: list[list[int]], n: int) -> tuple[float, list[list[int
     return len(prompts) * n / seconds, out[:, ids.size(1):].tolist()
 
 
-def bench_llama(path: Path, prompt: list[int], n: int, threads: int) -> tuple[float, list[int]]:
-    from owngpt.export.gguf import llama_cpp_greedy, open_llama
-
-    llm = open_llama(path, n_ctx=len(prompt) + n, threads=threads)
-    llama_cpp_greedy(llm, prompt, 4)  # warm-up
+def bench_llama(llm, prompt: list[int], n: int) -> tuple[float, list[int]]:
+    """tok/s and greedy tokens of an open_llama model (warmed up by the caller)."""
     seconds, out = timed(lambda: llama_cpp_greedy(llm, prompt, n))
     return n / seconds, out
 
@@ -149,6 +153,11 @@ def profile_owngpt(model: GPT, prompt: list[int], n: int, rows: int = 12) -> Non
           f"({100 * matrix / wall:.0f}%); everything else {1e3 * (wall - matrix) / n:.2f} ms/token\n")
 
 
+# an owngpt weight dtype -> the llama.cpp GGUF dtype of the same precision (the pairs of --rounds' ratio table)
+SAME_PRECISION = {"fp32": "f32", "fp32-torch": "f32", "bf16": "bf16", "fp16": "f16", "int8-weight": "q8_0",
+                  "int8-dynamic": "q8_0"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -162,10 +171,15 @@ def main() -> None:
                     "decoding, --compile)")
     ap.add_argument("--int8-head", action="store_true", help="int8 models: the output head int8 too (`owngpt quantize "
                     "--head`), as llama.cpp's q8_0 quantizes its output matrix")
+    ap.add_argument("--rounds", type=int, default=1, help="time every cell this many times, the cells interleaved "
+                    "round by round; the table gives medians, and a second table the median per-round ratio of each "
+                    "owngpt batch-1 row to llama.cpp at the same precision")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print owngpt's batch-1 decode profile first")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = ModelConfig(preset="gpt2", vocab_size=8192, block_size=1024, n_layer=12, n_head=12, n_embd=768)
@@ -179,19 +193,13 @@ def main() -> None:
         profile_owngpt(model, prompts[0], n)
     copy_gbs = copy_bandwidth()
     print(f"memory copy bandwidth: {copy_gbs:.1f} GB/s (read + write)\n")
-    print("| runtime | weights | batch | tok/s | weight MB/step | weight GB/s | greedy = owngpt fp32 |")
-    print("|---|---|---|---|---|---|---|")
-    ref: list[int] = []
-
-    def row(name: str, dtype: str, batch: int, tps: float, nbytes: int, match: str) -> None:
-        print(f"| {name} | {dtype} | {batch} | {tps:.1f} | {nbytes / 1e6:.0f} | {nbytes * tps / batch / 1e9:.1f} | {match} |",
-              flush=True)
-
     chosen = gemv_backend()
     print(f"one-row product chosen by owngpt/generate/gemv.py: {chosen}\n")
+    # cells: (runtime, label, batch, weight bytes, the owngpt/llama.cpp dtype, run() -> (tok/s, first row's tokens))
+    cells: list[tuple[str, str, int, int, str, Callable[[], tuple[float, list[int]]]]] = []
+    keep: list = []  # every contender's weights stay loaded when cells are interleaved
     for spec in args.owngpt_dtypes.split(","):
         dtype, _, compiled = spec.partition("+")
-        set_gemv_backend("torch" if dtype == "fp32-torch" else chosen)
         eager_fp32 = dtype.startswith("fp32") and not compiled
         label = f"fp32 ({'torch' if dtype == 'fp32-torch' else chosen} sgemv)" if eager_fp32 else dtype
         if dtype.startswith("int8"):  # owngpt quantize's int8 model (int8-weight, int8-dynamic)
@@ -210,31 +218,95 @@ def main() -> None:
             start = time.perf_counter()
             compile_decoding(weights)
             print(f"compile_decoding of {dtype} (warm-up included): {time.perf_counter() - start:.0f} s\n")
-        for b in batches:
+        backend = "torch" if dtype == "fp32-torch" else chosen
+
+        def run(weights=weights, b=1, backend=backend):
+            set_gemv_backend(backend)
             tps, outs = bench_owngpt(weights, prompts[:b], n)
-            ref = ref or outs[0]
-            row("owngpt", label, b, tps, weight_bytes_torch(weights), same(ref, outs[0]))
-        del weights
-    set_gemv_backend(chosen)
+            return tps, outs[0]
+
+        for b in batches:
+            cells.append(("owngpt", label, b, weight_bytes_torch(weights), dtype, partial(run, b=b)))
+        keep.append(weights)
+        del weights, run
+        if args.rounds == 1:  # one cell after the other, each model dropped once timed
+            _time_cells(cells, 1, n)
+            cells, keep = [], []
     if not args.no_hf:
         hf = hf_model(model)
         for b in batches:
-            tps, outs = bench_hf(hf, prompts[:b], n)
-            row("transformers", "fp32", b, tps, weight_bytes_torch(hf), same(ref, outs[0]))
-        del hf
+            def run_hf(b=b, hf=hf):
+                tps, outs = bench_hf(hf, prompts[:b], n)
+                return tps, outs[0]
+
+            cells.append(("transformers", "fp32", b, weight_bytes_torch(hf), "fp32", run_hf))
+        keep.append(hf)
+        del hf, run_hf
+        if args.rounds == 1:
+            _time_cells(cells, 1, n)
+            cells, keep = [], []
     if not args.no_llama:
+        from owngpt.export.gguf import export_gguf, open_llama
         from owngpt.tokenizer import train_bpe
 
         tok = train_bpe(["the quick brown fox jumps over the lazy dog. " * 50], 300)  # rows past it: [PAD] tokens
-        from owngpt.export.gguf import export_gguf
-
         with tempfile.TemporaryDirectory() as tmp:
             for dtype in args.dtypes.split(","):
                 path = Path(tmp) / f"model-{dtype}.gguf"
                 export_gguf(model, tok, path, dtype)
-                tps, out = bench_llama(path, prompts[0], n, args.threads)
-                row("llama.cpp", dtype, 1, tps, gguf_weight_bytes(path), same(ref, out))
-                path.unlink()
+                llm = open_llama(path, n_ctx=args.prompt_len + n, threads=args.threads)
+                llama_cpp_greedy(llm, prompts[0], 4)  # warm-up
+                cells.append(("llama.cpp", dtype, 1, gguf_weight_bytes(path), dtype,
+                              partial(bench_llama, llm, prompts[0], n)))
+                keep.append(llm)
+                del llm
+                if args.rounds == 1:
+                    _time_cells(cells, 1, n)
+                    cells, keep = [], []
+                path.unlink()  # llama.cpp maps the file: an open model keeps reading it
+    if cells:
+        _time_cells(cells, args.rounds, n)
+
+
+_HEADER_PRINTED = []
+_REF: list[list[int]] = []  # owngpt fp32's greedy tokens (the first owngpt row)
+
+
+def _time_cells(cells, rounds: int, n: int) -> None:
+    """Time every cell `rounds` times, interleaved round by round, and print its table row (the median tok/s, and
+    the range over the rounds when there are several); with several rounds also the ratio table."""
+    if not _HEADER_PRINTED:
+        print("| runtime | weights | batch | tok/s | weight MB/step | weight GB/s | greedy = owngpt fp32 |")
+        print("|---|---|---|---|---|---|---|")
+        _HEADER_PRINTED.append(True)
+    speeds: list[list[float]] = [[] for _ in cells]
+    tokens: list[list[int]] = [[] for _ in cells]
+    for r in range(rounds):
+        for i, cell in enumerate(cells):
+            tps, toks = cell[5]()
+            speeds[i].append(tps)
+            tokens[i] = tokens[i] or toks
+        if rounds > 1:
+            print(f"round {r + 1}: " + ", ".join(f"{c[0]} {c[1]} b{c[2]} {s[-1]:.1f}" for c, s in zip(cells, speeds)),
+                  flush=True)
+    for (runtime, label, batch, nbytes, _, _), s, toks in zip(cells, speeds, tokens):
+        _REF[:] = _REF or ([toks] if runtime == "owngpt" else [])
+        tps = statistics.median(s)
+        spread = f" ({min(s):.1f}-{max(s):.1f})" if rounds > 1 else ""
+        match = same(_REF[0], toks) if _REF else ""
+        print(f"| {runtime} | {label} | {batch} | {tps:.1f}{spread} | {nbytes / 1e6:.0f} | "
+              f"{nbytes * tps / batch / 1e9:.1f} | {match} |", flush=True)
+    if rounds > 1:
+        llama = {c[4]: s for c, s in zip(cells, speeds) if c[0] == "llama.cpp"}
+        print(f"\nowngpt at batch 1 against llama.cpp at the same precision, per round ({rounds} rounds):\n")
+        print("| owngpt | llama.cpp | median ratio | min-max |")
+        print("|---|---|---|---|")
+        for (runtime, label, batch, _, dtype, _), s in zip(cells, speeds):
+            theirs = llama.get(SAME_PRECISION.get(dtype, ""))
+            if runtime == "owngpt" and batch == 1 and theirs:
+                ratios = [a / b for a, b in zip(s, theirs)]
+                print(f"| {label} | {SAME_PRECISION[dtype]} | **{statistics.median(ratios):.2f}x** | "
+                      f"{min(ratios):.2f}-{max(ratios):.2f} |")
 
 
 if __name__ == "__main__":

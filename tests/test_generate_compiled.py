@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gen_fixtures import greedy, invoke, model, random_gpt, save_run, tok  # noqa: F401 - fixtures
 from owngpt.errors import OwnGPTError
@@ -26,9 +27,27 @@ def steps(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def left_in_graphs(monkeypatch):
+    """For each graph the compiled step hands to Inductor: (calls rewritten, F.linear calls left, SDPA calls left)."""
+    seen = []
+    real = compiled_mod._one_row_rewrites
+
+    def rewrite(gm):
+        done = real(gm)
+        left = [sum(n.op == "call_function" and n.target is f for n in gm.graph.nodes)
+                for f in (F.linear, F.scaled_dot_product_attention)]
+        seen.append((done, *left))
+        return done
+
+    monkeypatch.setattr(compiled_mod, "_one_row_rewrites", rewrite)
+    return seen
+
+
 @needs_compiler
 @pytest.mark.parametrize("preset,n_kv_head", [("gpt2", None), ("modern", 1)])
-def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_head, steps):
+def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_head, steps, left_in_graphs):
+    """...and every product and attention of one row in the graphs Inductor gets is in its rewritten form."""
     from torch._dynamo.utils import counters
 
     net = random_gpt(50, preset=preset, block=48, n_kv_head=n_kv_head)
@@ -52,6 +71,41 @@ def test_compiled_steps_give_the_eager_logits_and_greedy_tokens(preset, n_kv_hea
     with torch._dynamo.config.patch(error_on_recompile=True):  # after the warm-up nothing compiles again
         assert [generate_ids(net, [p], greedy(30)) for p in prompts] == eager  # caches of other lengths too
     assert len(steps) == 3 * 30 and set(steps) == {1}  # every decode step of each row went through the compiled step
+    # 2 layers of 4 products (the modern preset's gate and up projections are one matrix), the head, 2 attentions
+    assert left_in_graphs and all(left == (2 * 4 + 1 + 2, 0, 0) for left in left_in_graphs)
+
+
+@pytest.mark.parametrize("heads,kv_heads,mask", [(4, 4, None), (4, 2, None), (4, 1, "bool"), (4, 4, "float"),
+                                                 (6, 3, "bool")])
+def test_one_query_attention_is_sdpa(heads, kv_heads, mask):
+    """The compiled step's attention of one query (_one_query_attention) gives torch's SDPA result: grouped KV heads,
+    a padding mask (bool, or added to the scores) and an explicit scale."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, heads, 1, 8, generator=g)
+    k, v = (torch.randn(2, kv_heads, 7, 8, generator=g) for _ in range(2))
+    attn_mask = None
+    if mask == "bool":
+        attn_mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+        attn_mask[0, ..., :3] = False  # the first row's first three positions are padding
+    elif mask == "float":
+        attn_mask = torch.randn(2, 1, 1, 7, generator=g)
+    gqa = {"enable_gqa": True} if heads != kv_heads else {}
+    for scale in (None, 0.3):
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale, **gqa)
+        got = compiled_mod._one_query_attention(q, k, v, attn_mask=attn_mask, scale=scale, **gqa)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_row_sum_is_linear(bias):
+    """Of a contiguous row (taken with as_strided) and of a row whose elements are strided (reshaped)."""
+    g = torch.Generator().manual_seed(1)
+    x, w, b = torch.randn(1, 1, 12, generator=g), torch.randn(5, 12, generator=g), torch.randn(5, generator=g)
+    b = b if bias else None
+    strided = torch.randn(1, 12, 2, generator=g)[..., 0]  # stride 2 along the row
+    sliced = torch.randn(1, 1, 20, generator=g)[..., 4:16]  # a view at an offset into its storage
+    for row in (x, sliced, strided):
+        torch.testing.assert_close(compiled_mod._row_sum(row, w, b), F.linear(row, w, b))
 
 
 @needs_compiler

@@ -4,14 +4,19 @@ A batch-1 decode step reads every weight once and runs ~1,000 small operations a
 KV-cache copies). In eager PyTorch the small operations cost as much as a third of the step, and the one-row
 products go through the BLAS's matrix-vector kernel (MKL's reads fp32 weights at ~13 GB/s on an AMD EPYC,
 numpy's OpenBLAS at ~22: owngpt/generate/gemv.py). Here the whole step — the model's forward for one new token
-with its KV cache — goes through torch.compile (Inductor's C++ backend), and inside it each one-row fp32 product
-is written as an elementwise product summed over the row (`_RowSums`), which Inductor turns into one vectorised
-loop per matrix that reads the weights once at about the copy bandwidth; the small operations fuse around them.
-On the EPYC it decoded a GPT-2-124M-shaped model 1.26-1.36x faster than the eager step with numpy's product, at
-0.75-0.83x llama.cpp's f32 speed on the same weights (docs/benchmarks.md, "Compiled decoding").
+with its KV cache — goes through torch.compile (Inductor's C++ backend). Before Inductor gets the traced graph,
+`_one_row_rewrites` writes each one-row fp32 product as an elementwise product summed over the row (`_row_sum`),
+which Inductor turns into one vectorised loop per matrix that reads the weights once at about the copy bandwidth,
+and the attention of the one new token as products, a softmax and sums (`_one_query_attention`) instead of a call
+to ATen's flash-attention kernel; the small operations fuse around them, and the step becomes one C++ kernel.
+On the EPYC it decoded a GPT-2-124M-shaped model 1.4-1.7x faster than the eager step with numpy's product (1.18x
+faster than an earlier version that rewrote the products while tracing, through a TorchFunctionMode that then ran
+Python at every operation of every step, and left the attention and the layer norms' recomputation inside the
+products), at 0.86-0.90x llama.cpp's f32 speed on the same weights (medians of interleaved rounds), and the
+quickstart's model 4.0-4.4x faster than eager (docs/benchmarks.md, "One kernel per step").
 
-Cost: compiling takes tens of seconds (24-46 s for GPT-2-124M on 2 cores, up to ~70 s on a busy machine; less for
-smaller models), paid in `compile_decoding` by a short warm-up decode, so that the first reply does not wait for
+Cost: compiling takes tens of seconds to minutes (GPT-2-124M on 2 cores: ~130 s the first time, ~40 s once
+Inductor's on-disk cache holds the kernels; 43 s for the quickstart's model the first time, 13.6 s after), paid in `compile_decoding` by a short warm-up decode, so that the first reply does not wait for
 it. It needs the C++ compiler Inductor builds its CPU kernels with ($CXX, else g++; clang++ on macOS). The
 compiled step is shared by every generation of that model in the process: the warm-up decodes from a one-token
 and a two-token prompt past a growth of the cache, after which the position and the cache's length are symbols,
@@ -46,7 +51,7 @@ compilation in another thread at that moment would read it too.
 An int8-dynamic model's products stay calls to fbgemm's kernel through a custom op (owngpt/model/quantized.py: its
 packed weights are an object dynamo cannot trace), and only the small operations and float products around them are
 compiled. Written out as int8 weight x row, summed, scaled (the
-_RowSums way), the same products became code that read 1.3 GB/s on an AVX2 CPU (8 int8 values a load): 11.7
+_row_sum way), the same products became code that read 1.3 GB/s on an AVX2 CPU (8 int8 values a load): 11.7
 tokens/s against 60-70 with the kernels, so that is not done.
 """
 
@@ -59,7 +64,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from owngpt.errors import OwnGPTError
 from owngpt.generate.gemv import _one_row
@@ -151,9 +155,8 @@ def decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tenso
         # the first compilation fixes the position and the cache's length; the next ones (in the warm-up) make them
         # symbols, so that longer replies and grown caches reuse the code. dynamic=True from the start compiles
         # fewer times but decoded slower in a trial here, so it is left to torch's automatic choice
-        _compiled_step = torch.compile(_step)
-    with _RowSums():
-        return _compiled_step(model, ids, cache)
+        _compiled_step = torch.compile(_step, backend=_backend())
+    return _compiled_step(model, ids, cache)
 
 
 def _frozen_decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
@@ -165,7 +168,7 @@ def _frozen_decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> tor
         # five) save memory; it decoded no slower here. Each torch.compile keeps its own versions
         options = {"freezing": True, "max_autotune_gemm": True, "max_autotune_gemm_backends": backends,
                    "fx_graph_cache": False}
-        step = _frozen_steps[backends] = torch.compile(_step, dynamic=True, options=options)
+        step = _frozen_steps[backends] = torch.compile(_step, dynamic=True, backend=_backend(options))
     # freezing is read while dynamo traces too (the options reach only Inductor): it guards the weights by identity
     # and Int8Linear then calls the ATen op that Inductor's template replaces. Set for the call (a few us), under a
     # lock so that two threads decoding at once cannot leave it set
@@ -173,8 +176,7 @@ def _frozen_decode_step(model: torch.nn.Module, ids: torch.Tensor, cache) -> tor
     with _FREEZING:
         before, config.freezing = config.freezing, True
         try:
-            with _RowSums():
-                return step(model, ids, cache)
+            return step(model, ids, cache)
         finally:
             config.freezing = before
 
@@ -183,22 +185,113 @@ def _step(model: torch.nn.Module, ids: torch.Tensor, cache) -> torch.Tensor:
     return model(ids, cache=cache)
 
 
-class _RowSums(TorchFunctionMode):
-    """While torch.compile traces the step: F.linear of one fp32 row becomes (weight * row).sum(-1), which Inductor
-    compiles into a single pass over the weight. Outside tracing (dynamo fell back to eager) nothing changes: in
-    eager that form would build a weight-sized temporary."""
+def _backend(options: dict | None = None) -> Callable:
+    """torch.compile's backend for the step: Inductor (its C++ backend, with `options` as config patches) on the
+    step's graph after _one_row_rewrites. Inductor's size asserts are off: they re-check in Python, at every step,
+    the sizes and strides of each input (~170 calls for GPT-2-124M) that dynamo's guards have just checked."""
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.linear and torch.compiler.is_compiling():
-            x, w = args[0], args[1]
-            b = args[2] if len(args) > 2 else kwargs.get("bias")
-            if _one_row(x, w, b):  # gemv.py's test: one fp32 CPU row, no autograd, a contiguous matrix
-                y = (w * x.reshape(1, -1)).sum(-1)
-                if b is not None:
-                    y = y + b
-                return y.reshape(*x.shape[:-1], w.shape[0])
-        return func(*args, **kwargs)
+    def compile_step(gm: torch.fx.GraphModule, example_inputs):
+        from torch._inductor.compile_fx import compile_fx
+
+        _one_row_rewrites(gm)
+        return compile_fx(gm, example_inputs, config_patches={"size_asserts": False, **(options or {})})
+
+    return compile_step
+
+
+def _one_row_rewrites(gm: torch.fx.GraphModule) -> int:
+    """Rewrite the traced step's graph (dynamo's, before Inductor) where it works on one row, into forms that
+    Inductor fuses into the kernels around them; the number of calls rewritten:
+    - F.linear of one fp32 row becomes (weight * row).sum(-1) (+ bias): one vectorised pass over the weight at about
+      the copy bandwidth, where the call would be MKL's matrix-vector kernel (~13 GB/s on an AMD EPYC);
+    - attention of one query (SDPA without dropout) becomes _one_query_attention's products, softmax and sums, where
+      the call would be ATen's flash-attention kernel for the CPU (~0.1 ms a call for a one-row query).
+    Done on the graph rather than by a TorchFunctionMode around the call, so that no Python runs per operation when
+    the compiled step runs."""
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is F.linear:
+            args = _bound(node, ("input", "weight", "bias"))
+            x, w, b = (_example(gm, args.get(k)) for k in ("input", "weight", "bias"))
+            if x is None or w is None or ("bias" in args and args["bias"] is not None and b is None):
+                continue
+            if not _one_row(x, w, b) or not isinstance(w.shape[0], int):
+                continue
+            replacement = _row_sum
+        elif node.target is F.scaled_dot_product_attention:
+            args = _bound(node, ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale"))
+            q, k = _example(gm, args.get("query")), _example(gm, args.get("key"))
+            if (q is None or k is None or q.dim() != 4 or k.dim() != 4 or q.shape[-2] != 1
+                    or not q.dtype.is_floating_point or args.get("dropout_p", 0.0) != 0.0
+                    or args.get("is_causal", False) is not False
+                    or not (q.shape[1] == k.shape[1] or (args.get("enable_gqa") and q.shape[1] % k.shape[1] == 0))):
+                continue
+            replacement = _one_query_attention
+        else:
+            continue
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_function(replacement, (), args)
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def _bound(node: torch.fx.Node, names: tuple[str, ...]) -> dict:
+    """The node's arguments by name (positional ones named in `names`' order), its keyword arguments as they are."""
+    return {**dict(zip(names, node.args)), **node.kwargs}
+
+
+def _example(gm: torch.fx.GraphModule, arg):
+    """The (fake) tensor an argument of a traced graph stands for, None when it is no tensor."""
+    if isinstance(arg, torch.fx.Node):
+        if arg.op == "get_attr":
+            value = gm
+            for part in arg.target.split("."):
+                value = getattr(value, part)
+            return value if isinstance(value, torch.Tensor) else None
+        value = arg.meta.get("example_value")
+        return value if isinstance(value, torch.Tensor) else None
+    return None
+
+
+def _row_sum(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear of one row (_one_row_rewrites) as the weight times the row, summed over the row.
+
+    The row is taken with torch.as_strided, a view of its memory, which makes Inductor store the row once. Through
+    reshape, Inductor would compute the row's producer (a layer norm: the row, its mean and spread, the norm's weight
+    and bias) inside the loop over the weight, again for each of the weight's rows: five loads per weight load instead
+    of two; the GPT-2-124M-shaped model decoded 1.05-1.14x faster with the row stored."""
+    k = weight.shape[1]
+    row = torch.as_strided(input, (1, k), (k, 1)) if input.stride(-1) == 1 else input.reshape(1, k)
+    y = (weight * row).sum(-1)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*input.shape[:-1], weight.shape[0])
+
+
+def _one_query_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0, is_causal: bool = False,
+                         scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
+    """F.scaled_dot_product_attention of one query position (_one_row_rewrites): query (B, H, 1, D), key and value
+    (B, H_kv, S, D) with H a multiple of H_kv (each group of H / H_kv consecutive query heads shares one key/value
+    head, as enable_gqa does), written as products and sums over the cached positions."""
+    B, H, _, D = query.shape
+    groups = key.shape[1]
+    q = query.reshape(B, groups, H // groups, 1, D)
+    scores = (q * key[:, :, None]).sum(-1) * (D ** -0.5 if scale is None else scale)  # (B, H_kv, H / H_kv, S)
+    if attn_mask is not None:
+        mask = attn_mask.expand(B, H, 1, key.shape[2]).reshape(B, groups, H // groups, key.shape[2])
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    weights = scores.softmax(-1)
+    out = (weights[..., None] * value[:, :, None]).sum(-2)  # (B, H_kv, H / H_kv, D)
+    return out.reshape(B, H, 1, D)
 
 
 def _warm_up_frozen(model: torch.nn.Module) -> None:
