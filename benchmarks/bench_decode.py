@@ -296,17 +296,15 @@ def _time_cells(cells, rounds: int, n: int) -> None:
         match = same(_REF[0], toks) if _REF else ""
         print(f"| {runtime} | {label} | {batch} | {tps:.1f}{spread} | {nbytes / 1e6:.0f} | "
               f"{nbytes * tps / batch / 1e9:.1f} | {match} |", flush=True)
-    if rounds > 1:
-        llama = {c[4]: s for c, s in zip(cells, speeds) if c[0] == "llama.cpp"}
+    llama = {c[4]: s for c, s in zip(cells, speeds) if c[0] == "llama.cpp"}
+    pairs = [(c[1], SAME_PRECISION[c[4]], [a / b for a, b in zip(s, llama[SAME_PRECISION[c[4]]])])
+             for c, s in zip(cells, speeds) if c[0] == "owngpt" and c[2] == 1 and SAME_PRECISION.get(c[4]) in llama]
+    if rounds > 1 and pairs:
         print(f"\nowngpt at batch 1 against llama.cpp at the same precision, per round ({rounds} rounds):\n")
         print("| owngpt | llama.cpp | median ratio | min-max |")
         print("|---|---|---|---|")
-        for (runtime, label, batch, _, dtype, _), s in zip(cells, speeds):
-            theirs = llama.get(SAME_PRECISION.get(dtype, ""))
-            if runtime == "owngpt" and batch == 1 and theirs:
-                ratios = [a / b for a, b in zip(s, theirs)]
-                print(f"| {label} | {SAME_PRECISION[dtype]} | **{statistics.median(ratios):.2f}x** | "
-                      f"{min(ratios):.2f}-{max(ratios):.2f} |")
+        for label, theirs, ratios in pairs:
+            print(f"| {label} | {theirs} | **{statistics.median(ratios):.2f}x** | {min(ratios):.2f}-{max(ratios):.2f} |")
 
 
 if __name__ == "__main__":
