@@ -23,7 +23,7 @@ def load(path: "str | Path", *, adapter: "str | Path | None" = None, device: str
     `.tokenizer`, `.meta`. dtype auto: bf16 weights where the CPU or GPU computes bf16 natively, else fp32.
     ensemble: more checkpoints with the same tokenizer, whose next-token probabilities are averaged with this one's.
     compile: batch-1 CPU decoding through torch.compile (faster tokens after tens of seconds of compiling here, up
-    to two minutes for int8-weight)."""
+    to two minutes for a GPT-2-sized or an int8-weight model)."""
     from owngpt.generate.api import load as _load
 
     return _load(path, adapter=adapter, device=device, dtype=dtype, ensemble=ensemble, compile=compile)

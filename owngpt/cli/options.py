@@ -22,16 +22,17 @@ def dtype(default: str = "auto", note: str = "") -> Any:
 
 def compile_decoding() -> Any:
     return typer.Option(False, "--compile", help="Decode one row at a time through torch.compile on the CPU (fp32 "
-                        "or int8 weights): ~1.3x the tokens/s of a GPT-2-sized fp32 model and ~1.7x of an "
-                        "int8-weight one, after compiling at start: tens of seconds (up to two minutes for "
-                        "int8-weight, at every start) (needs a C++ compiler such as g++).")
+                        "or int8 weights): 1.4-1.7x the tokens/s of a GPT-2-sized fp32 model, ~4x of a small one, ~1.7x of an "
+                        "int8-weight one, after compiling at start: tens of seconds to two minutes (int8-weight: at "
+                        "every start; fp32: shorter once Inductor's on-disk cache holds the kernels) (needs a C++ "
+                        "compiler such as g++).")
 
 
 def announce_compile(compile: bool) -> None:
     """--compile's wait, said on stderr before the model loads (the compilation runs inside the load)."""
     if compile:
-        typer.echo("compiling the one-row decode step (tens of seconds, up to two minutes for an int8-weight model; "
-                   "Inductor's on-disk cache shortens later starts of fp32 models)...", err=True)
+        typer.echo("compiling the one-row decode step (tens of seconds, up to two minutes for a GPT-2-sized or an "
+                   "int8-weight model; Inductor's on-disk cache shortens later starts of fp32 models)...", err=True)
 
 
 def adapter() -> Any:

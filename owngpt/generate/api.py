@@ -76,7 +76,7 @@ def load(path: str | Path, *, adapter: str | Path | None = None, device: str = "
     ensemble: more checkpoints with the same tokenizer; the model is then an Ensemble (owngpt/model/ensemble.py)
     that averages their next-token probabilities with this one's (the adapter applies to `path` only; the meta is
     `path`'s). compile: one-row decode steps on the CPU through torch.compile (owngpt/generate/compiled.py), compiled
-    here before returning (tens of seconds; up to two minutes for an int8-weight model)."""
+    here before returning (tens of seconds; up to two minutes for a GPT-2-sized or an int8-weight model)."""
     from owngpt.checkpoint.format import load_model
 
     dev = resolve_device(device)
