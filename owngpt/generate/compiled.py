@@ -57,6 +57,7 @@ tokens/s against 60-70 with the kernels, so that is not done.
 
 from __future__ import annotations
 
+import operator
 import shutil
 import threading
 import weakref
@@ -250,15 +251,10 @@ def _bound(node: torch.fx.Node, names: tuple[str, ...]) -> dict:
 
 def _example(gm: torch.fx.GraphModule, arg):
     """The (fake) tensor an argument of a traced graph stands for, None when it is no tensor."""
-    if isinstance(arg, torch.fx.Node):
-        if arg.op == "get_attr":
-            value = gm
-            for part in arg.target.split("."):
-                value = getattr(value, part)
-            return value if isinstance(value, torch.Tensor) else None
-        value = arg.meta.get("example_value")
-        return value if isinstance(value, torch.Tensor) else None
-    return None
+    if not isinstance(arg, torch.fx.Node):
+        return None
+    value = operator.attrgetter(arg.target)(gm) if arg.op == "get_attr" else arg.meta.get("example_value")
+    return value if isinstance(value, torch.Tensor) else None
 
 
 def _row_sum(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
